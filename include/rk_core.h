@@ -1,0 +1,392 @@
+/*
+ * rk_core.h — the foundation every rankd module builds on.
+ *
+ * Error codes (one table), the counting allocator with limits and fault
+ * injection, arenas, a hash map, dynamic arrays, bounded string buffers and
+ * strict number parsing, logging, clocks, a small thread pool and the
+ * configuration tree (YAML or JSON).
+ *
+ * Conventions used throughout rankd:
+ *  - every fallible function returns int: 0 on success, a negative RK_E* code
+ *    otherwise; results come back through out-parameters;
+ *  - handles are opaque; destroy(NULL) does nothing;
+ *  - detailed messages travel in an rk_err (code + text) owned by the caller
+ *    or kept by a handle for its last error.
+ */
+#ifndef RK_CORE_H
+#define RK_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RK_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define RK_NODISCARD __attribute__((warn_unused_result))
+#else
+#define RK_PRINTF(a, b)
+#define RK_NODISCARD
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* X(name, value, message). Codes are only ever appended, never renumbered,
+ * because they travel over HTTP and into logs. */
+#define RK_ERRNO_MAP(X)                                                    \
+    X(OK, 0, "success")                                                    \
+    X(NOMEM, -1, "out of memory")                                          \
+    X(INVAL, -2, "invalid argument")                                       \
+    X(IO, -3, "I/O error")                                                 \
+    X(NOTFOUND, -4, "not found")                                           \
+    X(EXIST, -5, "already exists")                                         \
+    X(PARSE, -6, "malformed input")                                        \
+    X(CONFIG, -7, "invalid configuration")                                 \
+    X(CORRUPT, -8, "corrupted data")                                       \
+    X(LIMIT, -9, "limit exceeded")                                         \
+    X(STATE, -10, "invalid state")                                         \
+    X(STORE, -11, "storage backend error")                                 \
+    X(FULL, -12, "storage full")                                           \
+    X(VERSION, -13, "incompatible format version")                         \
+    X(TYPE, -14, "wrong type")                                             \
+    X(CLOSED, -15, "closed")                                               \
+    X(UNSUPPORTED, -16, "not supported")                                   \
+    X(TIMEOUT, -17, "timed out")                                           \
+    X(BUSY, -18, "resource busy")                                          \
+    X(INTERNAL, -19, "internal error")
+
+enum {
+#define RK__ERR_ENUM(name, val, msg) RK_E##name = (val),
+    RK_ERRNO_MAP(RK__ERR_ENUM)
+#undef RK__ERR_ENUM
+};
+/* RK_OK is an alias for RK_EOK that reads better at call sites. */
+#define RK_OK 0
+
+/* Human message for a code ("out of memory"); never NULL, "unknown error"
+ * for codes outside the table. Thread-safe, returns static storage. */
+const char *rk_strerror(int code);
+/* Stable upper-case name for a code ("NOMEM"); never NULL. Thread-safe. */
+const char *rk_errname(int code);
+
+/* A code plus a detailed message, e.g. "events.csv:12: bad timestamp 'x'".
+ * Zero-initialise (or rk_err_clear) before use. Not thread-safe per object. */
+#define RK_ERR_MSG_MAX 512
+typedef struct rk_err {
+    int code;
+    char msg[RK_ERR_MSG_MAX];
+} rk_err;
+
+/* Records code and a formatted message in err (err may be NULL) and returns
+ * code, so callers can write `return rk_err_set(err, RK_EINVAL, "...")`. */
+int rk_err_set(rk_err *err, int code, const char *fmt, ...) RK_PRINTF(3, 4);
+int rk_err_setv(rk_err *err, int code, const char *fmt, va_list ap);
+/* Prefixes the existing message with a formatted context ("import: ").
+ * Returns err->code. err may be NULL (returns RK_EINTERNAL then). */
+int rk_err_prefix(rk_err *err, const char *fmt, ...) RK_PRINTF(2, 3);
+void rk_err_clear(rk_err *err);
+/* The message if set, else rk_strerror(code). err may be NULL ("success"). */
+const char *rk_err_msg(const rk_err *err);
+
+/* ------------------------------------------------------------------------ */
+/* Allocation                                                                */
+/* ------------------------------------------------------------------------ */
+/*
+ * All rankd allocation goes through these functions. They count bytes in
+ * use, the high-water mark and the number of allocations, enforce an
+ * optional byte limit, and can be told to fail the Nth allocation (fault
+ * injection for tests). The counters are process-wide atomics; the knobs
+ * are set by the program (CLI from config, tests) before threads start.
+ * All functions are thread-safe.
+ */
+void *rk_malloc(size_t size);
+void *rk_calloc(size_t n, size_t size);
+void *rk_realloc(void *p, size_t size);
+void rk_free(void *p);
+char *rk_strdup(const char *s);
+char *rk_strndup(const char *s, size_t n);
+void *rk_memdup(const void *p, size_t n);
+
+typedef struct rk_mem_stats {
+    size_t in_use;       /* bytes currently allocated */
+    size_t peak;         /* high-water mark of in_use */
+    size_t limit;        /* 0 = unlimited */
+    uint64_t allocs;     /* successful allocations since start */
+    uint64_t failures;   /* allocations refused (limit or injection) */
+} rk_mem_stats;
+
+void rk_mem_get_stats(rk_mem_stats *out);
+/* Refuse allocations that would push in_use above limit bytes (0 = none). */
+void rk_mem_set_limit(size_t limit);
+/* Make the nth allocation from now fail (1 = the very next). If persist is
+ * nonzero every allocation after it fails too. n = 0 disables injection. */
+void rk_mem_fail_at(uint64_t n, int persist);
+/* Number of allocation attempts since the last rk_mem_fail_at call; lets a
+ * test loop "fail the 1st, 2nd, ... Nth" until an operation succeeds. */
+uint64_t rk_mem_attempts(void);
+
+/* ------------------------------------------------------------------------ */
+/* Arena: bump allocation freed in one call                                  */
+/* ------------------------------------------------------------------------ */
+/*
+ * Request-scoped memory. Chunks come from rk_malloc. max_bytes bounds the
+ * total (0 = unbounded). Built with -DRK_NO_ARENA every allocation is a
+ * separate rk_malloc so sanitizers see each one. Not thread-safe.
+ */
+typedef struct rk__arena_chunk rk__arena_chunk;
+typedef struct rk_arena {
+    rk__arena_chunk *head;
+    size_t chunk_size;
+    size_t max_bytes;
+    size_t used;      /* bytes handed out */
+    size_t reserved;  /* bytes obtained from rk_malloc */
+} rk_arena;
+
+void rk_arena_init(rk_arena *a, size_t chunk_size, size_t max_bytes);
+/* 16-byte aligned; NULL when out of memory or over max_bytes. */
+void *rk_arena_alloc(rk_arena *a, size_t size);
+void *rk_arena_memdup(rk_arena *a, const void *p, size_t n);
+/* Copies n bytes and a terminating NUL. */
+char *rk_arena_strndup(rk_arena *a, const char *s, size_t n);
+char *rk_arena_sprintf(rk_arena *a, const char *fmt, ...) RK_PRINTF(2, 3);
+/* Frees everything but keeps the first chunk for reuse. */
+void rk_arena_reset(rk_arena *a);
+/* Frees everything. The arena may be re-initialised afterwards. */
+void rk_arena_free(rk_arena *a);
+
+/* ------------------------------------------------------------------------ */
+/* Dynamic arrays                                                            */
+/* ------------------------------------------------------------------------ */
+/*
+ * RK_VEC(int) v = {0}; if (rk_vec_push(&v, 42)) ...; rk_vec_free(&v);
+ * max (0 = unbounded) caps the element count: growth beyond returns RK_ELIMIT.
+ */
+#define RK_VEC(T) struct { T *v; size_t n, cap, max; }
+int rk__vec_grow(void **v, size_t *cap, size_t max, size_t elem, size_t need);
+#define rk_vec_reserve(vp, need)                                           \
+    rk__vec_grow((void **)&(vp)->v, &(vp)->cap, (vp)->max, sizeof(*(vp)->v), (need))
+/* Evaluates to 0 or a negative error. */
+#define rk_vec_push(vp, x)                                                 \
+    ((vp)->n < (vp)->cap || rk_vec_reserve((vp), (vp)->n + 1) == 0         \
+         ? ((vp)->v[(vp)->n++] = (x), 0)                                   \
+         : rk_vec_reserve((vp), (vp)->n + 1))
+#define rk_vec_free(vp) (rk_free((vp)->v), (vp)->v = NULL, (vp)->n = (vp)->cap = 0)
+
+/* ------------------------------------------------------------------------ */
+/* Bounded byte buffer and string helpers                                    */
+/* ------------------------------------------------------------------------ */
+/* A growable buffer with a hard maximum (like curl's dynbuf). Always NUL
+ * terminated when len > 0 or after any append. Not thread-safe. */
+typedef struct rk_buf {
+    char *data;
+    size_t len, cap, max;
+} rk_buf;
+
+void rk_buf_init(rk_buf *b, size_t max);           /* max 0 = unbounded */
+int rk_buf_reserve(rk_buf *b, size_t extra);        /* RK_ENOMEM / RK_ELIMIT */
+int rk_buf_append(rk_buf *b, const void *p, size_t n);
+int rk_buf_puts(rk_buf *b, const char *s);
+int rk_buf_putc(rk_buf *b, char c);
+int rk_buf_printf(rk_buf *b, const char *fmt, ...) RK_PRINTF(2, 3);
+/* Appends s as a JSON string literal, quotes included, escaping controls,
+ * quote and backslash; invalid UTF-8 bytes become U+FFFD. */
+int rk_buf_put_json_str(rk_buf *b, const char *s, size_t n);
+void rk_buf_reset(rk_buf *b);                        /* len = 0, keeps memory */
+void rk_buf_free(rk_buf *b);
+
+/* Strict parsers: the whole [s, s+n) must be the number, no spaces.
+ * Return 0 or RK_EPARSE (also for overflow, NaN and infinities in f64). */
+int rk_parse_i64(const char *s, size_t n, int64_t *out);
+int rk_parse_u64(const char *s, size_t n, uint64_t *out);
+int rk_parse_f64(const char *s, size_t n, double *out);
+
+/* Length of the valid UTF-8 prefix of s (== n if all valid). */
+size_t rk_utf8_valid_prefix(const char *s, size_t n);
+/* Appends Latin-1 bytes converted to UTF-8. */
+int rk_buf_put_latin1(rk_buf *b, const char *s, size_t n);
+
+/* 64-bit and 128-bit hashes (xxh3) of a byte string. */
+uint64_t rk_hash64(const void *p, size_t n, uint64_t seed);
+void rk_hash128(const void *p, size_t n, uint8_t out[16]);
+
+/* ------------------------------------------------------------------------ */
+/* Hash map: byte-string keys -> uint64 values                               */
+/* ------------------------------------------------------------------------ */
+/*
+ * Open addressing with linear probing and backward-shift deletion. Keys are
+ * copied into the map. max_entries bounds the size (0 = unbounded);
+ * inserting a new key into a full map returns RK_ELIMIT so a caller can
+ * evict (rk_map_evict_one) and retry. Not thread-safe.
+ */
+typedef struct rk_map rk_map;
+
+int rk_map_create(rk_map **out, size_t max_entries);
+void rk_map_destroy(rk_map *m);
+/* 0 and *val on hit, RK_ENOTFOUND on miss. */
+int rk_map_get(const rk_map *m, const void *key, size_t klen, uint64_t *val);
+/* Insert or overwrite. RK_ENOMEM, RK_ELIMIT. */
+int rk_map_put(rk_map *m, const void *key, size_t klen, uint64_t val);
+/* 0 if removed, RK_ENOTFOUND if absent. */
+int rk_map_del(rk_map *m, const void *key, size_t klen);
+/* Removes some entry (clock-hand order) to make room; RK_ENOTFOUND if empty. */
+int rk_map_evict_one(rk_map *m);
+size_t rk_map_size(const rk_map *m);
+void rk_map_clear(rk_map *m);
+/* Iteration: start with *it = 0; returns 1 while entries remain. Borrowed
+ * key pointer valid until the next mutation. */
+int rk_map_next(const rk_map *m, size_t *it, const void **key, size_t *klen,
+                uint64_t *val);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                   */
+/* ------------------------------------------------------------------------ */
+typedef enum rk_log_level {
+    RK_LOG_DEBUG = 0,
+    RK_LOG_INFO = 1,
+    RK_LOG_WARN = 2,
+    RK_LOG_ERROR = 3,
+    RK_LOG_OFF = 4
+} rk_log_level;
+
+/* A logger is a plain struct owned by the program and passed to modules.
+ * A NULL logger discards everything. Lines are written whole
+ * (thread-safe): "2026-11-22T10:00:00.123Z INFO store: opened ./data". */
+typedef struct rk_logger {
+    rk_log_level level;
+    FILE *out;
+} rk_logger;
+
+void rk_logger_init(rk_logger *lg, rk_log_level level, FILE *out);
+/* Parses "debug|info|warn|error|off"; RK_EINVAL otherwise. */
+int rk_log_level_parse(const char *s, rk_log_level *out);
+void rk_log(const rk_logger *lg, rk_log_level level, const char *module,
+            const char *fmt, ...) RK_PRINTF(4, 5);
+
+/* ------------------------------------------------------------------------ */
+/* Clocks                                                                    */
+/* ------------------------------------------------------------------------ */
+uint64_t rk_clock_mono_ns(void);   /* monotonic, for durations */
+int64_t rk_clock_wall_ms(void);    /* Unix epoch milliseconds */
+void rk_sleep_ms(uint32_t ms);
+/* Formats epoch ms as ISO-8601 UTC "2026-11-22T10:00:00.123Z". */
+void rk_format_time_ms(int64_t ms, char out[32]);
+/* Parses ISO-8601 ("2019-11-15T10:22:05Z", "2019-11-15 10:22:05",
+ * "2019-11-15"), or a plain integer (seconds if < 1e11, else ms).
+ * MIND's "11/15/2019 10:22:05 AM" form is accepted too. */
+int rk_parse_time_ms(const char *s, size_t n, int64_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Thread pool                                                               */
+/* ------------------------------------------------------------------------ */
+/*
+ * Fixed worker threads and a bounded FIFO of tasks. submit blocks while the
+ * queue is full. All functions are thread-safe except destroy.
+ */
+typedef struct rk_pool rk_pool;
+typedef void (*rk_task_fn)(void *arg);
+/* For parallel_for: process items [begin, end). */
+typedef void (*rk_range_fn)(void *arg, size_t begin, size_t end);
+
+int rk_pool_create(rk_pool **out, unsigned nthreads, size_t queue_max);
+int rk_pool_submit(rk_pool *p, rk_task_fn fn, void *arg);
+/* Waits until every submitted task has finished. */
+void rk_pool_wait(rk_pool *p);
+/* Splits [0, n) into contiguous ranges of at least grain items, runs them on
+ * the pool and waits. Deterministic partitioning for a given n, grain and
+ * thread count. */
+int rk_pool_parallel_for(rk_pool *p, size_t n, size_t grain, rk_range_fn fn,
+                         void *arg);
+unsigned rk_pool_threads(const rk_pool *p);
+/* Finishes queued tasks, joins the workers, frees. NULL is a no-op. */
+void rk_pool_destroy(rk_pool *p);
+
+/* ------------------------------------------------------------------------ */
+/* Configuration tree                                                        */
+/* ------------------------------------------------------------------------ */
+/*
+ * YAML (libyaml) and JSON (jansson) documents load into one tree of nodes.
+ * Every node remembers the file and line it came from, so validation errors
+ * read "rankd.yaml:12: store.fsync: expected always or everysec, got 'x'".
+ * Scalars from YAML are typed by their plain form: true/false, null/~,
+ * integers, floats, otherwise strings (quoted YAML scalars stay strings).
+ * A tree is immutable after loading and may be read from many threads.
+ * Limits: depth 64, 1 MiB input, 100k nodes (RK_ELIMIT beyond).
+ */
+typedef enum rk_conf_type {
+    RK_CONF_NULL,
+    RK_CONF_BOOL,
+    RK_CONF_INT,
+    RK_CONF_FLOAT,
+    RK_CONF_STR,
+    RK_CONF_LIST,
+    RK_CONF_MAP
+} rk_conf_type;
+
+typedef struct rk_conf rk_conf; /* the whole document (owns all nodes) */
+typedef struct rk_conf_node rk_conf_node;
+
+/* Format chosen by extension: .json -> JSON, anything else -> YAML. */
+int rk_conf_load_file(rk_conf **out, const char *path, rk_err *err);
+/* name is used in messages (the file name). */
+int rk_conf_parse_yaml(rk_conf **out, const char *buf, size_t len,
+                       const char *name, rk_err *err);
+int rk_conf_parse_json(rk_conf **out, const char *buf, size_t len,
+                       const char *name, rk_err *err);
+void rk_conf_destroy(rk_conf *c);
+/* Root node (a map for any valid rankd config; may be NULL-typed for an
+ * empty document). Borrowed, valid until rk_conf_destroy. */
+const rk_conf_node *rk_conf_root(const rk_conf *c);
+
+rk_conf_type rk_conf_node_type(const rk_conf_node *n);
+const char *rk_conf_type_name(rk_conf_type t);  /* "map", "string", ... */
+const char *rk_conf_node_file(const rk_conf_node *n);
+int rk_conf_node_line(const rk_conf_node *n);
+/* Dotted path of the node from the root, e.g. "store.fsync" or
+ * "events.click.weight"; list elements appear as "[3]". */
+const char *rk_conf_node_path(const rk_conf_node *n);
+
+/* Map lookup by key (one level). NULL if n is not a map or key absent. */
+const rk_conf_node *rk_conf_get(const rk_conf_node *n, const char *key);
+/* Dotted lookup: rk_conf_find(root, "store.fsync"). */
+const rk_conf_node *rk_conf_find(const rk_conf_node *n, const char *path);
+/* Children of a map or list, in document order. For lists key is NULL. */
+size_t rk_conf_len(const rk_conf_node *n);
+const rk_conf_node *rk_conf_at(const rk_conf_node *n, size_t i,
+                               const char **key);
+
+/* Typed reads. n may be NULL: then *out = dflt and 0 is returned. A node of
+ * the wrong type gives RK_ECONFIG with "file:line: path: expected X, got Y".
+ * Integers are accepted where floats are expected. Returned strings are
+ * borrowed from the tree. */
+int rk_conf_as_bool(const rk_conf_node *n, int dflt, int *out, rk_err *err);
+int rk_conf_as_int(const rk_conf_node *n, int64_t dflt, int64_t *out,
+                   rk_err *err);
+int rk_conf_as_float(const rk_conf_node *n, double dflt, double *out,
+                     rk_err *err);
+int rk_conf_as_str(const rk_conf_node *n, const char *dflt, const char **out,
+                   rk_err *err);
+/* Ranged integer: also RK_ECONFIG when outside [lo, hi]. */
+int rk_conf_as_int_range(const rk_conf_node *n, int64_t dflt, int64_t lo,
+                         int64_t hi, int64_t *out, rk_err *err);
+/* String that must be one of the NULL-terminated choices; *idx its index. */
+int rk_conf_as_enum(const rk_conf_node *n, int dflt_idx,
+                    const char *const *choices, int *idx, rk_err *err);
+/* n must be a map whose keys all appear in the NULL-terminated allowed
+ * list; otherwise RK_ECONFIG "file:line: unknown key 'x' in path (allowed:
+ * a, b)". n may be NULL (ok). */
+int rk_conf_check_keys(const rk_conf_node *n, const char *const *allowed,
+                       rk_err *err);
+/* Formats a config error at node n: "file:line: path: <message>". */
+int rk_conf_error(rk_err *err, const rk_conf_node *n, const char *fmt, ...)
+    RK_PRINTF(3, 4);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RK_CORE_H */
