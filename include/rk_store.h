@@ -367,7 +367,7 @@ int rk_reader_scan_entities(rk_reader *r, rk_entity e, rk_entity_fn fn,
 typedef int (*rk_row_fn)(void *arg, const rk_row *row);
 int rk_reader_scan_rows(rk_reader *r, const char *dataset, rk_row_fn fn,
                         void *arg);
-/* Names of datasets, in creation order; callback gets name and row count. */
+/* Datasets in name order; the callback gets the name and its row count. */
 typedef int (*rk_dataset_fn)(void *arg, const char *name, uint64_t rows);
 int rk_reader_scan_datasets(rk_reader *r, rk_dataset_fn fn, void *arg);
 
