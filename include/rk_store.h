@@ -302,6 +302,8 @@ typedef struct rk_event {
     uint32_t request_id_len;
     const char *context;        /* NULL when none */
     uint32_t context_len;
+    const char *id;             /* de-duplication id, NULL when none */
+    uint32_t id_len;
 } rk_event;
 
 typedef struct rk_row {

@@ -180,6 +180,9 @@ TEST(event_ids_deduplicate)
     uint64_t seq;
     CHECK_OK(rk_reader_event_by_id(r, "ev-7", 4, &seq));
     CHECK_EQ_INT(seq, 8);
+    collect c = {0};
+    CHECK_OK(rk_reader_scan_events(r, 8, collect_cb, &c));
+    CHECK(c.evs[0].id_len == 4 && memcmp(c.evs[0].id, "ev-7", 4) == 0);
     CHECK_EQ_INT(rk_reader_event_by_id(r, "ev-99", 5, &seq), RK_ENOTFOUND);
     rk_reader_close(r);
     rk_store_close(s);

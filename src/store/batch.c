@@ -155,7 +155,8 @@ int rk_batch_event(rk_batch *b, const rk_event_in *ev, rk_err *err)
     if (!rc && (flags & RK__EV_ID)) {
         uint8_t h[16];
         rk__event_id_hash(ev->id, idlen, h);
-        rc = rk_buf_append(&b->buf, h, 16);
+        rc = put_str16(&b->buf, ev->id, idlen);
+        rc = rc ? rc : rk_buf_append(&b->buf, h, 16);
     }
     return finish(b, mark, rc, err);
 }

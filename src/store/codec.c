@@ -52,13 +52,13 @@ void rk__event_id_hash(const char *id, size_t len, uint8_t out[16])
 
 /* ---- events ------------------------------------------------------------- */
 /* u8 flags, u8 type, u32 user, u32 item, i64 ts, [f64 value], [i32 pos],
- * [u16 len + request id], [u16 len + context]. The dedup id is not stored
- * in the record; it lives in the id index only. */
+ * [u16 len + request id], [u16 len + context], [u16 len + dedup id]. The
+ * id is kept in the record so an export can be re-imported idempotently. */
 
 int rk__event_encode(rk_buf *b, const rk__event_op *op, uint32_t user,
                      uint32_t item)
 {
-    uint8_t flags = op->flags & (uint8_t)~RK__EV_ID;
+    uint8_t flags = op->flags;
     int rc = rk__wr_u8(b, flags);
     rc = rc ? rc : rk__wr_u8(b, op->type);
     rc = rc ? rc : rk__wr_u32(b, user);
@@ -74,6 +74,10 @@ int rk__event_encode(rk_buf *b, const rk__event_op *op, uint32_t user,
     if (!rc && (flags & RK__EV_CONTEXT)) {
         rc = rk__wr_u16(b, op->context_len);
         rc = rc ? rc : rk_buf_append(b, op->context, op->context_len);
+    }
+    if (!rc && (flags & RK__EV_ID)) {
+        rc = rk__wr_u16(b, op->id_len);
+        rc = rc ? rc : rk_buf_append(b, op->id, op->id_len);
     }
     return rc;
 }
@@ -102,7 +106,11 @@ int rk__event_decode(const void *p, size_t n, uint64_t seq, rk_event *ev)
         ev->context_len = rk__rd_u16(&r);
         ev->context = rk__rd_bytes(&r, ev->context_len);
     }
-    if (r.bad || r.p != r.end || (flags & ~0x0f)) return RK_ECORRUPT;
+    if (flags & RK__EV_ID) {
+        ev->id_len = rk__rd_u16(&r);
+        ev->id = rk__rd_bytes(&r, ev->id_len);
+    }
+    if (r.bad || r.p != r.end || (flags & ~0x1f)) return RK_ECORRUPT;
     return 0;
 }
 

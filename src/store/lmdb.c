@@ -458,7 +458,11 @@ static int apply_event(lm_be *be, MDB_txn *txn, rk__rd *r, rk_write_result *res)
         op.context_len = rk__rd_u16(r);
         op.context = rk__rd_bytes(r, op.context_len);
     }
-    if (op.flags & RK__EV_ID) op.id_hash = rk__rd_bytes(r, 16);
+    if (op.flags & RK__EV_ID) {
+        op.id_len = rk__rd_u16(r);
+        op.id = rk__rd_bytes(r, op.id_len);
+        op.id_hash = rk__rd_bytes(r, 16);
+    }
     if (r->bad) return MDB_CORRUPTED;
 
     uint64_t seq = be->next_seq;

@@ -76,6 +76,8 @@ typedef struct rk__event_op {
     int32_t position;
     const char *request_id, *context;
     uint16_t request_id_len, context_len;
+    const char *id;         /* when RK__EV_ID */
+    uint16_t id_len;
     const uint8_t *id_hash; /* 16 bytes when RK__EV_ID */
 } rk__event_op;
 
