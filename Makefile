@@ -6,7 +6,7 @@
 
 CC      ?= cc
 PKGS    := lmdb yaml-0.1 jansson libxxhash
-WARN    := -Wall -Wextra -Wshadow -Werror
+WARN    := -Wall -Wextra -Wshadow -Werror -Wno-format-truncation
 CSTD    := -std=c11 -D_GNU_SOURCE
 OPT     ?= -O2 -g
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
@@ -78,16 +78,26 @@ test: $(BIN) $(TESTS) $(REPLAYS) $(BENCHES)
 
 bench: $(BIN) $(BENCHES)
 
+# Everything CI runs: both builds, all tests, short fuzzing. See scripts/check.sh.
+check:
+	@sh scripts/check.sh
+
 # libFuzzer builds (clang). Run one with e.g.
 #   build-fuzz/fuzz_import_csv fuzz/corpus/import_csv -max_total_time=60
 FUZZ_BUILD := build-fuzz
 FUZZ_CFLAGS := $(CSTD) -O1 -g -Iinclude -Isrc $(PKG_CFLAGS) -DRK_NO_ARENA \
-               -fsanitize=fuzzer,address,undefined
+               -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_OBJ  := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 fuzz: $(FUZZ_BINS)
-$(FUZZ_BUILD)/%: fuzz/%.c $(LIB_SRC)
+$(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lpthread -lm
+	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+$(FUZZ_BUILD)/librankd.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(FUZZ_BUILD)/%: fuzz/%.c $(FUZZ_BUILD)/librankd.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/librankd.a \
+	    $(PKG_LIBS) -lpthread -lm
 
 clean:
 	rm -rf build build-san build-fuzz
