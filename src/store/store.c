@@ -332,7 +332,7 @@ int rk_store_open(rk_store **out, const rk_store_opts *o,
         }
         s->writer_started = 1;
     }
-    rk_log(o->log, RK_LOG_INFO, "store", "opened %s (lmdb, fsync %s%s)",
+    rk_log(o->log, RK_LOG_DEBUG, "store", "opened %s (lmdb, fsync %s%s)",
            s->path, o->fsync == RK_FSYNC_ALWAYS ? "always" : "everysec",
            o->read_only ? ", read-only" : "");
     *out = s;
