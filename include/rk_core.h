@@ -136,8 +136,12 @@ uint64_t rk_mem_attempts(void);
 /* ------------------------------------------------------------------------ */
 /*
  * Request-scoped memory. Chunks come from rk_malloc. max_bytes bounds the
- * total (0 = unbounded). Built with -DRK_NO_ARENA every allocation is a
- * separate rk_malloc so sanitizers see each one. Not thread-safe.
+ * total (0 = unbounded): `reserved`, the bytes taken from rk_malloc chunk
+ * headers included, never exceeds it. chunk_size 0 means 8 KiB; a request
+ * larger than a chunk gets a chunk of its own. Built with -DRK_NO_ARENA
+ * every allocation is a separate rk_malloc so sanitizers see each one (and
+ * reset keeps nothing). Pointers stay valid until reset or free. Not
+ * thread-safe.
  */
 typedef struct rk__arena_chunk rk__arena_chunk;
 typedef struct rk_arena {
@@ -149,7 +153,8 @@ typedef struct rk_arena {
 } rk_arena;
 
 void rk_arena_init(rk_arena *a, size_t chunk_size, size_t max_bytes);
-/* 16-byte aligned; NULL when out of memory or over max_bytes. */
+/* 16-byte aligned; NULL when out of memory or over max_bytes. size 0
+ * gives a distinct non-NULL pointer. */
 void *rk_arena_alloc(rk_arena *a, size_t size);
 void *rk_arena_memdup(rk_arena *a, const void *p, size_t n);
 /* Copies n bytes and a terminating NUL. */
@@ -168,21 +173,31 @@ void rk_arena_free(rk_arena *a);
  * max (0 = unbounded) caps the element count: growth beyond returns RK_ELIMIT.
  */
 #define RK_VEC(T) struct { T *v; size_t n, cap, max; }
+/* Grows *v (holding *cap elements of elem bytes) to hold at least need
+ * elements: 0, RK_ELIMIT (need > max, max != 0) or RK_ENOMEM. Capacity
+ * doubles and is clamped to max. On failure *v and *cap are unchanged. */
 int rk__vec_grow(void **v, size_t *cap, size_t max, size_t elem, size_t need);
+/* The code rk__vec_grow returned after a failed growth to need elements,
+ * recomputed without retrying the allocation (used by rk_vec_push). */
+int rk__vec_grow_error(size_t max, size_t need);
 #define rk_vec_reserve(vp, need)                                           \
     rk__vec_grow((void **)&(vp)->v, &(vp)->cap, (vp)->max, sizeof(*(vp)->v), (need))
-/* Evaluates to 0 or a negative error. */
+/* Evaluates to 0 or a negative error (the vector is unchanged then). x is
+ * evaluated at most once. */
 #define rk_vec_push(vp, x)                                                 \
     ((vp)->n < (vp)->cap || rk_vec_reserve((vp), (vp)->n + 1) == 0         \
          ? ((vp)->v[(vp)->n++] = (x), 0)                                   \
-         : rk_vec_reserve((vp), (vp)->n + 1))
+         : rk__vec_grow_error((vp)->max, (vp)->n + 1))
 #define rk_vec_free(vp) (rk_free((vp)->v), (vp)->v = NULL, (vp)->n = (vp)->cap = 0)
 
 /* ------------------------------------------------------------------------ */
 /* Bounded byte buffer and string helpers                                    */
 /* ------------------------------------------------------------------------ */
 /* A growable buffer with a hard maximum (like curl's dynbuf). Always NUL
- * terminated when len > 0 or after any append. Not thread-safe. */
+ * terminated when len > 0 or after any append. max bounds len (the NUL is
+ * extra), so cap <= max + 1. Appends are all or nothing: on RK_ELIMIT or
+ * RK_ENOMEM the content is unchanged. data is owned by the buffer and moves
+ * when it grows. Not thread-safe. */
 typedef struct rk_buf {
     char *data;
     size_t len, cap, max;
@@ -194,24 +209,33 @@ int rk_buf_append(rk_buf *b, const void *p, size_t n);
 int rk_buf_puts(rk_buf *b, const char *s);
 int rk_buf_putc(rk_buf *b, char c);
 int rk_buf_printf(rk_buf *b, const char *fmt, ...) RK_PRINTF(2, 3);
-/* Appends s as a JSON string literal, quotes included, escaping controls,
- * quote and backslash; invalid UTF-8 bytes become U+FFFD. */
+/* Appends s as a JSON string literal, quotes included, escaping controls
+ * (\n \t ... or \u00XX), quote and backslash; each maximal invalid UTF-8
+ * subpart (overlongs, surrogates, > U+10FFFF, truncations) becomes U+FFFD,
+ * so the output is always valid UTF-8. */
 int rk_buf_put_json_str(rk_buf *b, const char *s, size_t n);
 void rk_buf_reset(rk_buf *b);                        /* len = 0, keeps memory */
 void rk_buf_free(rk_buf *b);
 
-/* Strict parsers: the whole [s, s+n) must be the number, no spaces.
- * Return 0 or RK_EPARSE (also for overflow, NaN and infinities in f64). */
+/* Strict parsers: the whole [s, s+n) must be the number, no spaces, no
+ * '+'. Return 0 or RK_EPARSE (also for overflow, NaN and infinities in
+ * f64); *out is untouched on error. i64 takes -?[0-9]+ (leading zeros and
+ * "-0" are fine), u64 [0-9]+. f64 takes -?digits[.digits][e[+-]digits]
+ * with ".5" and "5." allowed, at most 511 characters; values that underflow
+ * round to zero or a subnormal and are accepted. Thread-safe. */
 int rk_parse_i64(const char *s, size_t n, int64_t *out);
 int rk_parse_u64(const char *s, size_t n, uint64_t *out);
 int rk_parse_f64(const char *s, size_t n, double *out);
 
-/* Length of the valid UTF-8 prefix of s (== n if all valid). */
+/* Length of the valid UTF-8 prefix of s (== n if all valid). Overlong
+ * forms, surrogates and code points above U+10FFFF are invalid. */
 size_t rk_utf8_valid_prefix(const char *s, size_t n);
 /* Appends Latin-1 bytes converted to UTF-8. */
 int rk_buf_put_latin1(rk_buf *b, const char *s, size_t n);
 
-/* 64-bit and 128-bit hashes (xxh3) of a byte string. */
+/* 64-bit and 128-bit hashes (xxh3) of a byte string; p may be NULL when
+ * n is 0. The 128-bit one is written in canonical (big-endian) byte order
+ * so stored hashes are portable. Thread-safe. */
 uint64_t rk_hash64(const void *p, size_t n, uint64_t seed);
 void rk_hash128(const void *p, size_t n, uint8_t out[16]);
 
@@ -222,7 +246,11 @@ void rk_hash128(const void *p, size_t n, uint8_t out[16]);
  * Open addressing with linear probing and backward-shift deletion. Keys are
  * copied into the map. max_entries bounds the size (0 = unbounded);
  * inserting a new key into a full map returns RK_ELIMIT so a caller can
- * evict (rk_map_evict_one) and retry. Not thread-safe.
+ * evict (rk_map_evict_one) and retry. Not thread-safe for writers; get,
+ * size and next never modify the map, so concurrent readers are safe while
+ * no one writes. The hash seed is fixed, so iteration order is the same
+ * from run to run; since that also lets crafted keys collide, maps fed by
+ * untrusted input should set max_entries.
  */
 typedef struct rk_map rk_map;
 
@@ -230,16 +258,21 @@ int rk_map_create(rk_map **out, size_t max_entries);
 void rk_map_destroy(rk_map *m);
 /* 0 and *val on hit, RK_ENOTFOUND on miss. */
 int rk_map_get(const rk_map *m, const void *key, size_t klen, uint64_t *val);
-/* Insert or overwrite. RK_ENOMEM, RK_ELIMIT. */
+/* Insert or overwrite. RK_ENOMEM, RK_ELIMIT; RK_EINVAL for a key of 4 GiB
+ * or more. Keys up to 28 bytes are stored inline (no allocation). */
 int rk_map_put(rk_map *m, const void *key, size_t klen, uint64_t val);
 /* 0 if removed, RK_ENOTFOUND if absent. */
 int rk_map_del(rk_map *m, const void *key, size_t klen);
-/* Removes some entry (clock-hand order) to make room; RK_ENOTFOUND if empty. */
+/* Removes some entry to make room; RK_ENOTFOUND if empty. A clock hand
+ * sweeps the slot array, so successive calls take entries in slot order,
+ * which is unrelated to key or insertion order (random replacement). */
 int rk_map_evict_one(rk_map *m);
 size_t rk_map_size(const rk_map *m);
 void rk_map_clear(rk_map *m);
 /* Iteration: start with *it = 0; returns 1 while entries remain. Borrowed
- * key pointer valid until the next mutation. */
+ * key pointer valid until the next mutation. The map must not be modified
+ * during an iteration (deletion shifts entries). Any out pointer may be
+ * NULL. */
 int rk_map_next(const rk_map *m, size_t *it, const void **key, size_t *klen,
                 uint64_t *val);
 
@@ -256,14 +289,17 @@ typedef enum rk_log_level {
 
 /* A logger is a plain struct owned by the program and passed to modules.
  * A NULL logger discards everything. Lines are written whole
- * (thread-safe): "2026-11-22T10:00:00.123Z INFO store: opened ./data". */
+ * (thread-safe): "2026-11-22T10:00:00.123Z INFO store: opened ./data".
+ * Each line is flushed; CR/LF inside a message become spaces and a line is
+ * cut (ending "...") at 2 KiB, so one call is always exactly one line. */
 typedef struct rk_logger {
     rk_log_level level;
     FILE *out;
 } rk_logger;
 
 void rk_logger_init(rk_logger *lg, rk_log_level level, FILE *out);
-/* Parses "debug|info|warn|error|off"; RK_EINVAL otherwise. */
+/* Parses "debug|info|warn|error|off" (any case, "warning" too);
+ * RK_EINVAL otherwise. */
 int rk_log_level_parse(const char *s, rk_log_level *out);
 void rk_log(const rk_logger *lg, rk_log_level level, const char *module,
             const char *fmt, ...) RK_PRINTF(4, 5);
@@ -278,7 +314,13 @@ void rk_sleep_ms(uint32_t ms);
 void rk_format_time_ms(int64_t ms, char out[32]);
 /* Parses ISO-8601 ("2019-11-15T10:22:05Z", "2019-11-15 10:22:05",
  * "2019-11-15"), or a plain integer (seconds if < 1e11, else ms).
- * MIND's "11/15/2019 10:22:05 AM" form is accepted too. */
+ * MIND's "11/15/2019 10:22:05 AM" form is accepted too.
+ * Details: years 0000-9999; seconds optional ("T10:22"); a fraction of 1-9
+ * digits is truncated to ms; zone Z, +hh, +hhmm or +hh:mm; no zone means
+ * UTC; no leap second (:60). The MIND form is M/D/YYYY h:mm:ss AM|PM
+ * (12 AM is midnight), taken as UTC. Integers with |v| < 1e11 are seconds,
+ * negative allowed. Anything else, including surrounding spaces, is
+ * RK_EPARSE. Thread-safe (no libc time zone state). */
 int rk_parse_time_ms(const char *s, size_t n, int64_t *out);
 
 /* ------------------------------------------------------------------------ */
@@ -287,19 +329,28 @@ int rk_parse_time_ms(const char *s, size_t n, int64_t *out);
 /*
  * Fixed worker threads and a bounded FIFO of tasks. submit blocks while the
  * queue is full. All functions are thread-safe except destroy.
+ * A task must not call rk_pool_wait (it would wait for itself) nor submit
+ * to its own pool when it could fill the queue; it may call
+ * rk_pool_parallel_for, which never waits for queue space.
  */
 typedef struct rk_pool rk_pool;
 typedef void (*rk_task_fn)(void *arg);
 /* For parallel_for: process items [begin, end). */
 typedef void (*rk_range_fn)(void *arg, size_t begin, size_t end);
 
+/* nthreads 0 = one per online CPU (at most 1024, RK_EINVAL above);
+ * queue_max 0 = 64 per thread. RK_ENOMEM if memory or threads run out. */
 int rk_pool_create(rk_pool **out, unsigned nthreads, size_t queue_max);
+/* RK_EINVAL for a NULL fn, RK_ECLOSED once destroy has begun. */
 int rk_pool_submit(rk_pool *p, rk_task_fn fn, void *arg);
 /* Waits until every submitted task has finished. */
 void rk_pool_wait(rk_pool *p);
 /* Splits [0, n) into contiguous ranges of at least grain items, runs them on
  * the pool and waits. Deterministic partitioning for a given n, grain and
- * thread count. */
+ * thread count: k = min(n / grain, 4 * threads) (at least 1) ranges whose
+ * sizes differ by at most one. The caller runs ranges too; it waits only
+ * for its own ranges, not for unrelated tasks. grain 0 means 1. Needs no
+ * allocation. RK_EINVAL for a NULL fn. */
 int rk_pool_parallel_for(rk_pool *p, size_t n, size_t grain, rk_range_fn fn,
                          void *arg);
 unsigned rk_pool_threads(const rk_pool *p);

@@ -1,5 +1,5 @@
 /*
- * test.h — the tiny table-driven test harness used by every tests/*_test.c.
+ * test.h — the tiny table-driven test harness used by every tests/<module>_test.c.
  *
  * A test is a function; CHECK records a failure with file:line and returns
  * from the test. Each test must leave rk_malloc's bytes-in-use where it found
