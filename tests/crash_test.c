@@ -10,6 +10,7 @@
  * random delay. Runs under both fsync policies.
  */
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -157,10 +158,106 @@ static void crash_rounds(rk_fsync_policy pol, const char *tag)
     rk_test_rmdir(dir);
 }
 
+/* Child: writes until the file size limit makes a commit fail, reports
+ * each acknowledged batch and finally the error code (as -code - 1000). */
+static void child_until_efbig(const char *dir, int fd)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {4 << 20, 4 << 20};
+    if (setrlimit(RLIMIT_FSIZE, &rl)) _exit(8);
+    rk_store_opts o;
+    rk_store_opts_default(&o);
+    o.path = dir;
+    o.fsync = RK_FSYNC_ALWAYS;
+    o.map_size = 256 << 20;
+    rk_store *s;
+    rk_err err = {0};
+    if (rk_store_open(&s, &o, NULL, &err)) _exit(2);
+    rk_batch *b;
+    if (rk_batch_create(&b, s, 0)) _exit(3);
+    char id[32], user[24];
+    for (int n = 0; n < 100000; n++) {
+        rk_batch_clear(b);
+        for (int k = 0; k < PER_BATCH; k++) {
+            snprintf(id, sizeof id, "b%d-%d", n, k);
+            snprintf(user, sizeof user, "user-%d-%d", n, k);
+            rk_event_in e = {.type = "click", .user = user, .item = "i",
+                             .ts_ms = 1, .position = -1, .id = id};
+            if (rk_batch_event(b, &e, &err)) _exit(4);
+        }
+        int rc = rk_store_write(s, b, NULL, &err);
+        if (rc) {
+            int code = -1000 + rc;
+            if (write(fd, &code, sizeof code) != sizeof code) _exit(7);
+            /* The store stays usable for reads and refuses nothing else
+             * silently: a second attempt fails the same way. */
+            int rc2 = rk_store_write(s, b, NULL, &err);
+            code = -1000 + rc2;
+            if (write(fd, &code, sizeof code) != sizeof code) _exit(7);
+            break;
+        }
+        if (write(fd, &n, sizeof n) != sizeof n) _exit(7);
+    }
+    rk_batch_destroy(b);
+    rk_store_close(s);
+    _exit(0);
+}
+
+TEST(io_failure_file_size_limit)
+{
+    const char *tmp = rk_test_tmpdir("crash-efbig");
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s", tmp);
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        child_until_efbig(dir, fds[1]);
+    }
+    close(fds[1]);
+    int n, acked = -1, codes[2] = {0, 0}, ncodes = 0;
+    while (read(fds[0], &n, sizeof n) == sizeof n) {
+        if (n >= 0) acked = n;
+        else if (ncodes < 2) codes[ncodes++] = n + 1000;
+    }
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK_EQ_INT(ncodes, 2);
+    if (codes[0] != RK_EIO)
+        fprintf(stderr, "  first failure was %s\n", rk_errname(codes[0]));
+    CHECK_EQ_INT(codes[0], RK_EIO);
+    CHECK(codes[1] != 0);
+    CHECK(acked > 0);
+
+    rk_store_opts o;
+    rk_store_opts_default(&o);
+    o.path = dir;
+    o.map_size = 256 << 20;
+    rk_store *s;
+    rk_err err = {0};
+    CHECK_OK(rk_store_open(&s, &o, NULL, &err));
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(s, &r, &err));
+    for (int b = 0; b <= acked; b++) CHECK_EQ_INT(present(r, b), PER_BATCH);
+    CHECK_EQ_INT(present(r, acked + 1), 0);
+    rk_store_stats ss;
+    CHECK_OK(rk_reader_stats(r, &ss));
+    CHECK_EQ_INT(ss.events, (acked + 1) * PER_BATCH);
+    rk_reader_close(r);
+    rk_store_close(s);
+    printf("# efbig: failed cleanly after %d acknowledged batches\n", acked + 1);
+    rk_test_rmdir(dir);
+}
+
 TEST(sigkill_everysec) { crash_rounds(RK_FSYNC_EVERYSEC, "crash-everysec"); }
 TEST(sigkill_always) { crash_rounds(RK_FSYNC_ALWAYS, "crash-always"); }
 
 int main(int argc, char **argv)
 {
-    RK_TEST_MAIN(argc, argv, sigkill_everysec, sigkill_always);
+    RK_TEST_MAIN(argc, argv, sigkill_everysec, sigkill_always,
+                 io_failure_file_size_limit);
 }
