@@ -849,6 +849,76 @@ TEST(codec_rejects_corruption)
     rk_buf_free(&b);
 }
 
+static int schema_from_yaml(const char *yaml, rk_schema **out, rk_err *err)
+{
+    rk_conf *c;
+    int rc = rk_conf_parse_yaml(&c, yaml, strlen(yaml), "rankd.yaml", err);
+    if (rc) return rc;
+    rc = rk_schema_from_conf(out, rk_conf_root(c), err);
+    rk_conf_destroy(c);
+    return rc;
+}
+
+TEST(schema_from_config)
+{
+    static const char good[] =
+        "entities:\n"
+        "  item:\n"
+        "    attributes:\n"
+        "      title: text\n"
+        "      emb: {type: vector, dim: 8}\n"
+        "  user:\n"
+        "    attributes:\n"
+        "      age: numeric\n"
+        "events:\n"
+        "  view: {role: exposure}\n"
+        "  buy: {role: positive, weight: 10}\n"
+        "  stars: valued\n";
+    rk_schema *sc = NULL;
+    rk_err err = {0};
+    CHECK_OK(schema_from_yaml(good, &sc, &err));
+    CHECK_EQ_INT(rk_schema_nattrs(sc, RK_ENTITY_ITEM), 2);
+    CHECK_EQ_INT(rk_schema_attr(sc, RK_ENTITY_ITEM, 1)->dim, 8);
+    CHECK_EQ_INT(rk_schema_nevent_types(sc), 3);
+    CHECK(rk_schema_event_type(sc, 1)->weight == 10);
+    CHECK(rk_schema_event_type(sc, 0)->weight == 0);
+    CHECK_EQ_INT(rk_schema_event_type(sc, 2)->role, RK_ROLE_VALUED);
+    uint32_t idx;
+    /* An explicit events: section replaces the defaults. */
+    CHECK_EQ_INT(rk_schema_find_event_type(sc, "click", 5, &idx), RK_ENOTFOUND);
+    rk_schema_destroy(sc);
+
+    static const struct {
+        const char *yaml, *msg;
+    } bad[] = {
+        {"entities:\n  item:\n    attributes:\n      t: txt\n",
+         "rankd.yaml:4:"},
+        {"entities:\n  item:\n    attributes:\n      v: vector\n",
+         "needs {type: vector, dim: N}"},
+        {"entities:\n  thing: {}\n", "unknown key 'thing'"},
+        {"events:\n  click: {role: positive, weight: -1}\n",
+         "weight must be finite and >= 0"},
+        {"events:\n  click: {role: sometimes}\n", "rankd.yaml:2:"},
+        {"entities:\n  item:\n    attributes:\n      \"bad name\": text\n",
+         "not an identifier"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rk_err_clear(&err);
+        sc = NULL;
+        int rc = schema_from_yaml(bad[i].yaml, &sc, &err);
+        if (rc != RK_ECONFIG || !strstr(err.msg, bad[i].msg)) {
+            fprintf(stderr, "  case %zu: %s '%s'\n", i, rk_errname(rc), err.msg);
+            rk_schema_destroy(sc);
+            CHECK(0);
+        }
+    }
+    /* No config at all: the default event types. */
+    CHECK_OK(rk_schema_from_conf(&sc, NULL, &err));
+    CHECK_OK(rk_schema_find_event_type(sc, "purchase", 8, &idx));
+    CHECK(rk_schema_event_type(sc, idx)->weight == 10);
+    rk_schema_destroy(sc);
+}
+
 int main(int argc, char **argv)
 {
     RK_TEST_MAIN(argc, argv, open_fresh_and_reopen, events_roundtrip,
@@ -857,5 +927,5 @@ int main(int argc, char **argv)
                  declare_attr_persists, second_writer_is_refused,
                  read_only_missing, concurrent_producers_and_readers,
                  store_full_is_clean, allocation_failures,
-                 codec_rejects_corruption);
+                 codec_rejects_corruption, schema_from_config);
 }
