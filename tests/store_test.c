@@ -510,7 +510,7 @@ TEST(datasets_rows)
     uint32_t ni[2] = {0, 5};
     double nv[2] = {1.5, -2};
     uint32_t ci[1] = {3};
-    const char *cv[1] = {"68fd1e64"};
+    const char *cv[1] = {"a1b2c3d4"};
     for (int i = 0; i < 3; i++) {
         rk_row_in row = {.label = i, .group = "q1", .group_len = 2, .nnum = 2,
                          .num_idx = ni, .num_val = nv, .ncat = 1,
@@ -540,7 +540,7 @@ TEST(datasets_rows)
     CHECK_STR(d.group[0], "q1");
     CHECK_STR(d.group[2], "");
     CHECK_EQ_INT(d.nnum[0], 2);
-    CHECK_STR(d.cat0[1], "68fd1e64");
+    CHECK_STR(d.cat0[1], "a1b2c3d4");
     CHECK_EQ_INT(rk_reader_scan_rows(r, "missing", row_cb, &d), RK_ENOTFOUND);
     char names[256] = "";
     CHECK_OK(rk_reader_scan_datasets(r, ds_cb, names));
