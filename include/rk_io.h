@@ -305,15 +305,15 @@ int rk_import_file(rk_store *s, const char *path, const rk_import_opts *o,
  * = what):
  *   events: {"type":"click","user":"u1","item":"i9",
  *            "ts":"2019-11-15T10:22:05.000Z","value":1.5,"position":3,
- *            "request_id":"r1","context":{...}}   (absent fields omitted)
+ *            "request_id":"r1","context":{...},"id":"e1"}   (absent fields omitted)
  *   users/items: {"id":"i9","hidden":true,"attributes":{"year":1995,
  *            "genres":["a","b"],"release":"1995-01-01T00:00:00.000Z",
  *            "emb":[0.25,-1]}}   or {"id":"i3","deleted":true}
  *   rows:   {"label":1,"group":"q7","num":{"0":1.5},"cat":{"3":"a1b2c3d4"}}
  *           with "dataset":"name" first when dataset is NULL (all datasets).
  * Events are written in sequence order, entities in id order, rows in
- * insertion order. Event dedup ids are not exported (the store does not
- * return them). Numbers are written with the fewest digits that read back
+ * insertion order. Events that carry a dedup id export it as "id", so
+ * re-importing an export into the same store adds nothing. Numbers are written with the fewest digits that read back
  * to the same double (float for vectors).
  * Errors: RK_EINVAL (bad what), RK_ENOTFOUND (unknown dataset), RK_EIO
  * (write failed), store reader errors. Thread-safe (own reader snapshot).

@@ -87,6 +87,16 @@ else
     bad export_roundtrip "$(diff "$T/x1.items.jsonl" "$T/x2.items.jsonl" | head -5)"
 fi
 
+# --- importing an export into the same store adds nothing --------------------
+before=$(events_in "$T/demo")
+"$RANKD" import --data "$T/demo" --config "$T/demo/rankd.yaml" --no-progress --kind events \
+    "$T/x1.events.jsonl" >"$T/self.out" 2>&1
+if [ "$(events_in "$T/demo")" = "$before" ] && grep -q "$before duplicate" "$T/self.out"; then
+    ok export_reimport_idempotent
+else
+    bad export_reimport_idempotent "$(cat "$T/self.out")"
+fi
+
 # --- config errors name file and line -----------------------------------------
 printf 'store:\n  fsync: sometimes\n' >"$T/bad.yaml"
 "$RANKD" stats --config "$T/bad.yaml" --data "$T/d1" >"$T/conf.out" 2>&1

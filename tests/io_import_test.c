@@ -551,7 +551,8 @@ TEST(export_import_roundtrip_is_lossless)
         if (i == 2)
             same = same && strstr(t1, "{\"type\":\"impression\",\"user\":\"u1\",\"item\":\"i1\","
                                       "\"ts\":\"2019-11-15T10:22:05.123Z\",\"position\":0,"
-                                      "\"request_id\":\"r1\",\"context\":{\"k\":[1,2.5,\"\xc3\xa9\"]}}\n");
+                                      "\"request_id\":\"r1\",\"context\":{\"k\":[1,2.5,\"\xc3\xa9\"]},"
+                                      "\"id\":\"e1\"}\n");
         if (!same && t1) fprintf(stderr, "  %s export:\n%s", what[i], t1);
         rk_free(t1);
         rk_free(t2);

@@ -68,8 +68,8 @@ int rk_err_prefix(rk_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg[0] ? err->msg : rk_strerror(err->code), sizeof old);
-    old[sizeof old - 1] = '\0';
+    snprintf(old, sizeof old, "%s",
+             err->msg[0] ? err->msg : rk_strerror(err->code));
     size_t hl = strlen(head), ol = strlen(old);
     if (hl > sizeof err->msg - 1) hl = sizeof err->msg - 1;
     if (ol > sizeof err->msg - 1 - hl) ol = sizeof err->msg - 1 - hl;

@@ -105,6 +105,12 @@ static int on_event(void *arg, const rk_event *ev)
         rc = rc ? rc : put_key(b, "context", 0);
         rc = rc ? rc : rk_buf_append(b, ev->context, ev->context_len);
     }
+    if (ev->id) {
+        /* The dedup id travels along, so importing an export into a store
+         * that already holds those events adds nothing. */
+        rc = rc ? rc : put_key(b, "id", 0);
+        rc = rc ? rc : put_str(b, ev->id, ev->id_len);
+    }
     if (rc) {
         x->rc = x->err && x->err->code ? x->err->code
                                        : rk_err_set(x->err, rc, "export: %s",
