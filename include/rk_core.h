@@ -130,6 +130,10 @@ void rk_mem_fail_at(uint64_t n, int persist);
 /* Number of allocation attempts since the last rk_mem_fail_at call; lets a
  * test loop "fail the 1st, 2nd, ... Nth" until an operation succeeds. */
 uint64_t rk_mem_attempts(void);
+/* Routes the allocations of the libraries that allow it (jansson) through
+ * rk_malloc, so they are counted, limited and fault-injected too. Process
+ * wide: call at start-up, before other threads run. */
+void rk_mem_hook_libraries(void);
 
 /* ------------------------------------------------------------------------ */
 /* Arena: bump allocation freed in one call                                  */

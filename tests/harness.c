@@ -25,6 +25,7 @@ int rk_test_run_all(int argc, char **argv, const rk_test_case *cases, size_t n)
             if (!want) continue;
         }
         rk_mem_stats before, after;
+        rk_mem_hook_libraries();
         rk_mem_fail_at(0, 0);
         rk_mem_set_limit(0);
         rk_mem_get_stats(&before);

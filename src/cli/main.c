@@ -435,6 +435,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    rk_mem_hook_libraries();
     if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);

@@ -7,6 +7,7 @@
  * refusals. Two knobs make failure testable: a byte limit (refuse what would
  * exceed it) and "fail the Nth allocation attempt from now" injection.
  */
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,4 +150,13 @@ void rk_mem_fail_at(uint64_t n, int persist)
 uint64_t rk_mem_attempts(void)
 {
     return atomic_load(&mem_attempts);
+}
+
+/* jansson takes plain malloc/free-shaped hooks. */
+static void *json_malloc_hook(size_t n) { return rk_malloc(n); }
+static void json_free_hook(void *p) { rk_free(p); }
+
+void rk_mem_hook_libraries(void)
+{
+    json_set_alloc_funcs(json_malloc_hook, json_free_hook);
 }

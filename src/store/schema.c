@@ -381,7 +381,10 @@ int rk__schema_to_json(const rk_schema *s, char **out)
     char *txt = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!txt) goto done;
     *out = rk_strdup(txt);
-    free(txt);
+    /* json_dumps allocates with jansson's current allocator. */
+    json_free_t jfree;
+    json_get_alloc_funcs(NULL, &jfree);
+    jfree(txt);
     rc = *out ? 0 : RK_ENOMEM;
 done:
     json_decref(root);
