@@ -314,8 +314,12 @@ void rk_log(const rk_logger *lg, rk_log_level level, const char *module,
 uint64_t rk_clock_mono_ns(void);   /* monotonic, for durations */
 int64_t rk_clock_wall_ms(void);    /* Unix epoch milliseconds */
 void rk_sleep_ms(uint32_t ms);
-/* Formats epoch ms as ISO-8601 UTC "2026-11-22T10:00:00.123Z". */
+/* Formats epoch ms as ISO-8601 UTC "2026-11-22T10:00:00.123Z" (any year
+ * 0000-9999, also before 1970); rk_parse_time_ms reads it back exactly. */
 void rk_format_time_ms(int64_t ms, char out[32]);
+/* Epoch ms of midnight UTC on the proleptic Gregorian date y-m-d (m 1..12,
+ * d 1..31; not range-checked). Thread-safe. */
+int64_t rk_civil_ms(int64_t y, unsigned m, unsigned d);
 /* Parses ISO-8601 ("2019-11-15T10:22:05Z", "2019-11-15 10:22:05",
  * "2019-11-15"), or a plain integer (seconds if < 1e11, else ms).
  * MIND's "11/15/2019 10:22:05 AM" form is accepted too.

@@ -783,18 +783,18 @@ TEST(time_and_number_helpers)
     static const int64_t ts[] = {0, 1, 999, 1573813325123LL, -1, -1255824000000LL,
                                  253402300799999LL, -62135596800000LL /* year 1 */};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
-        char s[40];
-        rk__io_fmt_time(ts[i], s);
+        char s[32];
+        rk_format_time_ms(ts[i], s);
         int64_t back = 0;
         rk_err err = {0};
         CHECK_OK(rk__io_time("t", s, strlen(s), &back, &err));
         if (back != ts[i]) fprintf(stderr, "  %lld -> %s -> %lld\n", (long long)ts[i], s, (long long)back);
         CHECK(back == ts[i]);
     }
-    char s[40];
-    rk__io_fmt_time(-1, s);
+    char s[32];
+    rk_format_time_ms(-1, s);
     CHECK_STR(s, "1969-12-31T23:59:59.999Z");
-    rk__io_fmt_time(1573813325123LL, s);
+    rk_format_time_ms(1573813325123LL, s);
     CHECK_STR(s, "2019-11-15T10:22:05.123Z");
     int64_t v;
     rk_err err = {0};

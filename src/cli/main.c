@@ -306,19 +306,27 @@ static int print_dataset(void *arg, const char *name, uint64_t rows)
     return 0;
 }
 
-int cli_stats(int argc, char **argv)
+/* For commands that take only the common options: parse them and load the
+ * environment. */
+static int load_common_only(const char *cmd, int argc, char **argv,
+                            cli_env *env)
 {
     cli_common c = {0};
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&c, argc, argv, &i);
         if (r < 0) return 2;
         if (r == 0) {
-            cli_printf_err("stats: unexpected '%s'", argv[i]);
+            cli_printf_err("%s: unexpected '%s'", cmd, argv[i]);
             return 2;
         }
     }
+    return cli_env_load(env, &c);
+}
+
+int cli_stats(int argc, char **argv)
+{
     cli_env env;
-    int rc = cli_env_load(&env, &c);
+    int rc = load_common_only("stats", argc, argv, &env);
     if (rc) return rc;
     rk_store *s;
     if (cli_open_store(&env, 1, &s)) {
@@ -363,17 +371,8 @@ int cli_stats(int argc, char **argv)
 
 int cli_schema(int argc, char **argv)
 {
-    cli_common c = {0};
-    for (int i = 1; i < argc; i++) {
-        int r = cli_common_opt(&c, argc, argv, &i);
-        if (r < 0) return 2;
-        if (r == 0) {
-            cli_printf_err("schema: unexpected '%s'", argv[i]);
-            return 2;
-        }
-    }
     cli_env env;
-    int rc = cli_env_load(&env, &c);
+    int rc = load_common_only("schema", argc, argv, &env);
     if (rc) return rc;
     rk_store *s = NULL;
     /* The store's schema when there is a store, else the config's. */

@@ -66,6 +66,11 @@ static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
     *y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
+int64_t rk_civil_ms(int64_t y, unsigned m, unsigned d)
+{
+    return days_from_civil(y, m, d) * MS_PER_DAY;
+}
+
 static unsigned days_in_month(int64_t y, unsigned m)
 {
     static const unsigned char dm[12] = {31, 28, 31, 30, 31, 30,

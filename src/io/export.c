@@ -39,8 +39,8 @@ static int put_key(rk_buf *b, const char *k, int first)
 
 static int put_time(rk_buf *b, int64_t ms)
 {
-    char t[40];
-    rk__io_fmt_time(ms, t);
+    char t[32];
+    rk_format_time_ms(ms, t);
     return put_str(b, t, strlen(t));
 }
 

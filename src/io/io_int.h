@@ -95,17 +95,13 @@ int rk__io_f64(const char *col, const char *s, size_t n, double *out,
                rk_err *err);
 int rk__io_i64(const char *col, const char *s, size_t n, int64_t *out,
                rk_err *err);
-/* Timestamps: "YYYY-MM-DDTHH:MM:SS.mmmZ" exactly (what export writes, any
- * year 0000-9999), else whatever rk_parse_time_ms accepts. */
+/* Timestamps: whatever rk_parse_time_ms accepts (ISO-8601, including what
+ * export writes, or epoch seconds/ms), with a column-naming error. */
 int rk__io_time(const char *col, const char *s, size_t n, int64_t *out,
                 rk_err *err);
 /* Epoch seconds (integer) to ms with overflow and sign checks. */
 int rk__io_secs(const char *col, const char *s, size_t n, int64_t *out_ms,
                 rk_err *err);
-/* Epoch ms of midnight UTC on a proleptic Gregorian date. */
-int64_t rk__io_civil_ms(int64_t y, unsigned m, unsigned d);
-/* Formats epoch ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (also before 1970). */
-void rk__io_fmt_time(int64_t ms, char out[40]);
 /* Appends the shortest decimal that reads back as the same double. */
 int rk__io_put_double(rk_buf *b, double v);
 int rk__io_put_float(rk_buf *b, float v);

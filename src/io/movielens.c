@@ -77,7 +77,7 @@ static int ml_date(const char *s, size_t n, int64_t *out, rk_err *err)
                           "column 'release_date': bad date '%s' (expected "
                           "DD-Mon-YYYY)",
                           rk__io_show(s, n, show));
-    *out = rk__io_civil_ms(y, m, d);
+    *out = rk_civil_ms(y, m, d);
     return 0;
 }
 

@@ -495,87 +495,10 @@ int rk__io_i64(const char *col, const char *s, size_t n, int64_t *out,
     return 0;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
-int64_t rk__io_civil_ms(int64_t y, unsigned m, unsigned d)
-{
-    return days_from_civil(y, m, d) * 86400000;
-}
-
-void rk__io_fmt_time(int64_t ms, char out[40])
-{
-    int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
-    int64_t rem = ms - days * 86400000;
-    int64_t y;
-    unsigned m, d;
-    civil_from_days(days, &y, &m, &d);
-    snprintf(out, 40, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ", (long long)y, m,
-             d, (unsigned)(rem / 3600000), (unsigned)(rem / 60000 % 60),
-             (unsigned)(rem / 1000 % 60), (unsigned)(rem % 1000));
-}
-
-static int digits(const char *s, size_t n, unsigned *out)
-{
-    unsigned v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-/* The exact form rk__io_fmt_time writes, so export/import is lossless for
- * any date, including ones before 1970 (movie release dates). */
-static int parse_iso_ms(const char *s, size_t n, int64_t *out)
-{
-    unsigned y, mo, d, h, mi, se, ms;
-    if (n != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
-        s[13] != ':' || s[16] != ':' || s[19] != '.' || s[23] != 'Z')
-        return -1;
-    if (digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d) ||
-        digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) ||
-        digits(s + 17, 2, &se) || digits(s + 20, 3, &ms))
-        return -1;
-    static const unsigned mdays[] = {31, 29, 31, 30, 31, 30,
-                                     31, 31, 30, 31, 30, 31};
-    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 ||
-        mi > 59 || se > 59)
-        return -1;
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (mo == 2 && d == 29 && !leap) return -1;
-    *out = days_from_civil(y, mo, d) * 86400000 +
-           (int64_t)(h * 3600000u + mi * 60000u + se * 1000u + ms);
-    return 0;
-}
-
 int rk__io_time(const char *col, const char *s, size_t n, int64_t *out,
                 rk_err *err)
 {
     char show[48];
-    if (parse_iso_ms(s, n, out) == 0) return 0;
     if (n && rk_parse_time_ms(s, n, out) == 0) return 0;
     return rk_err_set(err, RK_EPARSE, "column '%s': bad timestamp '%s'", col,
                       rk__io_show(s, n, show));
