@@ -61,10 +61,48 @@ static int check_id(const char *what, const char *id, size_t len, rk_err *err)
     return 0;
 }
 
+/* check_id for a NUL-terminated id in one pass: measures it (up to
+ * RK_ID_MAX + 1 bytes, enough to know it is too long) while looking for
+ * control characters and non-ASCII bytes; only the latter need the UTF-8
+ * validator. Same checks, same order, same messages as check_id; on success
+ * *len is the id's length. This is on the ingest hot path (two ids per
+ * event), where strlen + validate + scan cost three passes. */
+static int scan_id(const char *what, const char *id, size_t *len, rk_err *err)
+{
+    if (!id || !*id) return rk_err_set(err, RK_EINVAL, "%s: missing id", what);
+    size_t n = 0;
+    unsigned high = 0, ctl = 0;
+    for (; id[n] && n <= RK_ID_MAX; n++) {
+        unsigned char c = (unsigned char)id[n];
+        high |= c & 0x80u;
+        ctl |= c < 0x20;
+    }
+    if (n > RK_ID_MAX)
+        return rk_err_set(err, RK_EINVAL, "%s: id longer than %d bytes", what,
+                          RK_ID_MAX);
+    if (high && rk_utf8_valid_prefix(id, n) != n)
+        return rk_err_set(err, RK_EINVAL, "%s: id is not valid UTF-8", what);
+    if (ctl)
+        return rk_err_set(err, RK_EINVAL,
+                          "%s: id contains a control character", what);
+    *len = n;
+    return 0;
+}
+
 static int put_str16(rk_buf *b, const char *s, size_t n)
 {
     int rc = rk__wr_u16(b, (uint16_t)n);
     return rc ? rc : rk_buf_append(b, s, n);
+}
+
+/* Writes a u16 length and the bytes at p (room reserved by the caller);
+ * returns the end. Same bytes as put_str16. */
+static unsigned char *put16(unsigned char *p, const char *s, size_t n)
+{
+    uint16_t n16 = (uint16_t)n;
+    memcpy(p, &n16, 2);
+    if (n) memcpy(p + 2, s, n);
+    return p + 2 + n;
 }
 
 /* Finishes an op: counts it, or rolls the buffer back on failure and maps
@@ -91,11 +129,10 @@ int rk_batch_event(rk_batch *b, const rk_event_in *ev, rk_err *err)
                                                strlen(ev->type), &type) != 0)
         return rk_err_set(err, RK_EINVAL, "unknown event type '%.64s'",
                           ev->type ? ev->type : "");
-    size_t ulen = ev->user ? strlen(ev->user) : 0;
-    size_t ilen = ev->item ? strlen(ev->item) : 0;
-    int rc = check_id("event user", ev->user, ulen, err);
+    size_t ulen = 0, ilen = 0;
+    int rc = scan_id("event user", ev->user, &ulen, err);
     if (rc) return rc;
-    if ((rc = check_id("event item", ev->item, ilen, err))) return rc;
+    if ((rc = scan_id("event item", ev->item, &ilen, err))) return rc;
     /* Years 1970..9999: anything else is a unit mistake (ns, us, negative). */
     if (ev->ts_ms < 0 || ev->ts_ms > 253402300799999LL)
         return rk_err_set(err, RK_EINVAL,
@@ -138,27 +175,46 @@ int rk_batch_event(rk_batch *b, const rk_event_in *ev, rk_err *err)
     if (ev->context) flags |= RK__EV_CONTEXT;
     if (ev->id) flags |= RK__EV_ID;
 
+    /* Size the op, reserve once, then copy the fields in: one capacity
+     * check per event instead of one per field. Layout (store_int.h): op,
+     * type, flags, u16+user, u16+item, ts, [value], [position],
+     * [u16+request id], [u16+context], [u16+id, id hash]. */
+    size_t size = 3 + 2 + ulen + 2 + ilen + 8;
+    if (flags & RK__EV_VALUE) size += 8;
+    if (flags & RK__EV_POSITION) size += 4;
+    if (flags & RK__EV_REQUEST) size += 2 + rlen;
+    if (flags & RK__EV_CONTEXT) size += 2 + ev->context_len;
+    if (flags & RK__EV_ID) size += 2 + idlen + 16;
     size_t mark = b->buf.len;
-    rc = rk__wr_u8(&b->buf, RK__OP_EVENT);
-    rc = rc ? rc : rk__wr_u8(&b->buf, (uint8_t)type);
-    rc = rc ? rc : rk__wr_u8(&b->buf, flags);
-    rc = rc ? rc : put_str16(&b->buf, ev->user, ulen);
-    rc = rc ? rc : put_str16(&b->buf, ev->item, ilen);
-    rc = rc ? rc : rk__wr_u64(&b->buf, (uint64_t)ev->ts_ms);
-    if (!rc && (flags & RK__EV_VALUE)) rc = rk__wr_f64(&b->buf, ev->value);
-    if (!rc && (flags & RK__EV_POSITION))
-        rc = rk__wr_u32(&b->buf, (uint32_t)ev->position);
-    if (!rc && (flags & RK__EV_REQUEST))
-        rc = put_str16(&b->buf, ev->request_id, rlen);
-    if (!rc && (flags & RK__EV_CONTEXT))
-        rc = put_str16(&b->buf, ev->context, ev->context_len);
-    if (!rc && (flags & RK__EV_ID)) {
-        uint8_t h[16];
-        rk__event_id_hash(ev->id, idlen, h);
-        rc = put_str16(&b->buf, ev->id, idlen);
-        rc = rc ? rc : rk_buf_append(&b->buf, h, 16);
+    if ((rc = rk_buf_reserve(&b->buf, size))) return finish(b, mark, rc, err);
+    unsigned char *p = (unsigned char *)b->buf.data + mark;
+    *p++ = RK__OP_EVENT;
+    *p++ = (uint8_t)type;
+    *p++ = flags;
+    p = put16(p, ev->user, ulen);
+    p = put16(p, ev->item, ilen);
+    uint64_t ts = (uint64_t)ev->ts_ms;
+    memcpy(p, &ts, 8);
+    p += 8;
+    if (flags & RK__EV_VALUE) {
+        memcpy(p, &ev->value, 8);
+        p += 8;
     }
-    return finish(b, mark, rc, err);
+    if (flags & RK__EV_POSITION) {
+        uint32_t pos = (uint32_t)ev->position;
+        memcpy(p, &pos, 4);
+        p += 4;
+    }
+    if (flags & RK__EV_REQUEST) p = put16(p, ev->request_id, rlen);
+    if (flags & RK__EV_CONTEXT) p = put16(p, ev->context, ev->context_len);
+    if (flags & RK__EV_ID) {
+        p = put16(p, ev->id, idlen);
+        rk__event_id_hash(ev->id, idlen, p);
+        p += 16;
+    }
+    b->buf.len = (size_t)((char *)p - b->buf.data);
+    b->buf.data[b->buf.len] = '\0';
+    return finish(b, mark, 0, err);
 }
 
 static int check_text(const char *name, const char *s, size_t len, size_t max,

@@ -55,31 +55,51 @@ void rk__event_id_hash(const char *id, size_t len, uint8_t out[16])
  * [u16 len + request id], [u16 len + context], [u16 len + dedup id]. The
  * id is kept in the record so an export can be re-imported idempotently. */
 
+/* Writes a u16 length and the bytes; the caller reserved the room. */
+static unsigned char *put16(unsigned char *p, const void *s, uint16_t n)
+{
+    memcpy(p, &n, 2);
+    if (n) memcpy(p + 2, s, n);
+    return p + 2 + n;
+}
+
 int rk__event_encode(rk_buf *b, const rk__event_op *op, uint32_t user,
                      uint32_t item)
 {
+    /* The writer encodes every event it stores: size the record, reserve
+     * once and copy the fields in, rather than one append per field. */
     uint8_t flags = op->flags;
-    int rc = rk__wr_u8(b, flags);
-    rc = rc ? rc : rk__wr_u8(b, op->type);
-    rc = rc ? rc : rk__wr_u32(b, user);
-    rc = rc ? rc : rk__wr_u32(b, item);
-    rc = rc ? rc : rk__wr_u64(b, (uint64_t)op->ts_ms);
-    if (!rc && (flags & RK__EV_VALUE)) rc = rk__wr_f64(b, op->value);
-    if (!rc && (flags & RK__EV_POSITION))
-        rc = rk__wr_u32(b, (uint32_t)op->position);
-    if (!rc && (flags & RK__EV_REQUEST)) {
-        rc = rk__wr_u16(b, op->request_id_len);
-        rc = rc ? rc : rk_buf_append(b, op->request_id, op->request_id_len);
+    size_t size = 1 + 1 + 4 + 4 + 8;
+    if (flags & RK__EV_VALUE) size += 8;
+    if (flags & RK__EV_POSITION) size += 4;
+    if (flags & RK__EV_REQUEST) size += 2 + (size_t)op->request_id_len;
+    if (flags & RK__EV_CONTEXT) size += 2 + (size_t)op->context_len;
+    if (flags & RK__EV_ID) size += 2 + (size_t)op->id_len;
+    int rc = rk_buf_reserve(b, size);
+    if (rc) return rc;
+    unsigned char *p = (unsigned char *)b->data + b->len;
+    uint64_t ts = (uint64_t)op->ts_ms;
+    *p++ = flags;
+    *p++ = op->type;
+    memcpy(p, &user, 4);
+    memcpy(p + 4, &item, 4);
+    memcpy(p + 8, &ts, 8);
+    p += 16;
+    if (flags & RK__EV_VALUE) {
+        memcpy(p, &op->value, 8);
+        p += 8;
     }
-    if (!rc && (flags & RK__EV_CONTEXT)) {
-        rc = rk__wr_u16(b, op->context_len);
-        rc = rc ? rc : rk_buf_append(b, op->context, op->context_len);
+    if (flags & RK__EV_POSITION) {
+        uint32_t pos = (uint32_t)op->position;
+        memcpy(p, &pos, 4);
+        p += 4;
     }
-    if (!rc && (flags & RK__EV_ID)) {
-        rc = rk__wr_u16(b, op->id_len);
-        rc = rc ? rc : rk_buf_append(b, op->id, op->id_len);
-    }
-    return rc;
+    if (flags & RK__EV_REQUEST) p = put16(p, op->request_id, op->request_id_len);
+    if (flags & RK__EV_CONTEXT) p = put16(p, op->context, op->context_len);
+    if (flags & RK__EV_ID) p = put16(p, op->id, op->id_len);
+    b->len += size;
+    b->data[b->len] = '\0';
+    return 0;
 }
 
 int rk__event_decode(const void *p, size_t n, uint64_t seq, rk_event *ev)

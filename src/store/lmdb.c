@@ -54,12 +54,19 @@ typedef struct lm_be {
     uint64_t next_seq;
     uint32_t next_id[RK_ENTITY_COUNT];
     counters cnt;
+    int cnt_dirty;       /* cnt changed in the current transaction */
     rk_map *idcache[RK_ENTITY_COUNT];
     rk_map *dsindex; /* dataset name -> index in ds */
     RK_VEC(dataset_state) ds;
     uint32_t next_ds_id;
     rk_buf rec;
     rk_arena scratch;
+    /* Cursor on `events` for the current write transaction, opened by its
+     * first event. Appending through one cursor that stays on the last
+     * leaf skips the root-to-leaf search (and its dirty-page lookups) that
+     * a fresh cursor in every mdb_put costs. */
+    MDB_cursor *evcur;
+    MDB_cursor *ridcur[RK_ENTITY_COUNT]; /* same, for rid.user/item */
 } lm_be;
 
 typedef struct lm_rd {
@@ -158,6 +165,7 @@ static int load_state(lm_be *be, MDB_txn *txn)
     }
     MDB_val k = {8, "counters"}, v;
     memset(&be->cnt, 0, sizeof be->cnt);
+    be->cnt_dirty = 0;
     rc = mdb_get(txn, be->meta, &k, &v);
     if (rc == 0 && v.mv_size == sizeof be->cnt) memcpy(&be->cnt, v.mv_data, v.mv_size);
     else if (rc == 0) return MDB_CORRUPTED;
@@ -378,22 +386,39 @@ static int resolve(lm_be *be, MDB_txn *txn, rk_entity e, const char *s,
         return 0;
     }
     MDB_val k = {n, (void *)s}, d;
-    int rc = mdb_get(txn, be->ids[e], &k, &d);
-    if (rc == 0) {
-        if (d.mv_size != 4) return MDB_CORRUPTED;
-        memcpy(id, d.mv_data, 4);
-    } else if (rc == MDB_NOTFOUND && create) {
-        if (be->next_id[e] == UINT32_MAX) return MDB_MAP_FULL;
+    int rc;
+    if (create && be->next_id[e] != UINT32_MAX) {
+        /* One search for both outcomes: NOOVERWRITE inserts a new id, or
+         * fails with MDB_KEYEXIST and points d at the stored one without
+         * touching any page. */
         uint32_t nid = be->next_id[e];
         d.mv_size = 4;
         d.mv_data = &nid;
-        if ((rc = mdb_put(txn, be->ids[e], &k, &d, MDB_NOOVERWRITE))) return rc;
-        MDB_val rk = {4, &nid}, rv = {n, (void *)s};
-        if ((rc = mdb_put(txn, be->rids[e], &rk, &rv, MDB_APPEND))) return rc;
-        be->next_id[e]++;
-        *id = nid;
+        rc = mdb_put(txn, be->ids[e], &k, &d, MDB_NOOVERWRITE);
+        if (rc == 0) {
+            /* Dense ids grow by one: append through the transaction's
+             * cursor, which stays on the last leaf. */
+            MDB_val rk = {4, &nid}, rv = {n, (void *)s};
+            if (!be->ridcur[e] &&
+                (rc = mdb_cursor_open(txn, be->rids[e], &be->ridcur[e])))
+                return rc;
+            if ((rc = mdb_cursor_put(be->ridcur[e], &rk, &rv, MDB_APPEND)))
+                return rc;
+            be->next_id[e]++;
+            *id = nid;
+        } else if (rc != MDB_KEYEXIST) {
+            return rc;
+        } else if (d.mv_size != 4) {
+            return MDB_CORRUPTED;
+        } else {
+            memcpy(id, d.mv_data, 4);
+        }
     } else {
-        return rc;
+        /* Lookup only, or the 2^32 ids are used up: no new one. */
+        if ((rc = mdb_get(txn, be->ids[e], &k, &d)))
+            return rc == MDB_NOTFOUND && create ? MDB_MAP_FULL : rc;
+        if (d.mv_size != 4) return MDB_CORRUPTED;
+        memcpy(id, d.mv_data, 4);
     }
     /* A full cache gives up one entry; the cache is a speed-up only. */
     if (rk_map_put(be->idcache[e], s, n, *id) == RK_ELIMIT &&
@@ -431,10 +456,14 @@ static uint32_t record_flags(const MDB_val *v)
 /* Tracks the hidden/deleted counters across a flag change. */
 static void count_flags(lm_be *be, rk_entity e, uint32_t before, uint32_t after)
 {
-    if ((before ^ after) & RK_ENTITY_HIDDEN)
+    if ((before ^ after) & RK_ENTITY_HIDDEN) {
         be->cnt.hidden[e] += (after & RK_ENTITY_HIDDEN) ? 1 : (uint64_t)-1;
-    if ((before ^ after) & RK_ENTITY_DELETED)
+        be->cnt_dirty = 1;
+    }
+    if ((before ^ after) & RK_ENTITY_DELETED) {
         be->cnt.deleted[e] += (after & RK_ENTITY_DELETED) ? 1 : (uint64_t)-1;
+        be->cnt_dirty = 1;
+    }
 }
 
 static int apply_event(lm_be *be, MDB_txn *txn, rk__rd *r, rk_write_result *res)
@@ -483,7 +512,9 @@ static int apply_event(lm_be *be, MDB_txn *txn, rk__rd *r, rk_write_result *res)
     rk_buf_reset(&be->rec);
     if (rk__event_encode(&be->rec, &op, uid, iid)) return ENOMEM;
     MDB_val k = {8, &seq}, v = {be->rec.len, be->rec.data};
-    if ((rc = mdb_put(txn, be->events, &k, &v, MDB_APPEND))) return rc;
+    if (!be->evcur && (rc = mdb_cursor_open(txn, be->events, &be->evcur)))
+        return rc;
+    if ((rc = mdb_cursor_put(be->evcur, &k, &v, MDB_APPEND))) return rc;
     if (res->events == 0) res->first_seq = seq;
     be->next_seq++;
     res->events++;
@@ -606,8 +637,13 @@ static int apply_declare(lm_be *be, rk__rd *r, rk_schema *pending)
 
 static int flush_writer_meta(lm_be *be, MDB_txn *txn)
 {
-    MDB_val k = {8, "counters"}, v = {sizeof be->cnt, &be->cnt};
-    int rc = mdb_put(txn, be->meta, &k, &v, 0);
+    /* Only when changed: rewriting it in every commit would copy and
+     * write one more page per commit, which small commits feel. */
+    int rc = 0;
+    if (be->cnt_dirty) {
+        MDB_val k = {8, "counters"}, v = {sizeof be->cnt, &be->cnt};
+        rc = mdb_put(txn, be->meta, &k, &v, 0);
+    }
     for (size_t i = 0; !rc && i < be->ds.n; i++) {
         dataset_state *d = &be->ds.v[i];
         if (!d->dirty) continue;
@@ -619,6 +655,17 @@ static int flush_writer_meta(lm_be *be, MDB_txn *txn)
         rc = mdb_put(txn, be->datasets, &dk, &dv, 0);
     }
     return rc;
+}
+
+/* Closes the write transaction's append cursors (before commit or abort). */
+static void close_cursors(lm_be *be)
+{
+    if (be->evcur) mdb_cursor_close(be->evcur);
+    be->evcur = NULL;
+    for (int e = 0; e < RK_ENTITY_COUNT; e++) {
+        if (be->ridcur[e]) mdb_cursor_close(be->ridcur[e]);
+        be->ridcur[e] = NULL;
+    }
 }
 
 static int lm_apply(void *p, const rk_batch *const *batches, size_t n,
@@ -658,6 +705,7 @@ static int lm_apply(void *p, const rk_batch *const *batches, size_t n,
             }
         }
     }
+    close_cursors(be);
     if (!rc && pending) rc = put_schema(be, txn, pending);
     if (!rc) rc = flush_writer_meta(be, txn);
     if (!rc) rc = mdb_txn_commit(txn);
@@ -675,6 +723,7 @@ static int lm_apply(void *p, const rk_batch *const *batches, size_t n,
         return code;
     }
     for (size_t i = 0; i < be->ds.n; i++) be->ds.v[i].dirty = 0;
+    be->cnt_dirty = 0;
     if (pending) {
         /* Publish new declarations only now that they are durable. */
         rk__schema_merge(be->schema, pending, NULL);

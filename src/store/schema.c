@@ -20,10 +20,12 @@ struct rk_schema {
 };
 
 static const char *const entity_names[RK_ENTITY_COUNT] = {"user", "item"};
+/* NULL-terminated: also the choice lists of rk_conf_as_enum. */
 static const char *const attr_type_names[] = {
-    "numeric", "categorical", "categorical_list", "text", "timestamp", "vector"};
+    "numeric", "categorical", "categorical_list", "text", "timestamp",
+    "vector", NULL};
 static const char *const role_names[] = {"positive", "valued", "negative",
-                                         "exposure"};
+                                         "exposure", NULL};
 
 /* Event types every store knows unless the config lists its own. */
 static const struct {

@@ -2,12 +2,19 @@
  * store.c — the store front end: options, the single writer thread with
  * group commit, and read snapshots, all on top of a backend function table.
  *
- * Producers enqueue a ticket (pointing at their batch) and sleep on it. The
- * writer takes every queued ticket up to commit_max_ops, applies them in one
- * backend transaction, and wakes them all with the one result. Under the
- * everysec policy it also syncs at least once a second while there is
- * unsynced data, including when idle. The queue is bounded by queue_max so
- * a burst of producers waits instead of growing memory.
+ * Producers enqueue a ticket (pointing at their batch) and sleep on the
+ * ticket's own condition variable, so a commit wakes exactly the producers
+ * it completed (a shared one woke all of them, most to sleep again: with
+ * 64 producers half the CPU went to the scheduler). The writer takes every
+ * queued ticket up to commit_max_ops, applies them in one backend
+ * transaction, and wakes them all with the one result. The queue is bounded
+ * by queue_max so a burst of producers waits instead of growing memory.
+ *
+ * Under the everysec policy a separate syncer thread fsyncs at least once a
+ * second while commits are unsynced, like Redis' background fsync: the
+ * writer never waits for the disk, so a slow fsync delays durability on
+ * disk, not acknowledgements. `commits` counts applied transactions and
+ * `synced` how many of them an fsync has covered; both change under mu.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -21,6 +28,7 @@ enum { TICKET_WRITE, TICKET_SYNC };
 typedef struct ticket {
     int kind;
     const rk_batch *batch;
+    pthread_cond_t cv;       /* signalled under mu when done is set */
     int done;
     int rc;
     rk_write_result res;
@@ -34,17 +42,18 @@ struct rk_store {
     rk_schema *schema;
     rk_store_opts opts;
     char *path;
-    pthread_t writer;
-    int writer_started;
+    pthread_t writer, syncer;
+    int writer_started, syncer_started;
     pthread_mutex_t mu;
     pthread_cond_t cv_work;  /* writer waits for tickets */
-    pthread_cond_t cv_done;  /* producers wait for their ticket */
     pthread_cond_t cv_space; /* producers wait for queue space */
+    pthread_cond_t cv_sync;  /* syncer's timed wait; close wakes it */
     ticket *head, *tail;
     size_t queued;
     int stopping;
-    int dirty;               /* committed but not yet fsync'd */
-    uint64_t last_sync_ns;
+    uint64_t commits;        /* transactions applied */
+    uint64_t synced;         /* of those, covered by an fsync */
+    uint64_t last_sync_ns;   /* start of the last fsync (or attempt) */
     pthread_mutex_t declare_mu; /* one declarer at a time */
 };
 
@@ -112,29 +121,55 @@ int rk_store_opts_from_conf(rk_store_opts *o, const rk_conf_node *root,
     return 0;
 }
 
-/* ---- writer -------------------------------------------------------------- */
+/* ---- writer and syncer --------------------------------------------------- */
 
-static void do_sync(rk_store *s, rk_err *err)
-{
-    int rc = s->ops->sync(s->be, err);
-    if (rc == 0) {
-        s->dirty = 0;
-        s->last_sync_ns = rk_clock_mono_ns();
-    } else {
-        rk_log(s->opts.log, RK_LOG_ERROR, "store", "fsync failed: %s",
-               rk_err_msg(err));
-    }
-}
-
-static void deadline_in_ms(struct timespec *ts, uint64_t ms)
+static void deadline_in_ns(struct timespec *ts, uint64_t ns)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts->tv_sec += (time_t)(ns / 1000000000u);
+    ts->tv_nsec += (long)(ns % 1000000000u);
     if (ts->tv_nsec >= 1000000000L) {
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000L;
     }
+}
+
+#define SEC_NS 1000000000ull
+
+/* Everysec only: fsyncs once a second while there are unsynced commits.
+ * The fsync runs without mu, concurrently with the writer's next commits;
+ * it covers at least the `commits` counted when it started. */
+static void *syncer_main(void *arg)
+{
+    rk_store *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        uint64_t now = rk_clock_mono_ns();
+        uint64_t due = s->last_sync_ns + SEC_NS;
+        if (s->synced == s->commits || now < due) {
+            /* Idle or synced recently: look again when the second is up,
+             * or in a second (a commit may come meanwhile). */
+            struct timespec ts;
+            deadline_in_ns(&ts, now < due ? due - now : SEC_NS);
+            pthread_cond_timedwait(&s->cv_sync, &s->mu, &ts);
+            continue;
+        }
+        uint64_t gen = s->commits;
+        pthread_mutex_unlock(&s->mu);
+        rk_err err = {0};
+        uint64_t t0 = rk_clock_mono_ns();
+        int rc = s->ops->sync(s->be, &err);
+        if (rc)
+            rk_log(s->opts.log, RK_LOG_ERROR, "store", "fsync failed: %s",
+                   rk_err_msg(&err));
+        pthread_mutex_lock(&s->mu);
+        if (rc == 0 && gen > s->synced) s->synced = gen;
+        /* After a failure too, so that a broken disk is retried once a
+         * second rather than in a tight loop. */
+        s->last_sync_ns = t0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 #define GROUP_MAX 1024
@@ -149,23 +184,7 @@ static void *writer_main(void *arg)
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->head && !s->stopping) {
-            if (everysec && s->dirty) {
-                uint64_t since = (rk_clock_mono_ns() - s->last_sync_ns) / 1000000;
-                if (since >= 1000) {
-                    rk_err e = {0};
-                    pthread_mutex_unlock(&s->mu);
-                    do_sync(s, &e);
-                    pthread_mutex_lock(&s->mu);
-                    continue;
-                }
-                struct timespec ts;
-                deadline_in_ms(&ts, 1000 - since);
-                pthread_cond_timedwait(&s->cv_work, &s->mu, &ts);
-            } else {
-                pthread_cond_wait(&s->cv_work, &s->mu);
-            }
-        }
+        while (!s->head && !s->stopping) pthread_cond_wait(&s->cv_work, &s->mu);
         if (!s->head && s->stopping) break;
 
         /* Take a group: whole batches up to commit_max_ops (at least one). */
@@ -188,40 +207,63 @@ static void *writer_main(void *arg)
         size_t nb = 0;
         for (size_t i = 0; i < n; i++)
             if (group[i]->kind == TICKET_WRITE) batches[nb++] = group[i]->batch;
-        rk_err err = {0};
-        int rc = 0;
+        rk_err err = {0}, serr = {0};
+        int rc = 0, src = 0;
         if (nb) {
             rc = s->ops->apply(s->be, batches, nb, results, &err);
-            if (rc == 0) s->dirty = 1;
-            else
+            if (rc)
                 rk_log(s->opts.log, RK_LOG_ERROR, "store",
                        "group commit of %zu batches failed: %s", nb,
                        rk_err_msg(&err));
         }
-        if (rc == 0 && everysec && (want_sync ||
-            (s->dirty && rk_clock_mono_ns() - s->last_sync_ns >= 1000000000ull))) {
-            do_sync(s, &err);
-            if (want_sync && s->dirty) rc = err.code;
-        } else if (rc == 0 && want_sync && !everysec) {
-            s->dirty = 0; /* every commit was already fsync'd */
+        /* An explicit sync under everysec: fsync here, after this group's
+         * commit, so that it covers every write acknowledged before it.
+         * Under always every commit was fsync'd already. */
+        uint64_t t0 = rk_clock_mono_ns();
+        if (want_sync && everysec) {
+            src = s->ops->sync(s->be, &serr);
+            if (src)
+                rk_log(s->opts.log, RK_LOG_ERROR, "store", "fsync failed: %s",
+                       rk_err_msg(&serr));
         }
 
         pthread_mutex_lock(&s->mu);
+        if (nb && rc == 0) {
+            s->commits++;
+            if (!everysec) s->synced = s->commits; /* fsync'd by the commit */
+        }
+        if (want_sync && everysec && src == 0) {
+            s->synced = s->commits;
+            s->last_sync_ns = t0;
+        }
         size_t bi = 0;
         for (size_t i = 0; i < n; i++) {
             ticket *t = group[i];
-            t->rc = rc;
-            if (rc) t->err = err;
-            else if (t->kind == TICKET_WRITE) t->res = results[bi];
-            if (t->kind == TICKET_WRITE) bi++;
+            if (t->kind == TICKET_WRITE) {
+                /* A failed fsync does not undo a commit: writes keep their
+                 * own result and only sync tickets report it. */
+                t->rc = rc;
+                if (rc) t->err = err;
+                else t->res = results[bi];
+                bi++;
+            } else {
+                t->rc = src ? src : (everysec ? 0 : rc);
+                if (src) t->err = serr;
+                else if (t->rc) t->err = err;
+            }
+            /* Under mu: the producer cannot see done, return and destroy
+             * t->cv before this signal is finished. */
             t->done = 1;
+            pthread_cond_signal(&t->cv);
         }
-        pthread_cond_broadcast(&s->cv_done);
     }
+    int unsynced = s->synced != s->commits;
     pthread_mutex_unlock(&s->mu);
-    if (s->dirty) {
+    if (unsynced) {
         rk_err e = {0};
-        do_sync(s, &e);
+        if (s->ops->sync(s->be, &e))
+            rk_log(s->opts.log, RK_LOG_ERROR, "store", "fsync failed: %s",
+                   rk_err_msg(&e));
     }
     return NULL;
 }
@@ -229,11 +271,13 @@ static void *writer_main(void *arg)
 /* Queues a ticket and waits for the writer to complete it. */
 static int submit(rk_store *s, ticket *t, rk_err *err)
 {
+    pthread_cond_init(&t->cv, NULL);
     pthread_mutex_lock(&s->mu);
     while (s->queued >= s->opts.queue_max && !s->stopping)
         pthread_cond_wait(&s->cv_space, &s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
+        pthread_cond_destroy(&t->cv);
         return rk_err_set(err, RK_ECLOSED, "store is closing");
     }
     t->next = NULL;
@@ -241,8 +285,9 @@ static int submit(rk_store *s, ticket *t, rk_err *err)
     s->tail = t;
     s->queued++;
     pthread_cond_signal(&s->cv_work);
-    while (!t->done) pthread_cond_wait(&s->cv_done, &s->mu);
+    while (!t->done) pthread_cond_wait(&t->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&t->cv);
     if (t->rc && err) *err = t->err;
     return t->rc;
 }
@@ -273,6 +318,29 @@ int rk_store_sync(rk_store *s, rk_err *err)
 }
 
 /* ---- open / close -------------------------------------------------------- */
+
+/* Stops the writer (which drains the queue and syncs) and the syncer. */
+static void stop_threads(rk_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->cv_work);
+    pthread_cond_broadcast(&s->cv_space);
+    pthread_cond_broadcast(&s->cv_sync);
+    pthread_mutex_unlock(&s->mu);
+    if (s->writer_started) pthread_join(s->writer, NULL);
+    if (s->syncer_started) pthread_join(s->syncer, NULL);
+    s->writer_started = s->syncer_started = 0;
+}
+
+static void destroy_sync(rk_store *s)
+{
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->declare_mu);
+    pthread_cond_destroy(&s->cv_work);
+    pthread_cond_destroy(&s->cv_space);
+    pthread_cond_destroy(&s->cv_sync);
+}
 
 int rk_store_open(rk_store **out, const rk_store_opts *o,
                   const rk_schema *schema, rk_err *err)
@@ -313,24 +381,27 @@ int rk_store_open(rk_store **out, const rk_store_opts *o,
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv_work, &ca);
+    pthread_cond_init(&s->cv_sync, &ca); /* timed waits on CLOCK_MONOTONIC */
     pthread_condattr_destroy(&ca);
-    pthread_cond_init(&s->cv_done, NULL);
     pthread_cond_init(&s->cv_space, NULL);
     s->last_sync_ns = rk_clock_mono_ns();
     if (!o->read_only) {
-        if ((rc = pthread_create(&s->writer, NULL, writer_main, s)) != 0) {
-            rc = rk_err_set(err, RK_ENOMEM, "store: cannot start writer: %s",
+        if ((rc = pthread_create(&s->writer, NULL, writer_main, s)) == 0) {
+            s->writer_started = 1;
+            if (o->fsync == RK_FSYNC_EVERYSEC &&
+                (rc = pthread_create(&s->syncer, NULL, syncer_main, s)) == 0)
+                s->syncer_started = 1;
+        }
+        if (rc != 0) {
+            rc = rk_err_set(err, RK_ENOMEM, "store: cannot start %s: %s",
+                            s->writer_started ? "syncer" : "writer",
                             strerror(rc));
+            stop_threads(s);
             s->ops->close(s->be);
             s->be = NULL;
-            pthread_mutex_destroy(&s->mu);
-            pthread_mutex_destroy(&s->declare_mu);
-            pthread_cond_destroy(&s->cv_work);
-            pthread_cond_destroy(&s->cv_done);
-            pthread_cond_destroy(&s->cv_space);
+            destroy_sync(s);
             goto fail;
         }
-        s->writer_started = 1;
     }
     rk_log(o->log, RK_LOG_DEBUG, "store", "opened %s (lmdb, fsync %s%s)",
            s->path, o->fsync == RK_FSYNC_ALWAYS ? "always" : "everysec",
@@ -348,20 +419,9 @@ fail:
 void rk_store_close(rk_store *s)
 {
     if (!s) return;
-    if (s->writer_started) {
-        pthread_mutex_lock(&s->mu);
-        s->stopping = 1;
-        pthread_cond_broadcast(&s->cv_work);
-        pthread_cond_broadcast(&s->cv_space);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->writer, NULL);
-    }
+    stop_threads(s);
     s->ops->close(s->be);
-    pthread_mutex_destroy(&s->mu);
-    pthread_mutex_destroy(&s->declare_mu);
-    pthread_cond_destroy(&s->cv_work);
-    pthread_cond_destroy(&s->cv_done);
-    pthread_cond_destroy(&s->cv_space);
+    destroy_sync(s);
     rk_schema_destroy(s->schema);
     rk_free(s->path);
     rk_free(s);
