@@ -42,6 +42,8 @@ REPLAYS   := $(FUZZ_SRC:fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all test check fuzz clean bench
+# Keep objects of chained rules (tests, replays, benches) between runs.
+.SECONDARY:
 all: $(BIN)
 
 $(BUILD)/obj/%.o: %.c

@@ -903,7 +903,8 @@ int main(int argc, char **argv)
                 "1000000: %s)\n",
                 one->events / one->seconds,
                 one->cpu > 0 ? one->events / one->cpu : 0.0,
-                one->events / one->seconds >= 1e6 ? "met" : "MISSED");
+                smoke ? "not judged on a smoke run"
+                : one->events / one->seconds >= 1e6 ? "met" : "MISSED");
     if (failed) fprintf(stderr, "ingest: FAILED\n");
     return failed ? 1 : 0;
 }
