@@ -6,7 +6,8 @@ set -eu
 
 PKGS="build-essential pkg-config make clang libclang-rt-14-dev llvm
 liblmdb-dev lmdb-utils libyaml-dev libjansson-dev libxxhash-dev
-libhiredis-dev redis-server python3"
+libhiredis-dev redis-server python3
+libopenblas-dev liblapacke-dev python3-numpy python3-faiss python3-hnswlib"
 
 missing=""
 for p in $PKGS; do
