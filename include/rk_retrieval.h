@@ -188,6 +188,12 @@ int rk_ann_search_batch(rk_ann *a, const float *queries, size_t nq,
                         uint32_t k, uint32_t ef, uint32_t *labels,
                         float *scores, uint32_t *n_out, rk_pool *pool);
 
+/* Turns the exact float re-rank of an int8 index built with rerank on or
+ * off for later searches (the graph is the same either way: it is built
+ * from the int8 codes). Waits for running searches. RK_ESTATE when the
+ * index keeps no float copies (not int8, or built without rerank). */
+int rk_ann_set_rerank(rk_ann *a, int on);
+
 /* Live (not deleted) labels. */
 size_t rk_ann_size(rk_ann *a);
 /* Bytes held: heap arrays (sized by capacity), the label map, search
@@ -284,7 +290,7 @@ typedef struct rk_ials_opts {
     double log_eps;            /* >= 0; 0 = linear confidence */
     double unobserved_weight;  /* a0 > 0 */
     rk_ials_solver solver;
-    uint32_t cg_steps;         /* 1..k, for RK_IALS_CG */
+    uint32_t cg_steps;         /* 1..1024, for RK_IALS_CG */
     double init_std;           /* initial N(0, init_std); <= 0: 0.1/sqrt(k) */
     uint64_t seed;
     unsigned threads;          /* 0 = one per CPU; unused when pool is set */
@@ -296,8 +302,9 @@ typedef struct rk_ials_opts {
 } rk_ials_opts;
 
 /* Defaults: the settings tuned on MovieLens-100k under the held-out-users
- * protocol (docs/retrieval.md gives the search); CG with 3 steps, seed 42,
- * all CPUs, no loss, no callback. */
+ * protocol (docs/retrieval.md gives the search): k 64, 15 iterations,
+ * reg 0.015, reg_exp 1, alpha 0, unobserved_weight 0.2; CG with 3 steps,
+ * init_std 0.1/sqrt(k), seed 42, all CPUs, no loss, no callback. */
 void rk_ials_opts_default(rk_ials_opts *o);
 
 typedef struct rk_ials_model rk_ials_model;
@@ -378,7 +385,7 @@ int rk_ials_load(const char *path, rk_ials_model **out, rk_err *err);
  * Cholesky and inverse through OpenBLAS, which uses its own threads).
  */
 typedef struct rk_ease_opts {
-    double lambda;       /* > 0; default 300 (MovieLens-100k tuned) */
+    double lambda;       /* > 0; default 200 (MovieLens-100k tuned) */
     uint32_t max_items;  /* active items allowed; default 50,000 */
 } rk_ease_opts;
 

@@ -8,7 +8,9 @@
 
 #include "rk_core.h"
 #include "rk_io.h"
+#include "rk_retrieval.h"
 #include "rk_store.h"
+#include "rk_train.h"
 
 typedef struct cli_env {
     rk_conf *conf;              /* NULL when no config file was used */
@@ -46,10 +48,46 @@ int cli_uint(const char *opt, const char *s, uint64_t max, uint64_t *out);
 
 void cli_printf_err(const char *fmt, ...) RK_PRINTF(1, 2);
 
+/* The config's root map, or NULL when there is no config (or it is empty). */
+static inline const rk_conf_node *cli_conf_root(const cli_env *env)
+{
+    const rk_conf_node *r = env->conf ? rk_conf_root(env->conf) : NULL;
+    return r && rk_conf_node_type(r) == RK_CONF_MAP ? r : NULL;
+}
+
+/* The `retrieval:` section (train.c): how events become interaction
+ * weights, the models `rankd train` trains, and each model's parameters.
+ * Shared by train and eval so both build models the same way. */
+#define CLI_MAX_MODELS 8
+typedef struct cli_retrieval {
+    rk_inter_opts inter;
+    rk_ials_opts ials;
+    rk_ease_opts ease;
+    rk_popular_opts trending;
+    rk_covis_opts covis;
+    const char *models[CLI_MAX_MODELS];  /* static names */
+    size_t nmodels;
+} cli_retrieval;
+
+void cli_retrieval_default(cli_retrieval *r);
+/* Reads retrieval: over r; RK_ECONFIG with file:line. root may be NULL. */
+int cli_retrieval_from_conf(cli_retrieval *r, const rk_conf_node *root,
+                            rk_err *err);
+/* "ials,ease" -> names (static strings); RK_EINVAL on unknown/duplicate. */
+int cli_model_list(const char *s, const char **names, size_t max, size_t *n,
+                   rk_err *err);
+/* Builds an evaluation model: popularity, ease, ials, trending, covis. */
+int cli_model_create(const char *kind, const cli_retrieval *r,
+                     rk_eval_model **out, rk_err *err);
+/* --ials-* and --ease-* options, with cli_opt's return convention. */
+int cli_model_opt(cli_retrieval *r, int argc, char **argv, int *i);
+
 int cli_demo(int argc, char **argv);
 int cli_import(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_stats(int argc, char **argv);
 int cli_schema(int argc, char **argv);
+int cli_train(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 
 #endif

@@ -16,7 +16,7 @@
 
 /* Top-level config sections this version understands. */
 static const char *const conf_sections[] = {"store", "entities", "events",
-                                            "log", NULL};
+                                            "log", "retrieval", "eval", NULL};
 
 void cli_printf_err(const char *fmt, ...)
 {
@@ -417,6 +417,8 @@ static const struct {
     {"export", cli_export, "export events, users, items or rows as JSON lines"},
     {"stats", cli_stats, "print what the store holds"},
     {"schema", cli_schema, "print the declared attributes and event types"},
+    {"train", cli_train, "train the retrieval models and publish them under DIR/models"},
+    {"eval", cli_eval, "evaluate retrieval models offline (Recall/NDCG/MAP@K)"},
 };
 
 static void usage(FILE *f)
