@@ -176,7 +176,8 @@ int rk_ann_contains(rk_ann *a, uint32_t label);
  * than k labels are live (HNSW may also return fewer on a graph cut off
  * by deletions). ef is the HNSW beam (0 = ef_search; raised to k when
  * smaller), ignored by FLAT. Thread-safe. Errors: RK_EINVAL (k 0 or above
- * RK_ANN_MAX_EF, ef above it, NULL pointers), RK_ENOMEM (scratch space). */
+ * RK_ANN_MAX_EF, ef above it, NULL pointers, a non-finite query
+ * component), RK_ENOMEM (scratch space). */
 int rk_ann_search(rk_ann *a, const float *query, uint32_t k, uint32_t ef,
                   uint32_t *labels, float *scores, uint32_t *n_out);
 /* nq searches: query i at queries + i * dim, its results at labels + i * k
