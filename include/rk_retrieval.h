@@ -70,6 +70,11 @@ int rk_interactions_from_triplets(rk_interactions **out, uint32_t nusers,
 /* The item-major transpose (nusers and nitems swapped). */
 int rk_interactions_transpose(const rk_interactions *m, rk_interactions **out,
                               rk_err *err);
+/* An uninitialised matrix with room for nnz entries and a zeroed user_ptr,
+ * for code that fills a CSR matrix itself (splits, samplers). NULL when
+ * out of memory. */
+rk_interactions *rk_interactions_alloc(uint32_t nusers, uint32_t nitems,
+                                       uint64_t nnz);
 void rk_interactions_free(rk_interactions *m);
 
 /* ======================================================================== */

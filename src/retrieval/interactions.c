@@ -35,8 +35,8 @@ void rk_interactions_free(rk_interactions *m)
     rk_free(m);
 }
 
-static rk_interactions *alloc_matrix(uint32_t nusers, uint32_t nitems,
-                                     uint64_t nnz)
+rk_interactions *rk_interactions_alloc(uint32_t nusers, uint32_t nitems,
+                                       uint64_t nnz)
 {
     rk_interactions *m = rk_calloc(1, sizeof *m);
     if (!m) return NULL;
@@ -106,7 +106,7 @@ int rk_interactions_from_triplets(rk_interactions **out, uint32_t nusers,
         if (start[u + 1] - start[u] > longest) longest = start[u + 1] - start[u];
     ents = rk_malloc(sizeof(entry) * (longest + 1));
     /* Upper bound on nnz is n; the arrays are trimmed by nnz afterwards. */
-    m = alloc_matrix(nusers, nitems, n);
+    m = rk_interactions_alloc(nusers, nitems, n);
     if (!ents || !m) goto done;
 
     uint64_t nnz = 0;
@@ -236,7 +236,7 @@ int rk_interactions_from_store(rk_interactions **out, rk_store *s,
 int rk_interactions_transpose(const rk_interactions *m, rk_interactions **out,
                               rk_err *err)
 {
-    rk_interactions *t = alloc_matrix(m->nitems, m->nusers, m->nnz);
+    rk_interactions *t = rk_interactions_alloc(m->nitems, m->nusers, m->nnz);
     if (!t) return rk_err_set(err, RK_ENOMEM, "interactions: out of memory");
     /* Counting sort by item; users come out in increasing order because
      * the rows are visited in user order. */

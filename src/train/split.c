@@ -121,26 +121,6 @@ void rk_eval_split_free(rk_eval_split *s)
 
 /* ---- the training matrix ------------------------------------------------ */
 
-static rk_interactions *matrix_alloc(uint32_t nusers, uint32_t nitems,
-                                     uint64_t nnz)
-{
-    rk_interactions *m = rk_calloc(1, sizeof *m);
-    if (!m) return NULL;
-    m->nusers = nusers;
-    m->nitems = nitems;
-    m->nnz = nnz;
-    m->user_ptr = rk_calloc((size_t)nusers + 1, sizeof(uint64_t));
-    m->items = rk_malloc(sizeof(uint32_t) * (nnz + 1));
-    m->weight = rk_malloc(sizeof(float) * (nnz + 1));
-    m->first_ts = rk_malloc(sizeof(int64_t) * (nnz + 1));
-    m->last_ts = rk_malloc(sizeof(int64_t) * (nnz + 1));
-    if (!m->user_ptr || !m->items || !m->weight || !m->first_ts ||
-        !m->last_ts) {
-        rk_interactions_free(m);
-        return NULL;
-    }
-    return m;
-}
 
 /*
  * Builds s->train from the rows `rows` of g (dense user ids, increasing),
@@ -168,7 +148,7 @@ static int build_train(rk_eval_split *s, const rk_interactions *g,
     s->catalog = rk_malloc(sizeof(uint32_t) * ((size_t)ncat + 1));
     s->popularity = rk_malloc(sizeof(float) * ((size_t)ncat + 1));
     s->train_users = rk_malloc(sizeof(uint32_t) * ((size_t)nrows + 1));
-    s->train = matrix_alloc(nrows, ncat, nnz);
+    s->train = rk_interactions_alloc(nrows, ncat, nnz);
     if (!s->catalog || !s->popularity || !s->train_users || !s->train) {
         rk_free(cnt);
         return RK_ENOMEM;
