@@ -121,7 +121,6 @@ void rk_eval_split_free(rk_eval_split *s)
 
 /* ---- the training matrix ------------------------------------------------ */
 
-
 /*
  * Builds s->train from the rows `rows` of g (dense user ids, increasing),
  * leaving out the entries k with skip[k] set (skip may be NULL), and the
