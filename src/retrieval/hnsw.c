@@ -437,8 +437,15 @@ static void insert_impl(rk_ann *a, uint32_t id, rk__ann_scratch *s, int locked,
     const float *q = node_vec(a, id, s->q);
     float d = dist(a, q, ep, q8);
     if (top > level) ep = greedy(a, s, q, ep, &d, top, level, locked, q8);
-    uint32_t sel[RK_ANN_MAX_M];
-    for (int lev = level < top ? level : top; lev >= 0; lev--) {
+    /* Choose the neighbours of every level first, write all of the node's
+     * own lists, and only then link back. Until the first link back
+     * nobody can reach the node, so no other inserter can add itself to a
+     * list of ours that we would then overwrite (a lost back-link can cut
+     * a region off). Sequentially this builds the same graph as linking
+     * level by level: each level's search reads only that level's lists. */
+    int low = level < top ? level : top;
+    uint32_t sel[RK__ANN_MAX_LEVEL + 1][RK_ANN_MAX_M], ns[RK__ANN_MAX_LEVEL + 1];
+    for (int lev = low; lev >= 0; lev--) {
         pool p;
         pool_init(&p, s, a->p.ef_construction);
         new_epoch(s, a->cap);
@@ -450,21 +457,24 @@ static void insert_impl(rk_ann *a, uint32_t id, rk__ann_scratch *s, int locked,
         uint32_t nc = 0;
         for (uint32_t i = 0; i < p.size; i++)
             if (!(p.c[i].id & CAND_DEAD)) p.c[nc++] = p.c[i];
-        uint32_t ns = select_neighbors(a, s, p.c, nc, a->p.M, sel);
+        ns[lev] = select_neighbors(a, s, p.c, nc, a->p.M, sel[lev]);
         /* The best entry of this level (tombstone or not) leads into the
          * next one. */
         if (p.size) {
             ep = p.c[0].id & CAND_ID;
             d = p.c[0].d;
         }
-        uint32_t max = max_links(a, lev);
-        if (locked) lock_node(a, id);
-        uint32_t *l = rk__ann_links(a, id, lev);
-        memcpy(l, sel, ns * sizeof *l);
-        for (uint32_t j = ns; j < max; j++) l[j] = RK__ANN_NONE;
-        if (locked) unlock_node(a, id);
-        for (uint32_t j = 0; j < ns; j++) connect_back(a, s, sel[j], id, lev, locked);
     }
+    if (locked) lock_node(a, id);
+    for (int lev = low; lev >= 0; lev--) {
+        uint32_t *l = rk__ann_links(a, id, lev);
+        memcpy(l, sel[lev], ns[lev] * sizeof *l);
+        for (uint32_t j = ns[lev]; j < max_links(a, lev); j++) l[j] = RK__ANN_NONE;
+    }
+    if (locked) unlock_node(a, id);
+    for (int lev = low; lev >= 0; lev--)
+        for (uint32_t j = 0; j < ns[lev]; j++)
+            connect_back(a, s, sel[lev][j], id, lev, locked);
     if (level > top) {
         if (locked) pthread_mutex_lock(&a->gmu);
         if (level > a->max_level) {
