@@ -71,6 +71,51 @@ int rk_fvec_encode(const rk_fvec *v, rk_buf *out);
 int rk_fvec_decode(rk_fvec *v, const void *p, size_t n, size_t *used,
                    rk_err *err);
 
+/* ======================================================================== */
+/* Feature definitions and computation                                       */
+/* ======================================================================== */
+
+/* ======================================================================== */
+/* Online aggregate state and point-in-time replay                           */
+/* ======================================================================== */
+
+/* ======================================================================== */
+/* Training sets                                                             */
+/* ======================================================================== */
+/*
+ * Labelled feature rows in memory, bounded by max_bytes: the input of every
+ * ranker's training. A row carries its features, label (0/1 for
+ * classification, a graded relevance for ranking), importance weight,
+ * query group (request or query id; 0 = none) and timestamp (epoch ms).
+ */
+typedef struct rk_trainset rk_trainset;
+
+/* A row as read: x borrows the set's memory, valid until the set is
+ * changed or destroyed. */
+typedef struct rk_trow {
+    rk_fvec x;
+    float label, weight;
+    uint64_t group;
+    int64_t ts_ms;
+} rk_trow;
+
+/* ndense and hash_bits describe every row's vector (rows with another
+ * dense width are refused with RK_EINVAL). max_bytes 0 = 1 GiB. */
+int rk_trainset_create(rk_trainset **out, uint32_t ndense, uint32_t hash_bits,
+                       size_t max_bytes);
+void rk_trainset_destroy(rk_trainset *t);
+/* Appends a copy of x. RK_EINVAL (dense width, non-finite label or weight
+ * <= 0), RK_ELIMIT (max_bytes), RK_ENOMEM. */
+int rk_trainset_add(rk_trainset *t, const rk_fvec *x, float label,
+                    float weight, uint64_t group, int64_t ts_ms);
+size_t rk_trainset_rows(const rk_trainset *t);
+/* Row i < rk_trainset_rows(t). */
+void rk_trainset_get(const rk_trainset *t, size_t i, rk_trow *out);
+
+/* ======================================================================== */
+/* Feature log and label join                                                */
+/* ======================================================================== */
+
 #ifdef __cplusplus
 }
 #endif
