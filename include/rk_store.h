@@ -240,6 +240,35 @@ int rk_batch_delete(rk_batch *b, rk_entity e, const char *id, rk_err *err);
 int rk_batch_row(rk_batch *b, const char *dataset, const rk_row_in *row,
                  rk_err *err);
 
+/*
+ * Key-value tables: small key spaces inside the store for state derived
+ * from events (feature aggregates, the feature log), written in the same
+ * durable transaction as the events of the batch. A table is a number in
+ * 1..RK_KV_TABLES-1 owned by one module (the RK_KV_* constants below);
+ * keys are 1..RK_KV_KEY_MAX bytes, values up to RK_KV_VAL_MAX bytes.
+ *
+ * A merge op hands an operand to the table's merge function (see
+ * rk_store_set_merge), which the writer calls inside the transaction with
+ * the key's current value, so concurrent producers can update one key
+ * (add to a counter) without a read-modify-write race. Ops of a batch are
+ * applied in order, batches in submission order.
+ */
+#define RK_KV_TABLES 256
+#define RK_KV_KEY_MAX 480
+#define RK_KV_VAL_MAX (16u << 20)
+#define RK_KV_AGG 1          /* features: online aggregates */
+#define RK_KV_FLOG 2         /* features: feature log, by request id */
+#define RK_KV_FLOG_TIME 3    /* features: feature log, by time */
+#define RK_KV_LABEL 4        /* features: label join state */
+
+int rk_batch_kv_put(rk_batch *b, unsigned table, const void *key, size_t klen,
+                    const void *val, size_t vlen, rk_err *err);
+int rk_batch_kv_del(rk_batch *b, unsigned table, const void *key, size_t klen,
+                    rk_err *err);
+int rk_batch_kv_merge(rk_batch *b, unsigned table, const void *key,
+                      size_t klen, const void *operand, size_t olen,
+                      rk_err *err);
+
 typedef struct rk_write_result {
     uint64_t first_seq;    /* sequence number of the batch's first new event */
     uint32_t events;       /* events appended */
@@ -256,6 +285,22 @@ typedef struct rk_write_result {
  * RK_EIO, RK_ESTORE, RK_ECLOSED, RK_ENOMEM. */
 int rk_store_write(rk_store *s, const rk_batch *b, rk_write_result *res,
                    rk_err *err);
+
+/* A table's merge function: computes the new value of `key` from its
+ * current value (old == NULL and oldlen == 0 when absent) and one operand,
+ * writing it to out (empty: out->len == 0 deletes the key). Runs on the
+ * writer thread inside the write transaction; must be deterministic and
+ * must not call back into the store. A non-zero return fails the whole
+ * transaction (nothing of it is applied) with that code. */
+typedef int (*rk_kv_merge_fn)(void *arg, const void *key, size_t klen,
+                              const void *old, size_t oldlen,
+                              const void *operand, size_t olen, rk_buf *out);
+/* Sets table's merge function (NULL removes it). Call before any write
+ * carrying merge ops for the table; not safe concurrently with writes.
+ * A write whose batch merges into a table without a function fails with
+ * RK_ESTATE. RK_EINVAL for a bad table number. */
+int rk_store_set_merge(rk_store *s, unsigned table, rk_kv_merge_fn fn,
+                       void *arg);
 
 /* ------------------------------------------------------------------------ */
 /* Reading                                                                   */
@@ -372,6 +417,19 @@ int rk_reader_scan_rows(rk_reader *r, const char *dataset, rk_row_fn fn,
 /* Datasets in name order; the callback gets the name and its row count. */
 typedef int (*rk_dataset_fn)(void *arg, const char *name, uint64_t rows);
 int rk_reader_scan_datasets(rk_reader *r, rk_dataset_fn fn, void *arg);
+
+/* A key-value table's value for key: *val borrows the reader's snapshot
+ * (valid until the reader is closed). RK_ENOTFOUND, RK_EINVAL. */
+int rk_reader_kv_get(rk_reader *r, unsigned table, const void *key,
+                     size_t klen, const void **val, size_t *vlen);
+/* Scans a table's keys that start with prefix (plen 0: all), in byte
+ * order from the first key >= start (NULL: from the prefix). The callback
+ * returns 0 to go on, anything else to stop (that value is returned). */
+typedef int (*rk_kv_fn)(void *arg, const void *key, size_t klen,
+                        const void *val, size_t vlen);
+int rk_reader_kv_scan(rk_reader *r, unsigned table, const void *prefix,
+                      size_t plen, const void *start, size_t slen,
+                      rk_kv_fn fn, void *arg);
 
 #ifdef __cplusplus
 }

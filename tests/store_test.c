@@ -919,6 +919,121 @@ TEST(schema_from_config)
     rk_schema_destroy(sc);
 }
 
+/* A merge function that adds a little-endian int64 operand to the value;
+ * an operand of -1 deletes the key and -2 fails. */
+static int add_merge(void *arg, const void *key, size_t klen, const void *old,
+                     size_t oldlen, const void *op, size_t olen, rk_buf *out)
+{
+    (void)key;
+    (void)klen;
+    (*(int *)arg)++;
+    int64_t v = 0, d;
+    if (olen != 8) return RK_EINVAL;
+    memcpy(&d, op, 8);
+    if (d == -2) return RK_EINVAL;
+    if (d == -1) return 0; /* empty output deletes */
+    if (old && oldlen == 8) memcpy(&v, old, 8);
+    v += d;
+    return rk_buf_append(out, &v, 8);
+}
+
+static int kv_collect(void *arg, const void *key, size_t klen, const void *val,
+                      size_t vlen)
+{
+    char *acc = arg;
+    size_t n = strlen(acc);
+    (void)val;
+    snprintf(acc + n, 256 - n, "%.*s:%zu;", (int)klen, (const char *)key, vlen);
+    return 0;
+}
+
+static int64_t kv_int(rk_reader *r, unsigned t, const char *key)
+{
+    const void *v;
+    size_t n;
+    if (rk_reader_kv_get(r, t, key, strlen(key), &v, &n) != 0 || n != 8) return -99;
+    int64_t x;
+    memcpy(&x, v, 8);
+    return x;
+}
+
+TEST(kv_tables_put_merge_scan)
+{
+    const char *dir = rk_test_tmpdir("store-kv");
+    rk_err err = {0};
+    rk_store *s = open_store(dir, RK_FSYNC_ALWAYS, &err);
+    CHECK(s);
+    int calls = 0;
+    rk_batch *b;
+    CHECK_OK(rk_batch_create(&b, s, 0));
+    int64_t one = 1, five = 5, del = -1, bad = -2;
+    /* Merging into a table without a function fails the whole write. */
+    CHECK_OK(rk_batch_kv_put(b, 7, "p", 1, "x", 1, &err));
+    CHECK_OK(rk_batch_kv_merge(b, 9, "c", 1, &one, 8, &err));
+    CHECK_EQ_INT(rk_store_write(s, b, NULL, &err), RK_ESTATE);
+    CHECK_CONTAINS(err.msg, "table 9");
+    rk_batch_clear(b);
+    CHECK_OK(rk_store_set_merge(s, 9, add_merge, &calls));
+    CHECK_EQ_INT(rk_store_set_merge(s, 0, add_merge, &calls), RK_EINVAL);
+    CHECK_OK(rk_batch_kv_merge(b, 9, "c", 1, &one, 8, &err));
+    CHECK_OK(rk_batch_kv_merge(b, 9, "c", 1, &five, 8, &err));
+    CHECK_OK(rk_batch_kv_merge(b, 9, "d", 1, &one, 8, &err));
+    CHECK_OK(rk_batch_kv_put(b, 7, "a2", 2, "xyz", 3, &err));
+    CHECK_OK(rk_batch_kv_put(b, 7, "a1", 2, "", 0, &err));
+    CHECK_OK(rk_batch_kv_put(b, 7, "b1", 2, "q", 1, &err));
+    CHECK_OK(rk_batch_kv_put(b, 8, "a3", 2, "q", 1, &err));
+    CHECK_OK(rk_store_write(s, b, NULL, &err));
+    CHECK_EQ_INT(calls, 3);
+    /* Validation. */
+    CHECK_EQ_INT(rk_batch_kv_put(b, 0, "k", 1, "v", 1, &err), RK_EINVAL);
+    CHECK_EQ_INT(rk_batch_kv_put(b, 256, "k", 1, "v", 1, &err), RK_EINVAL);
+    CHECK_EQ_INT(rk_batch_kv_put(b, 1, "", 0, "v", 1, &err), RK_EINVAL);
+    char big[RK_KV_KEY_MAX + 1];
+    memset(big, 'k', sizeof big);
+    CHECK_EQ_INT(rk_batch_kv_put(b, 1, big, sizeof big, "v", 1, &err), RK_EINVAL);
+    CHECK_CONTAINS(err.msg, "key");
+
+    /* A failing merge function aborts the transaction: the put in the
+     * same batch is not applied either. */
+    rk_batch_clear(b);
+    CHECK_OK(rk_batch_kv_put(b, 7, "zz", 2, "v", 1, &err));
+    CHECK_OK(rk_batch_kv_merge(b, 9, "c", 1, &bad, 8, &err));
+    CHECK_EQ_INT(rk_store_write(s, b, NULL, &err), RK_EINVAL);
+    CHECK_CONTAINS(err.msg, "merge function");
+    rk_batch_clear(b);
+    CHECK_OK(rk_batch_kv_merge(b, 9, "d", 1, &del, 8, &err));
+    CHECK_OK(rk_batch_kv_del(b, 7, "b1", 2, &err));
+    CHECK_OK(rk_batch_kv_del(b, 7, "nope", 4, &err));
+    CHECK_OK(rk_store_write(s, b, NULL, &err));
+    rk_batch_destroy(b);
+    rk_store_close(s);
+
+    /* Everything is durable across a reopen. */
+    s = open_store(dir, RK_FSYNC_ALWAYS, &err);
+    CHECK(s);
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(s, &r, &err));
+    CHECK_EQ_INT(kv_int(r, 9, "c"), 6);
+    CHECK_EQ_INT(kv_int(r, 9, "d"), -99);
+    const void *v;
+    size_t n;
+    CHECK_EQ_INT(rk_reader_kv_get(r, 7, "zz", 2, &v, &n), RK_ENOTFOUND);
+    CHECK_OK(rk_reader_kv_get(r, 7, "a2", 2, &v, &n));
+    CHECK(n == 3 && memcmp(v, "xyz", 3) == 0);
+    char acc[256] = "";
+    CHECK_OK(rk_reader_kv_scan(r, 7, "a", 1, NULL, 0, kv_collect, acc));
+    CHECK_STR(acc, "a1:0;a2:3;");
+    acc[0] = '\0';
+    CHECK_OK(rk_reader_kv_scan(r, 7, NULL, 0, "a2", 2, kv_collect, acc));
+    CHECK_STR(acc, "a2:3;"); /* "p" went with the failed first write */
+    acc[0] = '\0';
+    CHECK_OK(rk_reader_kv_scan(r, 8, NULL, 0, NULL, 0, kv_collect, acc));
+    CHECK_STR(acc, "a3:1;");
+    rk_reader_close(r);
+    rk_store_close(s);
+    rk_test_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     RK_TEST_MAIN(argc, argv, open_fresh_and_reopen, events_roundtrip,
@@ -927,5 +1042,6 @@ int main(int argc, char **argv)
                  declare_attr_persists, second_writer_is_refused,
                  read_only_missing, concurrent_producers_and_readers,
                  store_full_is_clean, allocation_failures,
-                 codec_rejects_corruption, schema_from_config);
+                 codec_rejects_corruption, schema_from_config,
+                 kv_tables_put_merge_scan);
 }

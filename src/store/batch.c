@@ -428,3 +428,47 @@ int rk__batch_declare(rk_batch *b, rk_entity e, const char *name,
     rc = rc ? rc : rk_buf_append(&b->buf, name, n);
     return finish(b, mark, rc, NULL);
 }
+
+/* ---- key-value ops ------------------------------------------------------ */
+
+static int kv_op(rk_batch *b, int op, unsigned table, const void *key,
+                 size_t klen, const void *val, size_t vlen, rk_err *err)
+{
+    if (table == 0 || table >= RK_KV_TABLES)
+        return rk_err_set(err, RK_EINVAL, "key-value table %u out of range 1..%d",
+                          table, RK_KV_TABLES - 1);
+    if (klen == 0 || klen > RK_KV_KEY_MAX)
+        return rk_err_set(err, RK_EINVAL, "key-value key of %zu bytes (1..%d allowed)",
+                          klen, RK_KV_KEY_MAX);
+    if (vlen > RK_KV_VAL_MAX)
+        return rk_err_set(err, RK_EINVAL, "key-value value of %zu bytes (at most %u)",
+                          vlen, RK_KV_VAL_MAX);
+    size_t mark = b->buf.len;
+    int rc = rk__wr_u8(&b->buf, (uint8_t)op);
+    rc = rc ? rc : rk__wr_u8(&b->buf, (uint8_t)table);
+    rc = rc ? rc : put_str16(&b->buf, key, klen);
+    if (op != RK__OP_KV_DEL) {
+        rc = rc ? rc : rk__wr_u32(&b->buf, (uint32_t)vlen);
+        rc = rc ? rc : rk_buf_append(&b->buf, val, vlen);
+    }
+    return finish(b, mark, rc, err);
+}
+
+int rk_batch_kv_put(rk_batch *b, unsigned table, const void *key, size_t klen,
+                    const void *val, size_t vlen, rk_err *err)
+{
+    return kv_op(b, RK__OP_KV_PUT, table, key, klen, val, vlen, err);
+}
+
+int rk_batch_kv_del(rk_batch *b, unsigned table, const void *key, size_t klen,
+                    rk_err *err)
+{
+    return kv_op(b, RK__OP_KV_DEL, table, key, klen, NULL, 0, err);
+}
+
+int rk_batch_kv_merge(rk_batch *b, unsigned table, const void *key,
+                      size_t klen, const void *operand, size_t olen,
+                      rk_err *err)
+{
+    return kv_op(b, RK__OP_KV_MERGE, table, key, klen, operand, olen, err);
+}

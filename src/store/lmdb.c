@@ -46,7 +46,7 @@ typedef struct dataset_state {
 typedef struct lm_be {
     MDB_env *env;
     MDB_dbi meta, ids[RK_ENTITY_COUNT], rids[RK_ENTITY_COUNT],
-        ents[RK_ENTITY_COUNT], events, evid, datasets, rows;
+        ents[RK_ENTITY_COUNT], events, evid, datasets, rows, kv;
     int read_only;
     int lock_fd;
     rk_schema *schema;
@@ -67,6 +67,10 @@ typedef struct lm_be {
      * a fresh cursor in every mdb_put costs. */
     MDB_cursor *evcur;
     MDB_cursor *ridcur[RK_ENTITY_COUNT]; /* same, for rid.user/item */
+    const rk__merge_op *merge;  /* RK_KV_TABLES entries, owned by the store */
+    rk_buf merged;              /* a merge function's output */
+    int kv_code;                /* rk code of a failed kv op, 0 = none */
+    unsigned kv_table;          /* its table */
 } lm_be;
 
 typedef struct lm_rd {
@@ -199,6 +203,7 @@ static int open_dbis(lm_be *be, MDB_txn *txn, unsigned create)
     if (!rc) rc = mdb_dbi_open(txn, "evid", create, &be->evid);
     if (!rc) rc = mdb_dbi_open(txn, "datasets", create, &be->datasets);
     if (!rc) rc = mdb_dbi_open(txn, "rows", create, &be->rows);
+    if (!rc) rc = mdb_dbi_open(txn, "kv", create, &be->kv);
     return rc;
 }
 
@@ -259,6 +264,7 @@ static void lm_close(void *p)
     rk_map_destroy(be->dsindex);
     rk_vec_free(&be->ds);
     rk_buf_free(&be->rec);
+    rk_buf_free(&be->merged);
     rk_arena_free(&be->scratch);
     if (be->lock_fd >= 0) close(be->lock_fd);
     rk_free(be);
@@ -273,6 +279,7 @@ static int lm_open(void **out, const rk_store_opts *o, rk_schema *schema,
     be->read_only = o->read_only;
     be->schema = schema;
     rk_buf_init(&be->rec, 0);
+    rk_buf_init(&be->merged, RK_KV_VAL_MAX);
     rk_arena_init(&be->scratch, 64 << 10, 0);
     int rc;
     char lockpath[4096];
@@ -617,6 +624,53 @@ static int apply_row(lm_be *be, MDB_txn *txn, rk__rd *r, rk_write_result *res)
     return 0;
 }
 
+/* Key-value ops. The stored key is the table byte then the key, so one
+ * LMDB database holds every table and a table is a key prefix. Errors
+ * that are not LMDB's are reported through be->kv_code. */
+static int apply_kv(lm_be *be, MDB_txn *txn, rk__rd *r, int op)
+{
+    unsigned char key[1 + RK_KV_KEY_MAX];
+    unsigned table = rk__rd_u8(r);
+    uint16_t klen = rk__rd_u16(r);
+    const void *kp = rk__rd_bytes(r, klen);
+    uint32_t vlen = op == RK__OP_KV_DEL ? 0 : rk__rd_u32(r);
+    const void *vp = op == RK__OP_KV_DEL ? NULL : rk__rd_bytes(r, vlen);
+    if (r->bad || klen == 0 || klen > RK_KV_KEY_MAX) return MDB_CORRUPTED;
+    key[0] = (unsigned char)table;
+    memcpy(key + 1, kp, klen);
+    MDB_val k = {(size_t)klen + 1, key}, v = {vlen, (void *)vp};
+    if (op == RK__OP_KV_DEL) {
+        int rc = mdb_del(txn, be->kv, &k, NULL);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    if (op == RK__OP_KV_MERGE) {
+        const rk__merge_op *m = be->merge ? &be->merge[table] : NULL;
+        if (!m || !m->fn) {
+            be->kv_code = RK_ESTATE;
+            be->kv_table = table;
+            return MDB_INCOMPATIBLE;
+        }
+        MDB_val old;
+        int rc = mdb_get(txn, be->kv, &k, &old);
+        if (rc && rc != MDB_NOTFOUND) return rc;
+        rk_buf_reset(&be->merged);
+        int mrc = m->fn(m->arg, kp, klen, rc ? NULL : old.mv_data,
+                        rc ? 0 : old.mv_size, vp, vlen, &be->merged);
+        if (mrc) {
+            be->kv_code = mrc < 0 ? mrc : RK_EINTERNAL;
+            be->kv_table = table;
+            return MDB_INCOMPATIBLE;
+        }
+        if (be->merged.len == 0) {
+            rc = rc ? 0 : mdb_del(txn, be->kv, &k, NULL);
+            return rc == MDB_NOTFOUND ? 0 : rc;
+        }
+        v.mv_size = be->merged.len;
+        v.mv_data = be->merged.data;
+    }
+    return mdb_put(txn, be->kv, &k, &v, 0);
+}
+
 static int apply_declare(lm_be *be, rk__rd *r, rk_schema *pending)
 {
     rk_entity e = (rk_entity)rk__rd_u8(r);
@@ -691,6 +745,9 @@ static int lm_apply(void *p, const rk_batch *const *batches, size_t n,
             case RK__OP_HIDE:
             case RK__OP_DELETE: rc = apply_flags(be, txn, &r, op, now, res); break;
             case RK__OP_ROW: rc = apply_row(be, txn, &r, res); break;
+            case RK__OP_KV_PUT:
+            case RK__OP_KV_DEL:
+            case RK__OP_KV_MERGE: rc = apply_kv(be, txn, &r, op); break;
             case RK__OP_DECLARE:
                 if (!pending) {
                     if (rk_schema_create(&pending) ||
@@ -711,10 +768,20 @@ static int lm_apply(void *p, const rk_batch *const *batches, size_t n,
     if (!rc) rc = mdb_txn_commit(txn);
     else mdb_txn_abort(txn);
     if (rc) {
-        int code = rc == MDB_INCOMPATIBLE
-                       ? rk_err_set(err, RK_ECONFIG, "conflicting attribute "
-                                    "declaration")
-                       : lm_err(err, rc, "write");
+        int code;
+        if (rc == MDB_INCOMPATIBLE && be->kv_code == RK_ESTATE)
+            code = rk_err_set(err, RK_ESTATE, "merge into key-value table %u, "
+                              "which has no merge function", be->kv_table);
+        else if (rc == MDB_INCOMPATIBLE && be->kv_code)
+            code = rk_err_set(err, be->kv_code, "merge function of key-value "
+                              "table %u failed: %s", be->kv_table,
+                              rk_strerror(be->kv_code));
+        else if (rc == MDB_INCOMPATIBLE)
+            code = rk_err_set(err, RK_ECONFIG, "conflicting attribute "
+                              "declaration");
+        else
+            code = lm_err(err, rc, "write");
+        be->kv_code = 0;
         /* Nothing was applied: forget what this transaction assigned. */
         int rrc = reload_state(be);
         if (rrc) rk_err_prefix(err, "(state reload failed: %s) ",
@@ -963,6 +1030,62 @@ static int lm_scan_datasets(void *p, rk_dataset_fn fn, void *arg, rk_err *err)
     return walk(rd->txn, rd->be->datasets, NULL, NULL, 0, walk_dataset, &w, err);
 }
 
+static void lm_set_merge_table(void *p, const rk__merge_op *merge)
+{
+    ((lm_be *)p)->merge = merge;
+}
+
+static int kv_key(unsigned char *buf, unsigned table, const void *key,
+                  size_t klen)
+{
+    if (table == 0 || table >= RK_KV_TABLES || klen > RK_KV_KEY_MAX) return -1;
+    buf[0] = (unsigned char)table;
+    if (klen) memcpy(buf + 1, key, klen);
+    return 0;
+}
+
+static int lm_kv_get(void *p, unsigned table, const void *key, size_t klen,
+                     const void **val, size_t *vlen, rk_err *err)
+{
+    lm_rd *rd = p;
+    unsigned char kb[1 + RK_KV_KEY_MAX];
+    if (klen == 0 || kv_key(kb, table, key, klen))
+        return rk_err_set(err, RK_EINVAL, "bad key-value table or key");
+    MDB_val k = {klen + 1, kb}, v;
+    int rc = mdb_get(rd->txn, rd->be->kv, &k, &v);
+    if (rc == MDB_NOTFOUND) return RK_ENOTFOUND;
+    if (rc) return lm_err(err, rc, "key-value get");
+    *val = v.mv_data;
+    *vlen = v.mv_size;
+    return 0;
+}
+
+typedef struct kv_walk {
+    rk_kv_fn fn;
+    void *arg;
+} kv_walk;
+
+static int walk_kv(void *p, MDB_val *k, MDB_val *v)
+{
+    kv_walk *w = p;
+    return w->fn(w->arg, (const char *)k->mv_data + 1, k->mv_size - 1,
+                 v->mv_data, v->mv_size);
+}
+
+static int lm_kv_scan(void *p, unsigned table, const void *prefix, size_t plen,
+                      const void *start, size_t slen, rk_kv_fn fn, void *arg,
+                      rk_err *err)
+{
+    lm_rd *rd = p;
+    unsigned char pb[1 + RK_KV_KEY_MAX], sb[1 + RK_KV_KEY_MAX];
+    if (kv_key(pb, table, prefix, plen) ||
+        (start && kv_key(sb, table, start, slen)))
+        return rk_err_set(err, RK_EINVAL, "bad key-value table or key");
+    MDB_val from = start ? (MDB_val){slen + 1, sb} : (MDB_val){plen + 1, pb};
+    kv_walk w = {fn, arg};
+    return walk(rd->txn, rd->be->kv, &from, pb, plen + 1, walk_kv, &w, err);
+}
+
 const rk__backend_ops rk__lmdb_backend = {
     .name = "lmdb",
     .open = lm_open,
@@ -980,4 +1103,7 @@ const rk__backend_ops rk__lmdb_backend = {
     .scan_entities = lm_scan_entities,
     .scan_rows = lm_scan_rows,
     .scan_datasets = lm_scan_datasets,
+    .set_merge_table = lm_set_merge_table,
+    .kv_get = lm_kv_get,
+    .kv_scan = lm_kv_scan,
 };

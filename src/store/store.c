@@ -55,6 +55,7 @@ struct rk_store {
     uint64_t synced;         /* of those, covered by an fsync */
     uint64_t last_sync_ns;   /* start of the last fsync (or attempt) */
     pthread_mutex_t declare_mu; /* one declarer at a time */
+    rk__merge_op merge[RK_KV_TABLES]; /* key-value merge functions */
 };
 
 struct rk_reader {
@@ -373,6 +374,7 @@ int rk_store_open(rk_store **out, const rk_store_opts *o,
     }
     if ((rc = s->ops->open(&s->be, &s->opts, s->schema, schema, err)))
         goto fail;
+    s->ops->set_merge_table(s->be, s->merge);
     rk_schema_destroy(defaults);
     defaults = NULL;
     pthread_mutex_init(&s->mu, NULL);
@@ -621,4 +623,29 @@ int rk_reader_scan_rows(rk_reader *r, const char *dataset, rk_row_fn fn,
 int rk_reader_scan_datasets(rk_reader *r, rk_dataset_fn fn, void *arg)
 {
     return r->s->ops->scan_datasets(r->rd, fn, arg, &r->err);
+}
+
+/* ---- key-value tables ---------------------------------------------------- */
+
+int rk_store_set_merge(rk_store *s, unsigned table, rk_kv_merge_fn fn,
+                       void *arg)
+{
+    if (table == 0 || table >= RK_KV_TABLES) return RK_EINVAL;
+    s->merge[table].fn = fn;
+    s->merge[table].arg = arg;
+    return 0;
+}
+
+int rk_reader_kv_get(rk_reader *r, unsigned table, const void *key,
+                     size_t klen, const void **val, size_t *vlen)
+{
+    return r->s->ops->kv_get(r->rd, table, key, klen, val, vlen, &r->err);
+}
+
+int rk_reader_kv_scan(rk_reader *r, unsigned table, const void *prefix,
+                      size_t plen, const void *start, size_t slen,
+                      rk_kv_fn fn, void *arg)
+{
+    return r->s->ops->kv_scan(r->rd, table, prefix, plen, start, slen, fn, arg,
+                              &r->err);
 }

@@ -24,8 +24,18 @@ enum {
     RK__OP_HIDE = 3,
     RK__OP_DELETE = 4,
     RK__OP_ROW = 5,
-    RK__OP_DECLARE = 6
+    RK__OP_DECLARE = 6,
+    RK__OP_KV_PUT = 7,   /* u8 table, u16 klen, key, u32 vlen, val */
+    RK__OP_KV_DEL = 8,   /* u8 table, u16 klen, key */
+    RK__OP_KV_MERGE = 9  /* u8 table, u16 klen, key, u32 olen, operand */
 };
+
+/* Merge functions per key-value table, owned by the store and read by the
+ * backend's writer. */
+typedef struct rk__merge_op {
+    rk_kv_merge_fn fn;
+    void *arg;
+} rk__merge_op;
 
 /* Event op flags, also used in the stored event record. */
 enum {
@@ -167,6 +177,14 @@ typedef struct rk__backend_ops {
                      int (*fn)(void *, uint64_t seq, const void *, size_t),
                      void *arg, rk_err *err);
     int (*scan_datasets)(void *rd, rk_dataset_fn fn, void *arg, rk_err *err);
+    /* Key-value tables; the writer reads merge functions from `merge`
+     * (RK_KV_TABLES entries owned by the store), given once after open. */
+    void (*set_merge_table)(void *be, const rk__merge_op *merge);
+    int (*kv_get)(void *rd, unsigned table, const void *key, size_t klen,
+                  const void **val, size_t *vlen, rk_err *err);
+    int (*kv_scan)(void *rd, unsigned table, const void *prefix, size_t plen,
+                   const void *start, size_t slen, rk_kv_fn fn, void *arg,
+                   rk_err *err);
 } rk__backend_ops;
 
 extern const rk__backend_ops rk__lmdb_backend;
