@@ -23,18 +23,8 @@ void cli_retrieval_default(cli_retrieval *r)
     /* MovieLens convention: ratings 4 and 5 are positives. Valued events
      * of other kinds (watch seconds) will want their own threshold. */
     r->inter.valued_min = 4;
+    /* The library's defaults are the tuned ones (docs/retrieval.md). */
     rk_ials_opts_default(&r->ials);
-    /* Tuned on MovieLens-100k, held-out users, 5 folds (docs/retrieval.md,
-     * "Evaluation"): with these iALS matches EASE, as Rendle et al. 2022
-     * found for tuned iALS. Stable over split seeds 1, 7, 42 and 123. */
-    r->ials.factors = 128;
-    r->ials.iterations = 15;
-    r->ials.reg = 0.015;
-    r->ials.reg_exp = 1.0;
-    r->ials.alpha = 0.0;
-    r->ials.unobserved_weight = 0.3;
-    r->ials.solver = RK_IALS_CG;
-    r->ials.cg_steps = 3;
     rk_ease_opts_default(&r->ease);
     r->ease.lambda = 300;
     rk_popular_opts_default(&r->trending);

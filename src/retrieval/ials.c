@@ -54,17 +54,18 @@ struct rk_ials_model {
 void rk_ials_opts_default(rk_ials_opts *o)
 {
     memset(o, 0, sizeof *o);
-    /* Tuned on MovieLens-100k, held-out users (docs/retrieval.md): the
-     * Rendle et al. 2022 recipe of a small unobserved weight, no extra
-     * confidence for repeated events, and regularisation scaled by each
-     * row's weight mass. */
-    o->factors = 64;
+    /* Tuned on MovieLens-100k, held-out users, 5 folds (docs/retrieval.md,
+     * "Evaluation"): the Rendle et al. 2022 recipe of a small unobserved
+     * weight, no extra confidence for repeated events, and regularisation
+     * scaled by each row's weight mass; with these iALS matches EASE.
+     * Stable over split seeds 1, 7, 42 and 123. */
+    o->factors = 128;
     o->iterations = 15;
     o->reg = 0.015;
     o->reg_exp = 1.0;
     o->alpha = 0.0;
     o->log_eps = 0.0;
-    o->unobserved_weight = 0.2;
+    o->unobserved_weight = 0.3;
     o->solver = RK_IALS_CG;
     o->cg_steps = 3;
     o->init_std = 0.0;
