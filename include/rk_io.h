@@ -200,6 +200,28 @@ typedef struct rk_io_record {
 
 typedef struct rk_io_parser rk_io_parser;
 
+/*
+ * How a CSV/TSV file of labelled rows (kind rows) maps to a dataset row.
+ * Columns are named by their header or, with no_header, by their 0-based
+ * position ("0", "1", ...). Every column that is not the label, the group
+ * or ignored is a feature whose index is its 0-based position in the file;
+ * it is categorical when listed in `categorical` (or that is "all"), else
+ * numeric (an empty cell is a missing value). Labels may be quoted with
+ * single quotes ('1', as some UCI files write them).
+ */
+typedef struct rk_rows_layout {
+    const char *label;        /* default "label", or column 0 with no_header */
+    const char *group;        /* query-group column, NULL = none */
+    const char *ignore;       /* comma-separated columns to skip, or NULL */
+    const char *categorical;  /* comma-separated columns, "all", or NULL */
+    int no_header;
+} rk_rows_layout;
+
+/* Sets the layout of CSV/TSV rows (kind rows) before the first record;
+ * the strings are copied. RK_EINVAL for other formats, RK_ENOMEM. */
+int rk_io_parser_set_rows(rk_io_parser *p, const rk_rows_layout *l,
+                          rk_err *err);
+
 /* Creates a parser for a concrete format (not RK_FMT_AUTO). kind matters
  * for csv/tsv/jsonl only. schema is required for users/items of the
  * generic formats (cells are converted by declared attribute type) and
@@ -235,6 +257,7 @@ typedef struct rk_import_opts {
     rk_import_kind kind;       /* generic formats; default RK_KIND_EVENTS */
     const char *dataset;       /* rows: default "criteo" for criteo, the
                                   file's base name without extension else */
+    const rk_rows_layout *rows; /* csv/tsv rows; NULL = defaults */
     int strict;                /* first bad row aborts; nothing is written */
     int progress;              /* progress bar on stderr if it is a tty */
     size_t batch_rows;         /* records per write batch, default 10000 */

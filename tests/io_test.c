@@ -84,8 +84,8 @@ static void describe(rk_buf *b, const rk_io_record *r)
 
 /* Runs reader + parser over `in` and renders every non-skipped record,
  * separated by " / "; an error renders as "ERR(line): message". */
-static char *run(rk_import_format f, rk_import_kind k, const rk_schema *sc,
-                 const char *in, size_t inlen)
+static char *run_l(rk_import_format f, rk_import_kind k, const rk_schema *sc,
+                   const rk_rows_layout *l, const char *in, size_t inlen)
 {
     rk_buf out;
     rk_buf_init(&out, 0);
@@ -93,6 +93,7 @@ static char *run(rk_import_format f, rk_import_kind k, const rk_schema *sc,
     rk_io_parser *p = NULL;
     rk_io_reader *rd = NULL;
     if (rk_io_parser_create(&p, f, k, sc, &err) ||
+        (l && rk_io_parser_set_rows(p, l, &err)) ||
         rk_io_reader_open_mem(&rd, in, inlen, &err)) {
         (void)rk_buf_printf(&out, "CREATE: %s", err.msg);
         rk_io_parser_destroy(p);
@@ -120,6 +121,12 @@ static char *run(rk_import_format f, rk_import_kind k, const rk_schema *sc,
     rk_io_parser_destroy(p);
     if (!out.data) put(&out, "");
     return out.data;
+}
+
+static char *run(rk_import_format f, rk_import_kind k, const rk_schema *sc,
+                 const char *in, size_t inlen)
+{
+    return run_l(f, k, sc, NULL, in, inlen);
 }
 
 typedef struct pcase {
@@ -681,13 +688,57 @@ TEST(jsonl_entities_rows_table)
     CHECK(bad == 0);
 }
 
+TEST(csv_rows_table)
+{
+    static const struct {
+        rk_rows_layout l;
+        rk_import_format f;
+        const char *in, *want;
+    } cs[] = {
+        /* Header names, default label column, auto numeric, empty = missing. */
+        {{0}, RK_FMT_CSV, "label,a,b\n1,0.5,\n0,,-2\n", "row 1 1:0.5 / row 0 2:-2"},
+        /* Named label, ignored id, everything else categorical. */
+        {{.label = "click", .ignore = "id", .categorical = "all"}, RK_FMT_CSV,
+         "id,click,site\n7,1,ab\n8,0,\n", "row 1 c2=ab / row 0"},
+        /* No header: positions name the columns; quoted UCI labels. */
+        {{.label = "2", .no_header = 1}, RK_FMT_CSV, "0.1,3,'-1'\n0.2,4,'1'\n",
+         "row -1 0:0.1 1:3 / row 1 0:0.2 1:4"},
+        {{.label = "0", .group = "1", .categorical = "2", .no_header = 1},
+         RK_FMT_TSV, "2\tq7\tx\t1.5\n", "row 2 g=q7 3:1.5 c2=x"},
+        /* Errors name the column and the line. */
+        {{0}, RK_FMT_CSV, "label,a\n1,abc\n", "ERR(2): column '1': bad number 'abc'"},
+        {{0}, RK_FMT_CSV, "label,a\n1,2,3\n", "ERR(2): expected 2 fields, got 3"},
+        {{0}, RK_FMT_CSV, "y,a\n1,2\n", "~no label column 'label'"},
+        {{.group = "g"}, RK_FMT_CSV, "label,a\n1,2\n", "~no group column 'g'"},
+        {{0}, RK_FMT_CSV, "label,a\nx,2\n", "~column '0'"},
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        char *got = run_l(cs[i].f, RK_KIND_ROWS, NULL, &cs[i].l, cs[i].in,
+                          strlen(cs[i].in));
+        int ok = cs[i].want[0] == '~' ? strstr(got, cs[i].want + 1) != NULL
+                                      : strcmp(got, cs[i].want) == 0;
+        if (!ok) {
+            fprintf(stderr, "  case %zu: got \"%s\" want \"%s\"\n", i, got,
+                    cs[i].want);
+            bad = 1;
+        }
+        rk_free(got);
+    }
+    CHECK(!bad);
+}
+
 TEST(parser_create_errors)
 {
     rk_io_parser *p = NULL;
     rk_err err = {0};
     CHECK(rk_io_parser_create(&p, RK_FMT_AUTO, RK_KIND_EVENTS, NULL, &err) == RK_EINVAL);
-    CHECK(rk_io_parser_create(&p, RK_FMT_CSV, RK_KIND_ROWS, NULL, &err) == RK_EINVAL);
+    CHECK(rk_io_parser_create(&p, RK_FMT_CSV, RK_KIND_EVENTS, NULL, &err) == 0);
+    rk_rows_layout l = {0};
+    CHECK(rk_io_parser_set_rows(p, &l, &err) == RK_EINVAL);
     CHECK_CONTAINS(err.msg, "kind rows");
+    rk_io_parser_destroy(p);
+    p = NULL;
     CHECK(rk_io_parser_create(&p, RK_FMT_JSONL, RK_KIND_USERS, NULL, &err) == RK_EINVAL);
     CHECK(p == NULL);
     rk_io_parser_destroy(NULL);
@@ -861,7 +912,7 @@ int main(int argc, char **argv)
                  movielens_items_users_table, criteo_table, svmlight_table,
                  mind_behaviors_table, mind_news_table, csv_events_table,
                  csv_entities_table, jsonl_events_table,
-                 jsonl_entities_rows_table, parser_create_errors,
+                 jsonl_entities_rows_table, parser_create_errors, csv_rows_table,
                  record_with_nul_byte, overlong_line_is_a_row_error,
                  format_names_and_detection, time_and_number_helpers,
                  parser_allocation_failures);

@@ -142,8 +142,10 @@ static void print_row_error(void *arg, const char *msg)
 
 static const char import_usage[] =
     "usage: rankd import [--data DIR] [--config FILE] [--format F]\n"
-    "                    [--kind events|users|items] [--dataset NAME]\n"
+    "                    [--kind events|users|items|rows] [--dataset NAME]\n"
     "                    [--strict] [--batch N] [--no-progress] FILE...\n"
+    "csv/tsv rows:       [--label COL] [--group COL] [--ignore COLS]\n"
+    "                    [--categorical COLS|all] [--no-header]\n"
     "formats: auto (default), ml-data, ml-item, ml-user, ml-ratings,\n"
     "         ml-movies, criteo, svmlight, mind-behaviors, mind-news, csv,\n"
     "         tsv, jsonl (see docs/import.md)\n";
@@ -155,14 +157,21 @@ int cli_import(int argc, char **argv)
     rk_import_opts_default(&o);
     o.progress = 1;
     o.on_error = print_row_error;
+    rk_rows_layout rows = {0};
     const char *files[256];
     int nfiles = 0;
     rk_err err = {0};
     for (int i = 1; i < argc; i++) {
         const char *v;
         int r;
-        if ((r = cli_common_opt(&c, argc, argv, &i))) {
+        if ((r = cli_common_opt(&c, argc, argv, &i)) ||
+            (r = cli_opt("--label", argc, argv, &i, &rows.label)) ||
+            (r = cli_opt("--group", argc, argv, &i, &rows.group)) ||
+            (r = cli_opt("--ignore", argc, argv, &i, &rows.ignore)) ||
+            (r = cli_opt("--categorical", argc, argv, &i, &rows.categorical))) {
             if (r < 0) return 2;
+        } else if (strcmp(argv[i], "--no-header") == 0) {
+            rows.no_header = 1;
         } else if ((r = cli_opt("--format", argc, argv, &i, &v))) {
             if (r < 0) return 2;
             if (rk_import_format_parse(v, &o.format, &err)) {
@@ -196,6 +205,7 @@ int cli_import(int argc, char **argv)
             files[nfiles++] = argv[i];
         }
     }
+    o.rows = &rows;
     if (nfiles == 0) {
         fputs(import_usage, stderr);
         return 2;

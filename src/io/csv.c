@@ -382,6 +382,129 @@ static int csv_entity(rk_io_parser *p, rk_io_record *out, rk_err *err)
     return 0;
 }
 
+/* ---- rows ---------------------------------------------------------------- */
+
+/* Is column `name` (or, by position, `pos`) in the comma-separated list? */
+static int in_list(const char *list, const char *name, size_t n, size_t pos)
+{
+    if (!list) return 0;
+    char num[24];
+    int nl = snprintf(num, sizeof num, "%zu", pos);
+    for (const char *s = list; *s;) {
+        const char *e = strchr(s, ',');
+        size_t l = e ? (size_t)(e - s) : strlen(s);
+        const char *t = s;
+        trim(&t, &l);
+        if ((name && l == n && memcmp(t, name, n) == 0) ||
+            (l == (size_t)nl && memcmp(t, num, l) == 0))
+            return 1;
+        if (!e) break;
+        s = e + 1;
+    }
+    return 0;
+}
+
+/* Assigns every column its role from the header (or positions). */
+static int rows_header(rk_io_parser *p, int named, rk_err *err)
+{
+    rk_free(p->cols);
+    p->ncols = 0;
+    p->cols = rk_malloc(p->csv.n * sizeof *p->cols);
+    if (!p->cols) return rk_err_set(err, RK_ENOMEM, "csv: out of memory");
+    p->ncols = p->csv.n;
+    const char *label = p->rows_label ? p->rows_label : named ? "label" : "0";
+    int all_cat = p->rows_cat && strcmp(p->rows_cat, "all") == 0;
+    int have_label = 0, have_group = 0;
+    for (size_t i = 0; i < p->csv.n; i++) {
+        const char *name = named ? p->csv.f[i] : NULL;
+        size_t n = named ? p->csv.len[i] : 0;
+        if (name) trim(&name, &n);
+        int role;
+        if (in_list(label, name, n, i) && !have_label) {
+            role = RK__ROWCOL_LABEL;
+            have_label = 1;
+        } else if (p->rows_group && in_list(p->rows_group, name, n, i) &&
+                   !have_group) {
+            role = RK__ROWCOL_GROUP;
+            have_group = 1;
+        } else if (in_list(p->rows_ignore, name, n, i)) {
+            role = RK__ROWCOL_SKIP;
+        } else if (all_cat || in_list(p->rows_cat, name, n, i)) {
+            role = RK__ROWCOL_CAT;
+        } else {
+            role = RK__ROWCOL_NUM;
+        }
+        p->cols[i] = role;
+    }
+    char msg[200];
+    if (!have_label) {
+        snprintf(msg, sizeof msg, "no label column '%s' (use --label)", label);
+        return header_fail(p, err, msg);
+    }
+    if (p->rows_group && !have_group) {
+        snprintf(msg, sizeof msg, "no group column '%s'", p->rows_group);
+        return header_fail(p, err, msg);
+    }
+    return 0;
+}
+
+static int csv_row(rk_io_parser *p, rk_io_record *out, rk_err *err)
+{
+    rk_row_in *r = &out->row;
+    size_t nf = p->csv.n;
+    uint32_t *ni = rk_arena_alloc(&p->arena, nf * sizeof *ni);
+    double *nv = rk_arena_alloc(&p->arena, nf * sizeof *nv);
+    uint32_t *ci = rk_arena_alloc(&p->arena, nf * sizeof *ci);
+    const char **cv = rk_arena_alloc(&p->arena, nf * sizeof *cv);
+    size_t *cl = rk_arena_alloc(&p->arena, nf * sizeof *cl);
+    if (!ni || !nv || !ci || !cv || !cl)
+        return rk_err_set(err, RK_ENOMEM, "csv: out of memory");
+    memset(r, 0, sizeof *r);
+    char col[24];
+    for (size_t i = 0; i < nf; i++) {
+        const char *v = p->csv.f[i];
+        size_t n = p->csv.len[i];
+        trim(&v, &n);
+        snprintf(col, sizeof col, "%zu", i);
+        int rc = 0;
+        switch (p->cols[i]) {
+        case RK__ROWCOL_LABEL:
+            if (n >= 2 && v[0] == '\'' && v[n - 1] == '\'') {
+                v++;
+                n -= 2;
+            }
+            rc = rk__io_f64(col, v, n, &r->label, err);
+            break;
+        case RK__ROWCOL_GROUP:
+            rc = rk__io_id(p, col, v, n, &r->group, err);
+            if (!rc) r->group_len = n;
+            break;
+        case RK__ROWCOL_NUM:
+            if (n == 0) break; /* missing */
+            rc = rk__io_f64(col, v, n, &nv[r->nnum], err);
+            if (!rc) ni[r->nnum++] = (uint32_t)i;
+            break;
+        case RK__ROWCOL_CAT:
+            if (n == 0) break;
+            rc = rk__io_text(p, col, v, n, 1024, &cv[r->ncat], err);
+            if (!rc) {
+                cl[r->ncat] = n;
+                ci[r->ncat++] = (uint32_t)i;
+            }
+            break;
+        default: break;
+        }
+        if (rc) return rc;
+    }
+    r->num_idx = ni;
+    r->num_val = nv;
+    r->cat_idx = ci;
+    r->cat_val = cv;
+    r->cat_len = cl;
+    out->type = RK_IO_REC_ROW;
+    return 0;
+}
+
 int rk__io_parse_csv(rk_io_parser *p, const char *rec, size_t len,
                      rk_io_record *out, rk_err *err)
 {
@@ -396,13 +519,21 @@ int rk__io_parse_csv(rk_io_parser *p, const char *rec, size_t len,
             return header_fail(p, err, msg);
         }
         p->have_header = 1;
-        return p->kind == RK_KIND_EVENTS ? events_header(p, err)
-                                         : entity_header(p, err);
+        if (p->kind == RK_KIND_ROWS) {
+            /* Without a header the first record is data: its field count
+             * fixes the columns. */
+            if ((rc = rows_header(p, !p->rows_no_header, err))) return rc;
+            if (!p->rows_no_header) return 0;
+        } else {
+            return p->kind == RK_KIND_EVENTS ? events_header(p, err)
+                                             : entity_header(p, err);
+        }
     }
     if (rc) return rc;
     if (p->csv.n != p->ncols)
         return rk_err_set(err, RK_EPARSE, "expected %zu fields, got %zu",
                           p->ncols, p->csv.n);
+    if (p->kind == RK_KIND_ROWS) return csv_row(p, out, err);
     return p->kind == RK_KIND_EVENTS ? csv_event(p, out, err)
                                      : csv_entity(p, out, err);
 }

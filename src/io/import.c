@@ -319,6 +319,9 @@ int rk_import_file(rk_store *s, const char *path, const rk_import_opts *o,
         rk_err_prefix(err, "%s: ", path);
         goto out;
     }
+    if (opts.rows && kind == RK_KIND_ROWS && (f == RK_FMT_CSV || f == RK_FMT_TSV) &&
+        (rc = rk_io_parser_set_rows(im.ps, opts.rows, err)))
+        goto out;
     rk_io_reader_set_csv(im.rd, rk__io_join_sep(f));
     if ((rc = rk_batch_create(&im.b, s, BATCH_MAX_BYTES)) ||
         (rc = rk_batch_create(&im.scratch, s, BATCH_MAX_BYTES))) {

@@ -48,9 +48,16 @@ struct rk_io_parser {
     int header_bad;             /* the header was rejected: stop */
     char header_msg[RK_ERR_MSG_MAX];
     int evcol[RK__EV_NCOLS];    /* events: field index of each column, -1 */
-    int *cols;                  /* users/items: role of each field */
+    int *cols;                  /* users/items: role of each field;
+                                   rows: RK__ROWCOL_* or 0 numeric, 1 cat */
     size_t ncols;
+    /* CSV/TSV rows layout (copied strings; NULL = default). */
+    char *rows_label, *rows_group, *rows_ignore, *rows_cat;
+    int rows_no_header;
 };
+
+enum { RK__ROWCOL_NUM = 0, RK__ROWCOL_CAT = 1, RK__ROWCOL_LABEL = 2,
+       RK__ROWCOL_GROUP = 3, RK__ROWCOL_SKIP = 4 };
 
 /* Per-format parsers; rec is one record without its line ending. */
 int rk__io_parse_ml(rk_io_parser *p, const char *rec, size_t len,

@@ -265,11 +265,6 @@ int rk_io_parser_create(rk_io_parser **out, rk_import_format f,
     if ((unsigned)kind > RK_KIND_ROWS)
         return rk_err_set(err, RK_EINVAL, "parser: bad kind");
     kind = rk_import_format_kind(f, kind);
-    if ((f == RK_FMT_CSV || f == RK_FMT_TSV) && kind == RK_KIND_ROWS)
-        return rk_err_set(err, RK_EINVAL,
-                          "kind rows is read from jsonl, criteo or svmlight "
-                          "files, not %s",
-                          fmt_names[f]);
     int generic = f == RK_FMT_CSV || f == RK_FMT_TSV || f == RK_FMT_JSONL;
     if (generic && (kind == RK_KIND_USERS || kind == RK_KIND_ITEMS) && !schema)
         return rk_err_set(err, RK_EINVAL,
@@ -325,7 +320,35 @@ void rk_io_parser_destroy(rk_io_parser *p)
     rk_arena_free(&p->arena);
     rk_csv_free(&p->csv);
     rk_free(p->cols);
+    rk_free(p->rows_label);
+    rk_free(p->rows_group);
+    rk_free(p->rows_ignore);
+    rk_free(p->rows_cat);
     rk_free(p);
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+    rk_free(*dst);
+    *dst = NULL;
+    if (!src) return 0;
+    *dst = rk_strdup(src);
+    return *dst ? 0 : RK_ENOMEM;
+}
+
+int rk_io_parser_set_rows(rk_io_parser *p, const rk_rows_layout *l,
+                          rk_err *err)
+{
+    if ((p->fmt != RK_FMT_CSV && p->fmt != RK_FMT_TSV) ||
+        p->kind != RK_KIND_ROWS)
+        return rk_err_set(err, RK_EINVAL, "a rows layout applies to csv/tsv "
+                          "files of kind rows");
+    if (dup_opt(&p->rows_label, l->label) || dup_opt(&p->rows_group, l->group) ||
+        dup_opt(&p->rows_ignore, l->ignore) ||
+        dup_opt(&p->rows_cat, l->categorical))
+        return rk_err_set(err, RK_ENOMEM, "parser: out of memory");
+    p->rows_no_header = l->no_header;
+    return 0;
 }
 
 int rk_io_parse(rk_io_parser *p, const char *rec, size_t len,
