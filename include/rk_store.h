@@ -218,6 +218,11 @@ void rk_batch_destroy(rk_batch *b);
 void rk_batch_clear(rk_batch *b);
 size_t rk_batch_count(const rk_batch *b);
 size_t rk_batch_bytes(const rk_batch *b);
+/* Drops the ops added since the batch held `count` ops in `bytes` bytes
+ * (rk_batch_count and rk_batch_bytes taken earlier), so a producer adding
+ * several ops as one unit (an event and its aggregate merges) can undo a
+ * partly added unit. RK_EINVAL when the batch is smaller than that. */
+int rk_batch_rewind(rk_batch *b, size_t count, size_t bytes);
 
 /* The add functions validate against the schema and return RK_EINVAL
  * (unknown event type or attribute, bad id, non-finite number, wrong type,

@@ -24,8 +24,8 @@
 #include <string.h>
 
 #include "retrieval/gen_int.h"
+#include "rk_features.h"
 
-#define WORD_MAX 64
 #define BLOCK_ITEMS 256
 static const char CONTENT_MAGIC[8] = {'R', 'K', 'C', 'O', 'N', 'T', 'N', '1'};
 
@@ -195,30 +195,6 @@ int rk_content_builder_add(rk_content_builder *b, uint32_t item,
     return 0;
 }
 
-/* A small English stopword list, sorted for bsearch. Only function words:
- * content words, even frequent ones, are left to idf. */
-static const char *const stopwords[] = {
-    "a", "about", "after", "all", "also", "an", "and", "any", "are", "as",
-    "at", "be", "been", "but", "by", "can", "could", "did", "do", "does",
-    "for", "from", "had", "has", "have", "he", "her", "his", "how", "i",
-    "if", "in", "into", "is", "it", "its", "me", "more", "my", "no", "not",
-    "of", "on", "or", "our", "out", "she", "so", "than", "that", "the",
-    "their", "them", "then", "there", "these", "they", "this", "to", "up",
-    "us", "was", "we", "were", "what", "when", "which", "who", "will",
-    "with", "would", "you", "your",
-};
-
-static int stop_cmp(const void *key, const void *elem)
-{
-    return strcmp(key, *(const char *const *)elem);
-}
-
-static int is_stopword(const char *w)
-{
-    return bsearch(w, stopwords, sizeof stopwords / sizeof *stopwords,
-                   sizeof *stopwords, stop_cmp) != NULL;
-}
-
 /* Appends "name=value" to the record scratch as one token. */
 static int view_push(rk_content_builder *b, const char *name, const char *val,
                      size_t len, float w)
@@ -233,39 +209,26 @@ static int view_push(rk_content_builder *b, const char *name, const char *val,
     return 0;
 }
 
+/* Words of a text attribute, by the tokenizer feature text uses too
+ * (rk_feat_tokenize), so content similarity and text features agree on
+ * what a word is. */
+typedef struct text_tok {
+    rk_content_builder *b;
+    const char *name;
+    float w;
+} text_tok;
+
+static int text_word(void *arg, const char *word, size_t len)
+{
+    text_tok *t = arg;
+    return view_push(t->b, t->name, word, len, t->w);
+}
+
 static int tokenize_text(rk_content_builder *b, const char *name,
                          const char *s, size_t n, float w)
 {
-    char word[WORD_MAX + 1];
-    size_t i = 0;
-    while (i < n) {
-        unsigned char ch = (unsigned char)s[i];
-        int wordch = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                     (ch >= '0' && ch <= '9') || ch >= 0x80;
-        if (!wordch) {
-            i++;
-            continue;
-        }
-        size_t len = 0, j = i;
-        for (; j < n; j++) {
-            ch = (unsigned char)s[j];
-            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || ch >= 0x80))
-                break;
-            if (len < WORD_MAX)
-                word[len] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-            len++;
-        }
-        i = j;
-        /* One-letter words carry nothing; over-long "words" are hashes,
-         * URLs or binary junk. */
-        if (len < 2 || len > WORD_MAX) continue;
-        word[len] = 0;
-        if (is_stopword(word)) continue;
-        int rc = view_push(b, name, word, len, w);
-        if (rc) return rc;
-    }
-    return 0;
+    text_tok t = {b, name, w};
+    return rk_feat_tokenize(s, n, text_word, &t);
 }
 
 static int vt_cmp_str(const void *a, const void *b)

@@ -44,6 +44,15 @@ void rk_batch_clear(rk_batch *b)
 size_t rk_batch_count(const rk_batch *b) { return b->count; }
 size_t rk_batch_bytes(const rk_batch *b) { return b->buf.len; }
 
+int rk_batch_rewind(rk_batch *b, size_t count, size_t bytes)
+{
+    if (count > b->count || bytes > b->buf.len) return RK_EINVAL;
+    b->count = count;
+    b->buf.len = bytes;
+    if (b->buf.data) b->buf.data[bytes] = '\0';
+    return 0;
+}
+
 /* External ids: 1..RK_ID_MAX bytes of valid UTF-8 without control chars. */
 static int check_id(const char *what, const char *id, size_t len, rk_err *err)
 {

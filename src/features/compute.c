@@ -1,0 +1,765 @@
+/*
+ * compute.c — rk_feat_compute: the one function that turns a request and
+ * an item into a feature vector, online (aggregates from the store) and
+ * offline (aggregates from a replay state), and the raw-value extraction
+ * that fitting observes.
+ *
+ * A request is evaluated in two phases. The request phase parses the
+ * context once, reads the user's record, derives the keys of aggregates
+ * that do not depend on the item and extracts every request-level feature.
+ * The item phase then reads the item's record, fetches item-level
+ * aggregates and extracts the rest. Emission walks the features in
+ * declaration order, so the vector's layout never depends on which phase
+ * produced a value. Entity views are consumed before the next entity read
+ * invalidates them: user features are fully extracted (categorical values
+ * kept as hashes) before any item is read.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "feat_int.h"
+
+typedef struct bagent {
+    uint32_t coord;
+    float count;
+} bagent;
+
+/* Per-request memo of item-level keys that do not contain the item (e.g.
+ * [user, item.category]): candidates share them, and a store lookup costs
+ * far more than a probe. Entries of older requests are ignored by their
+ * generation. */
+#define MEMO_SLOTS 2048
+typedef struct memo_ent {
+    uint64_t gen, h;
+    const unsigned char *rec;
+    size_t len;
+} memo_ent;
+
+struct rk_feat_source {
+    const rk_feat_spec *s;
+    rk_reader *r;
+    const rk_feat_state *st;
+    double *num;                          /* raw numeric outputs (nraw) */
+    uint32_t *c0, *cn;                    /* per feature: range in cat */
+    RK_VEC(uint64_t) cat;
+    uint32_t *b0, *bn;                    /* per feature: range in bag */
+    RK_VEC(bagent) bag;
+    const unsigned char **rec;            /* per group: record, NULL = none */
+    size_t *reclen;
+    uint8_t *keyed;                       /* per group: key derived */
+    int32_t *upos, *ipos;                 /* attribute index -> view slot */
+    rk_entity_view uv, iv;
+    uint8_t has_uv, has_iv, has_user, has_item;
+    uint64_t uh, ih;
+    json_t *ctx;
+    const rk_feat_request *req;
+    const rk_feat_item *item;
+    size_t cat_req, bag_req;              /* lengths after the request phase */
+    double *rownum;                       /* ncol_num */
+    const char **rowcat;                  /* ncol_cat */
+    uint32_t *rowcatlen;
+    uint64_t qtok[FEAT_MAX_QTOK];         /* distinct query token hashes */
+    uint32_t nq, qtf[FEAT_MAX_QTOK], dl;
+    const char *qfield;                   /* field the tokens came from */
+    uint8_t q_ready;
+    memo_ent *memo;                       /* MEMO_SLOTS */
+    uint64_t (*ctxh)[FEAT_MAX_PARTS];     /* per group: context part hashes */
+    uint8_t (*ctxok)[FEAT_MAX_PARTS];     /* ... and whether present */
+    uint64_t gen;
+    rk_err *err;
+};
+
+int rk_feat_source_create(rk_feat_source **out, const rk_feat_spec *s)
+{
+    *out = NULL;
+    rk_feat_source *src = rk_calloc(1, sizeof *src);
+    if (!src) return RK_ENOMEM;
+    src->s = s;
+    uint32_t nf = s->nfeat ? s->nfeat : 1, ng = s->ngroups ? s->ngroups : 1;
+    src->num = rk_calloc(s->nraw ? s->nraw : 1, sizeof *src->num);
+    src->c0 = rk_calloc(nf, sizeof *src->c0);
+    src->cn = rk_calloc(nf, sizeof *src->cn);
+    src->b0 = rk_calloc(nf, sizeof *src->b0);
+    src->bn = rk_calloc(nf, sizeof *src->bn);
+    src->rec = rk_calloc(ng, sizeof *src->rec);
+    src->reclen = rk_calloc(ng, sizeof *src->reclen);
+    src->keyed = rk_calloc(ng, 1);
+    src->upos = rk_calloc(s->max_user_attr + 1, sizeof *src->upos);
+    src->ipos = rk_calloc(s->max_item_attr + 1, sizeof *src->ipos);
+    src->rownum = rk_calloc(s->ncol_num + 1, sizeof *src->rownum);
+    src->rowcat = rk_calloc(s->ncol_cat + 1, sizeof *src->rowcat);
+    src->rowcatlen = rk_calloc(s->ncol_cat + 1, sizeof *src->rowcatlen);
+    src->memo = rk_calloc(MEMO_SLOTS, sizeof *src->memo);
+    src->ctxh = rk_calloc(ng, sizeof *src->ctxh);
+    src->ctxok = rk_calloc(ng, sizeof *src->ctxok);
+    src->cat.max = 1u << 20;
+    src->bag.max = RK_FVEC_MAX_SPARSE;
+    if (!src->num || !src->c0 || !src->cn || !src->b0 || !src->bn || !src->rec ||
+        !src->reclen || !src->keyed || !src->upos || !src->ipos || !src->rownum ||
+        !src->rowcat || !src->rowcatlen || !src->memo || !src->ctxh || !src->ctxok) {
+        rk_feat_source_destroy(src);
+        return RK_ENOMEM;
+    }
+    *out = src;
+    return 0;
+}
+
+void rk_feat_source_destroy(rk_feat_source *src)
+{
+    if (!src) return;
+    rk_free(src->num);
+    rk_free(src->c0);
+    rk_free(src->cn);
+    rk_free(src->b0);
+    rk_free(src->bn);
+    rk_vec_free(&src->cat);
+    rk_vec_free(&src->bag);
+    rk_free(src->rec);
+    rk_free(src->reclen);
+    rk_free(src->keyed);
+    rk_free(src->upos);
+    rk_free(src->ipos);
+    rk_free(src->rownum);
+    rk_free(src->rowcat);
+    rk_free(src->rowcatlen);
+    rk_free(src->memo);
+    rk_free(src->ctxh);
+    rk_free(src->ctxok);
+    json_decref(src->ctx);
+    rk_free(src);
+}
+
+void rk_feat_source_set_reader(rk_feat_source *src, rk_reader *r) { src->r = r; }
+void rk_feat_source_set_state(rk_feat_source *src, const rk_feat_state *st)
+{
+    src->st = st;
+}
+
+static int reader_fail(rk_feat_source *src, int rc, const char *what)
+{
+    return rk_err_set(src->err, rc, "features: %s: %s", what,
+                      src->r ? rk_reader_errmsg(src->r) : rk_strerror(rc));
+}
+
+int rk__feat_src_get(rk_feat_source *src, const unsigned char *key,
+                     const unsigned char **rec, size_t *len, rk_err *err)
+{
+    *rec = NULL;
+    *len = 0;
+    if (src->st) {
+        *rec = rk__feat_state_get(src->st, key, len);
+        return 0;
+    }
+    if (!src->r) return 0;
+    const void *v;
+    size_t n;
+    int rc = rk_reader_kv_get(src->r, RK_KV_AGG, key, FEAT_KEY_LEN, &v, &n);
+    if (rc == RK_ENOTFOUND) return 0;
+    if (rc) return rk_err_set(err, rc, "features: aggregate lookup: %s",
+                              rk_reader_errmsg(src->r));
+    *rec = v;
+    *len = n;
+    return 0;
+}
+
+/* ---- entities --------------------------------------------------------------- */
+
+static void index_view(const rk_entity_view *v, int32_t *pos, uint32_t max)
+{
+    for (uint32_t i = 0; i < max; i++) pos[i] = -1;
+    for (uint32_t i = 0; i < v->nattrs; i++)
+        if (v->attrs[i].attr < max) pos[v->attrs[i].attr] = (int32_t)i;
+}
+
+static const rk_attr_val *view_attr(const rk_entity_view *v, const int32_t *pos,
+                                    uint32_t attr)
+{
+    int32_t i = pos[attr];
+    return i < 0 ? NULL : &v->attrs[i];
+}
+
+/* Reads an entity by external id (or dense id); *found 0 when unknown. */
+static int read_entity(rk_feat_source *src, rk_entity e, const char *id,
+                       size_t len, int has_dense, uint32_t dense,
+                       rk_entity_view *v, int *found)
+{
+    *found = 0;
+    if (!src->r || (!id && !has_dense)) return 0;
+    int rc = 0;
+    if (!has_dense) rc = rk_reader_lookup(src->r, e, id, len, &dense);
+    if (!rc) rc = rk_reader_entity(src->r, e, dense, v);
+    if (rc == RK_ENOTFOUND) return 0;
+    if (rc) return reader_fail(src, rc, "entity read");
+    *found = 1;
+    return 0;
+}
+
+/* ---- aggregate keys ------------------------------------------------------------- */
+
+static int ctx_value(const rk_feat_source *src, const char *field, char buf[48],
+                     const char **p, size_t *n)
+{
+    if (!src->ctx) return -1;
+    return rk__feat_json_str(json_object_get(src->ctx, field), buf, p, n);
+}
+
+/* Derives group gi's key for the current request/item and looks it up. */
+static int fetch_group(rk_feat_source *src, uint32_t gi)
+{
+    const agroup *g = &src->s->g[gi];
+    uint64_t parts[FEAT_MAX_PARTS];
+    src->rec[gi] = NULL;
+    src->reclen[gi] = 0;
+    src->keyed[gi] = 0;
+    for (uint32_t k = 0; k < g->nparts; k++) {
+        const kpart *kp = &g->part[k];
+        switch (kp->kind) {
+        case KP_USER:
+            if (!src->has_user) return 0;
+            parts[k] = src->uh;
+            break;
+        case KP_ITEM:
+            if (!src->has_item) return 0;
+            parts[k] = src->ih;
+            break;
+        case KP_ITEM_ATTR: {
+            const rk_attr_val *a = src->has_iv ? view_attr(&src->iv, src->ipos, kp->attr)
+                                               : NULL;
+            if (!a || a->type != RK_ATTR_CATEGORICAL) return 0;
+            parts[k] = rk__feat_part_hash(KP_ITEM_ATTR, a->str, a->len);
+            break;
+        }
+        case KP_CTX: /* hashed once per request, in request_begin */
+            if (!src->ctxok[gi][k]) return 0;
+            parts[k] = src->ctxh[gi][k];
+            break;
+        }
+    }
+    unsigned char key[FEAT_KEY_LEN];
+    rk__feat_agg_key(g, parts, key);
+    src->keyed[gi] = 1;
+    if (!g->item_level || g->has_item_part)
+        return rk__feat_src_get(src, key, &src->rec[gi], &src->reclen[gi], src->err);
+    /* Shared by candidates: look up once per request. The key hash is
+     * xxh3 output, so its low bits index the memo; a full slot is simply
+     * overwritten. */
+    uint64_t h = rk__rd64(key + 9) ^ g->layout;
+    memo_ent *m = &src->memo[h & (MEMO_SLOTS - 1)];
+    if (m->gen == src->gen && m->h == h) {
+        src->rec[gi] = m->rec;
+        src->reclen[gi] = m->len;
+        return 0;
+    }
+    int rc = rk__feat_src_get(src, key, &src->rec[gi], &src->reclen[gi], src->err);
+    if (!rc) {
+        m->gen = src->gen;
+        m->h = h;
+        m->rec = src->rec[gi];
+        m->len = src->reclen[gi];
+    }
+    return rc;
+}
+
+/* ---- raw extraction --------------------------------------------------------------- */
+
+static int push_cat(rk_feat_source *src, uint64_t v)
+{
+    int rc = rk_vec_push(&src->cat, v);
+    return rc ? rk_err_set(src->err, rc, "features: too many categorical values") : 0;
+}
+
+static int push_bag(rk_feat_source *src, uint32_t coord)
+{
+    bagent e = {coord, 1.0f};
+    int rc = rk_vec_push(&src->bag, e);
+    return rc ? rk_err_set(src->err, rc, "features: too many tokens") : 0;
+}
+
+typedef struct tokctx {
+    rk_feat_source *src;
+    const feat *f;
+    int rc;
+} tokctx;
+
+static int tok_bag(void *arg, const char *w, size_t n)
+{
+    tokctx *t = arg;
+    return t->rc = push_bag(t->src, (uint32_t)rk_hash64(w, n, t->f->seed) & t->src->s->mask);
+}
+
+static int bag_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const bagent *)a)->coord, y = ((const bagent *)b)->coord;
+    return x < y ? -1 : x > y;
+}
+
+/* Tokenizes text into f's bag, merging repeated coordinates into counts. */
+static int bag_text(rk_feat_source *src, const feat *f, const char *p, size_t n)
+{
+    size_t start = src->bag.n;
+    tokctx t = {src, f, 0};
+    rk_feat_tokenize(p, n, tok_bag, &t);
+    if (t.rc) return t.rc;
+    bagent *e = src->bag.v + start;
+    size_t m = src->bag.n - start, k = 0;
+    if (m > 16) {
+        qsort(e, m, sizeof *e, bag_cmp);
+    } else {
+        /* Titles and short texts: insertion sort beats qsort's setup. */
+        for (size_t i = 1; i < m; i++) {
+            bagent x = e[i];
+            size_t j = i;
+            while (j > 0 && e[j - 1].coord > x.coord) {
+                e[j] = e[j - 1];
+                j--;
+            }
+            e[j] = x;
+        }
+    }
+    for (size_t i = 0; i < m; i++) {
+        if (k && e[k - 1].coord == e[i].coord) e[k - 1].count += 1;
+        else e[k++] = e[i];
+    }
+    src->bag.n = start + k;
+    return 0;
+}
+
+static double parse_num_str(const char *p, size_t n)
+{
+    double d;
+    return rk_parse_f64(p, n, &d) ? NAN : d;
+}
+
+/* Query tokens (distinct hashes) of text_match feature f, cached per
+ * request for the field they came from. */
+typedef struct qctx {
+    rk_feat_source *src;
+} qctx;
+
+static int tok_query(void *arg, const char *w, size_t n)
+{
+    rk_feat_source *src = ((qctx *)arg)->src;
+    uint64_t h = rk__feat_vhash(w, n);
+    for (uint32_t i = 0; i < src->nq; i++)
+        if (src->qtok[i] == h) return 0;
+    if (src->nq < FEAT_MAX_QTOK) src->qtok[src->nq++] = h;
+    return 0;
+}
+
+static void query_tokens(rk_feat_source *src, const feat *f)
+{
+    if (src->q_ready && src->qfield && !strcmp(src->qfield, f->field)) return;
+    src->nq = 0;
+    src->q_ready = 1;
+    src->qfield = f->field;
+    const rk_feat_request *req = src->req;
+    qctx q = {src};
+    if (req->query) {
+        rk_feat_tokenize(req->query, req->query_len, tok_query, &q);
+        return;
+    }
+    char buf[48];
+    const char *p;
+    size_t n;
+    if (!ctx_value(src, f->field, buf, &p, &n)) rk_feat_tokenize(p, n, tok_query, &q);
+}
+
+static int tok_doc(void *arg, const char *w, size_t n)
+{
+    rk_feat_source *src = ((qctx *)arg)->src;
+    src->dl++;
+    uint64_t h = rk__feat_vhash(w, n);
+    for (uint32_t i = 0; i < src->nq; i++)
+        if (src->qtok[i] == h) {
+            src->qtf[i]++;
+            break;
+        }
+    return 0;
+}
+
+static double bm25(rk_feat_source *src, const feat *f)
+{
+    query_tokens(src, f);
+    if (!src->nq || !src->has_iv) return NAN;
+    src->dl = 0;
+    memset(src->qtf, 0, sizeof src->qtf);
+    qctx q = {src};
+    for (uint32_t k = 0; k < f->ntattr; k++) {
+        const rk_attr_val *a = view_attr(&src->iv, src->ipos, f->tattr[k]);
+        if (!a) continue;
+        if (a->type == RK_ATTR_CATEGORICAL_LIST) {
+            for (uint32_t i = 0; i < a->n; i++)
+                rk_feat_tokenize(a->list[i], a->list_lens[i], tok_doc, &q);
+        } else if (a->type == RK_ATTR_TEXT || a->type == RK_ATTR_CATEGORICAL) {
+            rk_feat_tokenize(a->str, a->len, tok_doc, &q);
+        }
+    }
+    const bm25fit *bm = &f->bm;
+    double norm = bm->avgdl > 0 ? src->dl / bm->avgdl : 1.0, score = 0;
+    for (uint32_t i = 0; i < src->nq; i++) {
+        if (!src->qtf[i]) continue;
+        double df = rk__feat_bm25_df(bm, src->qtok[i]), n = bm->ndocs;
+        if (df > n) df = n;
+        double idf = log(1 + (n - df + 0.5) / (df + 0.5));
+        double tf = src->qtf[i];
+        score += idf * tf * (f->k1 + 1) / (tf + f->k1 * (1 - f->b + f->b * norm));
+    }
+    return score;
+}
+
+static int64_t floordiv64(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Extracts f's raw value into num/cat/bag. */
+static int extract(rk_feat_source *src, uint32_t fi)
+{
+    const rk_feat_spec *s = src->s;
+    const feat *f = &s->f[fi];
+    double *num = src->num + f->raw0;
+    src->c0[fi] = (uint32_t)src->cat.n;
+    src->b0[fi] = (uint32_t)src->bag.n;
+    if (f->vt == VT_NUM)
+        for (uint32_t k = 0; k < f->nout; k++) num[k] = NAN;
+    int rc = 0;
+    switch (f->kind) {
+    case FK_ATTR: {
+        int user = f->ent == RK_ENTITY_USER;
+        const rk_attr_val *a = NULL;
+        if (user ? src->has_uv : src->has_iv)
+            a = view_attr(user ? &src->uv : &src->iv, user ? src->upos : src->ipos,
+                          f->attr);
+        if (!a || a->type != f->atype) break;
+        switch (a->type) {
+        case RK_ATTR_NUMERIC: num[0] = a->num; break;
+        case RK_ATTR_TIMESTAMP:
+            num[0] = (double)(src->req->ts_ms - a->ts_ms) / f->unit_ms;
+            break;
+        case RK_ATTR_VECTOR:
+            for (uint32_t k = 0; k < f->nout && k < a->dim; k++) num[k] = a->vec[k];
+            break;
+        case RK_ATTR_CATEGORICAL: rc = push_cat(src, rk__feat_vhash(a->str, a->len)); break;
+        case RK_ATTR_CATEGORICAL_LIST:
+            for (uint32_t i = 0; !rc && i < a->n && i < FEAT_MAX_LIST; i++)
+                rc = push_cat(src, rk__feat_vhash(a->list[i], a->list_lens[i]));
+            break;
+        case RK_ATTR_TEXT: rc = bag_text(src, f, a->str, a->len); break;
+        }
+        break;
+    }
+    case FK_COLUMN:
+        if (!src->req->row) break;
+        if (f->col_cat) {
+            if (src->rowcat[f->col])
+                rc = push_cat(src, rk__feat_vhash(src->rowcat[f->col],
+                                                  src->rowcatlen[f->col]));
+        } else {
+            num[0] = src->rownum[f->col];
+        }
+        break;
+    case FK_COUNTER: case FK_RATE: case FK_RECENCY: {
+        const agroup *g = &s->g[f->group];
+        if (!src->keyed[f->group]) break; /* a key part is missing */
+        rk__feat_agg_read(s, g, &g->slot[f->slot], f, src->rec[f->group],
+                          src->reclen[f->group], src->req->ts_ms, num);
+        break;
+    }
+    case FK_SCORE:
+        if (src->item && src->item->scores) num[0] = src->item->scores[f->score];
+        break;
+    case FK_CONTEXT: {
+        char buf[48];
+        const char *p = NULL;
+        size_t n = 0;
+        double v = NAN;
+        if (f->ctx != CTX_FIELD) {
+            int64_t t = src->req->ts_ms + s->utc_offset_ms;
+            int64_t x = f->ctx == CTX_HOUR ? floordiv64(t, 3600000) % 24
+                                           : (floordiv64(t, 86400000) + 3) % 7;
+            if (x < 0) x += f->ctx == CTX_HOUR ? 24 : 7;
+            v = (double)x;
+            n = (size_t)snprintf(buf, sizeof buf, "%lld", (long long)x);
+            p = buf;
+        } else if (ctx_value(src, f->field, buf, &p, &n)) {
+            break;
+        }
+        if (f->vt == VT_NUM)
+            num[0] = f->ctx != CTX_FIELD ? v : parse_num_str(p, n);
+        else if (f->vt == VT_CAT)
+            rc = push_cat(src, rk__feat_vhash(p, n));
+        else
+            rc = bag_text(src, f, p, n);
+        break;
+    }
+    case FK_CROSS: {
+        /* Cartesian product of the components' values, capped; a missing
+         * component means no cross. */
+        uint64_t total = 1;
+        for (uint32_t i = 0; i < f->ncomp; i++) total *= src->cn[f->comp[i]];
+        if (total == 0) break;
+        if (total > FEAT_MAX_CROSS_VALUES) total = FEAT_MAX_CROSS_VALUES;
+        for (uint64_t x = 0; !rc && x < total; x++) {
+            uint64_t h = f->seed, rem = x;
+            for (uint32_t i = 0; i < f->ncomp; i++) {
+                uint32_t c = f->comp[i], m = src->cn[c];
+                h = rk__mix64(h ^ src->cat.v[src->c0[c] + rem % m]);
+                rem /= m;
+            }
+            rc = push_cat(src, h);
+        }
+        break;
+    }
+    case FK_TEXT_MATCH:
+        num[0] = bm25(src, f);
+        break;
+    }
+    src->cn[fi] = (uint32_t)src->cat.n - src->c0[fi];
+    src->bn[fi] = (uint32_t)src->bag.n - src->b0[fi];
+    return rc;
+}
+
+/* Emits f's extracted value: dense columns and hashed coordinates. */
+static int emit(rk_feat_source *src, uint32_t fi, rk_fvec *out)
+{
+    const rk_feat_spec *s = src->s;
+    const feat *f = &s->f[fi];
+    if (!f->emit) return 0;
+    int rc = 0;
+    switch (f->vt) {
+    case VT_NUM:
+        for (uint32_t k = 0; !rc && k < f->nout; k++)
+            rc = rk__feat_emit_num(s, f, k, src->num[f->raw0 + k], out);
+        break;
+    case VT_CAT: {
+        const uint64_t *v = src->cat.v + src->c0[fi];
+        uint32_t n = src->cn[fi];
+        if (f->enc == ENC_INDEX) {
+            out->dense[f->dense0] = n ? (float)rk__feat_vocab_find(&f->voc, v[0]) : NAN;
+            break;
+        }
+        for (uint32_t i = 0; !rc && i < n; i++) {
+            uint64_t h;
+            if (f->enc == ENC_HASH) {
+                h = rk__mix64(v[i] ^ f->seed);
+            } else {
+                uint64_t idx = rk__feat_vocab_find(&f->voc, v[i]);
+                h = rk__mix64(f->seed ^ ((idx + 1) * 0x9e3779b97f4a7c15ull) ^
+                              0x6f6e65686f74ull);
+            }
+            rc = rk_fvec_push(out, (uint32_t)h & s->mask, 1.0f);
+        }
+        break;
+    }
+    case VT_BAG: {
+        const bagent *e = src->bag.v + src->b0[fi];
+        for (uint32_t i = 0; !rc && i < src->bn[fi]; i++)
+            rc = rk_fvec_push(out, e[i].coord, f->tf_binary ? 1.0f : e[i].count);
+        break;
+    }
+    }
+    if (rc) return rk_err_set(src->err, rc, "features: vector: %s", rk_strerror(rc));
+    return 0;
+}
+
+/* ---- phases ----------------------------------------------------------------------- */
+
+static void request_end(rk_feat_source *src)
+{
+    json_decref(src->ctx);
+    src->ctx = NULL;
+    src->has_uv = src->has_iv = 0;
+    src->req = NULL;
+}
+
+/* Request phase: context, user, request-level aggregates and features. */
+static int request_begin(rk_feat_source *src, const rk_feat_request *req,
+                         int extract_features)
+{
+    const rk_feat_spec *s = src->s;
+    src->req = req;
+    src->item = NULL;
+    src->q_ready = 0;
+    src->gen++;
+    src->cat.n = src->bag.n = 0;
+    src->has_item = src->has_iv = src->has_uv = 0;
+    json_decref(src->ctx);
+    src->ctx = (s->uses_ctx || s->uses_query) && req->context
+                   ? rk__feat_json_parse(req->context, req->context_len)
+                   : NULL;
+    src->has_user = req->user != NULL;
+    if (src->has_user)
+        src->uh = rk__feat_part_hash(KP_USER, req->user, req->user_len);
+    int rc, found;
+    if (s->uses_user_attrs && src->has_user) {
+        if ((rc = read_entity(src, RK_ENTITY_USER, req->user, req->user_len, 0, 0,
+                              &src->uv, &found)))
+            return rc;
+        if (found) {
+            index_view(&src->uv, src->upos, s->max_user_attr);
+            src->has_uv = 1;
+        }
+    }
+    if (req->row) {
+        const rk_row *row = req->row;
+        for (uint32_t j = 0; j < s->ncol_num; j++) src->rownum[j] = NAN;
+        for (uint32_t j = 0; j < s->ncol_cat; j++) src->rowcat[j] = NULL;
+        for (uint32_t i = 0; i < row->nnum; i++)
+            if (row->num_idx[i] < s->ncol_num) src->rownum[row->num_idx[i]] = row->num_val[i];
+        for (uint32_t i = 0; i < row->ncat; i++)
+            if (row->cat_idx[i] < s->ncol_cat) {
+                src->rowcat[row->cat_idx[i]] = row->cat_val[i];
+                src->rowcatlen[row->cat_idx[i]] = row->cat_len[i];
+            }
+    }
+    for (uint32_t gi = 0; gi < s->ngroups; gi++)
+        for (uint32_t k = 0; k < s->g[gi].nparts; k++) {
+            const kpart *kp = &s->g[gi].part[k];
+            char buf[48];
+            const char *p;
+            size_t n;
+            if (kp->kind != KP_CTX) continue;
+            src->ctxok[gi][k] = !ctx_value(src, kp->name, buf, &p, &n);
+            if (src->ctxok[gi][k]) src->ctxh[gi][k] = rk__feat_part_hash(KP_CTX, p, n);
+        }
+    for (uint32_t gi = 0; gi < s->ngroups; gi++)
+        if (!s->g[gi].item_level && (rc = fetch_group(src, gi))) return rc;
+    if (!extract_features) return 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (uint32_t i = 0; i < s->nfeat; i++) {
+            const feat *f = &s->f[i];
+            if (f->item_level || (f->kind == FK_CROSS) != pass) continue;
+            if ((rc = extract(src, i))) return rc;
+        }
+    /* The user's view dies with the next entity read; nothing needs it. */
+    src->has_uv = 0;
+    src->cat_req = src->cat.n;
+    src->bag_req = src->bag.n;
+    return 0;
+}
+
+/* Item phase up to the aggregate fetch. */
+static int item_begin(rk_feat_source *src, const rk_feat_item *it)
+{
+    const rk_feat_spec *s = src->s;
+    src->item = it;
+    src->has_item = it && it->id;
+    src->has_iv = 0;
+    if (src->has_item) src->ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
+    int rc, found;
+    if (s->uses_item_entity && it) {
+        if ((rc = read_entity(src, RK_ENTITY_ITEM, it->id, it->len, it->has_dense,
+                              it->dense, &src->iv, &found)))
+            return rc;
+        if (found) {
+            index_view(&src->iv, src->ipos, s->max_item_attr);
+            src->has_iv = 1;
+        }
+    }
+    for (uint32_t gi = 0; gi < s->ngroups; gi++)
+        if (s->g[gi].item_level && (rc = fetch_group(src, gi))) return rc;
+    return 0;
+}
+
+static int item_extract(rk_feat_source *src)
+{
+    const rk_feat_spec *s = src->s;
+    src->cat.n = src->cat_req;
+    src->bag.n = src->bag_req;
+    for (int pass = 0; pass < 2; pass++)
+        for (uint32_t i = 0; i < s->nfeat; i++) {
+            const feat *f = &s->f[i];
+            if (!f->item_level || (f->kind == FK_CROSS) != pass) continue;
+            int rc = extract(src, i);
+            if (rc) return rc;
+        }
+    return 0;
+}
+
+int rk_feat_compute_batch(rk_feat_source *src, const rk_feat_request *req,
+                          const rk_feat_item *items, size_t n, rk_fvec *out,
+                          rk_err *err)
+{
+    const rk_feat_spec *s = src->s;
+    src->err = err;
+    if (s->needs_fit && !s->fitted)
+        return rk_err_set(err, RK_ESTATE, "features: the spec has transforms that "
+                          "need fitting (rk_feat_fit)");
+    int rc = request_begin(src, req, 1);
+    for (size_t i = 0; !rc && i < (n ? n : 1); i++) {
+        const rk_feat_item *it = n ? &items[i] : NULL;
+        rc = item_begin(src, it);
+        if (!rc) rc = item_extract(src);
+        if (!rc && (rc = rk_fvec_reset(&out[i], s->ndense)))
+            rk_err_set(err, rc, "features: out of memory");
+        for (uint32_t fi = 0; !rc && fi < s->nfeat; fi++) rc = emit(src, fi, &out[i]);
+        if (!n) break;
+    }
+    request_end(src);
+    return rc;
+}
+
+int rk_feat_compute(rk_feat_source *src, const rk_feat_request *req,
+                    const rk_feat_item *item, rk_fvec *out, rk_err *err)
+{
+    return rk_feat_compute_batch(src, req, item, item ? 1 : 0, out, err);
+}
+
+int rk_feat_fetch(rk_feat_source *src, const rk_feat_request *req,
+                  const rk_feat_item *items, size_t n, size_t *found, rk_err *err)
+{
+    const rk_feat_spec *s = src->s;
+    src->err = err;
+    size_t cnt = 0;
+    int rc = request_begin(src, req, 0);
+    for (uint32_t gi = 0; gi < s->ngroups; gi++)
+        if (!s->g[gi].item_level && src->rec[gi]) cnt++;
+    for (size_t i = 0; !rc && i < n; i++) {
+        /* Only keys need the item's record; skip it otherwise. */
+        const rk_feat_item *it = &items[i];
+        src->item = it;
+        src->has_item = it->id != NULL;
+        src->has_iv = 0;
+        if (src->has_item) src->ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
+        int need = 0, got;
+        for (uint32_t gi = 0; gi < s->ngroups; gi++)
+            if (s->g[gi].item_level && s->g[gi].uses_item_attr) need = 1;
+        if (need) {
+            rc = read_entity(src, RK_ENTITY_ITEM, it->id, it->len, it->has_dense,
+                             it->dense, &src->iv, &got);
+            if (!rc && got) {
+                index_view(&src->iv, src->ipos, s->max_item_attr);
+                src->has_iv = 1;
+            }
+        }
+        for (uint32_t gi = 0; !rc && gi < s->ngroups; gi++)
+            if (s->g[gi].item_level) {
+                rc = fetch_group(src, gi);
+                if (!rc && src->rec[gi]) cnt++;
+            }
+    }
+    request_end(src);
+    if (found) *found = cnt;
+    return rc;
+}
+
+int rk__feat_observe(rk_feat_source *src, const rk_feat_request *req,
+                     const rk_feat_item *item, feat_fitter *fz, rk_err *err)
+{
+    const rk_feat_spec *s = src->s;
+    src->err = err;
+    int rc = request_begin(src, req, 1);
+    if (!rc) rc = item_begin(src, item);
+    if (!rc) rc = item_extract(src);
+    for (uint32_t i = 0; !rc && i < s->nfeat; i++) {
+        const feat *f = &s->f[i];
+        if (f->vt == VT_NUM && f->num_fits)
+            rc = rk__feat_fit_num(fz, i, src->num + f->raw0);
+        else if (f->vt == VT_CAT && f->enc != ENC_HASH)
+            rc = rk__feat_fit_cat(fz, i, src->cat.v + src->c0[i], src->cn[i]);
+        if (rc) rk_err_set(err, rc, "features: fitting: %s", rk_strerror(rc));
+    }
+    request_end(src);
+    return rc;
+}

@@ -1,0 +1,368 @@
+/*
+ * feat_int.h — internals shared by the files of the features module that
+ * implement feature definitions, computation, aggregates and replay
+ * (spec.c, transform.c, agg.c, compute.c, replay.c).
+ *
+ * A compiled spec is a flat array of features in declaration order. Each
+ * feature extracts a raw value — numeric outputs, categorical value hashes
+ * or a bag of tokens — which one emit step turns into dense columns and
+ * hashed coordinates. Fitting observes the same raw values, so there is
+ * exactly one extraction path for serving, replay and fitting.
+ *
+ * Aggregates live in groups (one per key template); a group's state for a
+ * key is one fixed-size record whose layout the group's slots define.
+ */
+#ifndef RK_FEAT_INT_H
+#define RK_FEAT_INT_H
+
+#include <jansson.h>
+#include <string.h>
+
+#include "rk_features.h"
+
+#define FEAT_MAX 1024          /* features per spec */
+#define FEAT_MAX_OUT 1024      /* numeric outputs of one feature (vectors) */
+#define FEAT_MAX_WIN 8         /* windows per aggregate */
+#define FEAT_MAX_PARTS 3       /* key parts per aggregate key */
+#define FEAT_MAX_CROSS 4       /* components per cross */
+#define FEAT_MAX_TATTRS 8      /* item attributes per text_match */
+#define FEAT_MAX_LIST 256      /* values of a list attribute used */
+#define FEAT_MAX_CROSS_VALUES 64
+#define FEAT_MAX_QTOK 32       /* distinct query tokens used by BM25 */
+#define FEAT_KEY_LEN 17        /* 'A' + layout + key hash */
+#define FEAT_REC_HDR 16        /* record header bytes */
+
+enum { FK_ATTR, FK_COLUMN, FK_COUNTER, FK_RATE, FK_RECENCY, FK_SCORE,
+       FK_CONTEXT, FK_CROSS, FK_TEXT_MATCH, FK_NKINDS };
+enum { VT_NUM, VT_CAT, VT_BAG };            /* raw value shape */
+enum { ENC_HASH, ENC_ONEHOT, ENC_INDEX };   /* categorical encodings */
+enum { MISS_NAN, MISS_CONST, MISS_MEAN };
+enum { BOUT_INDEX, BOUT_ONEHOT };
+enum { KP_USER, KP_ITEM, KP_ITEM_ATTR, KP_CTX };
+enum { CTX_HOUR, CTX_WEEKDAY, CTX_FIELD };
+enum { CT_NUMERIC, CT_CATEGORICAL, CT_TEXT };
+enum { WM_ONE, WM_TYPE, WM_VALUE };
+
+extern const char *const rk__feat_kind_names[];
+
+/* Numeric transform settings of a feature (applied to each output). */
+typedef struct numtf {
+    uint8_t missing, indicator, log1p, clip, standardize, bucket_out;
+    uint16_t buckets;           /* 0 = no bucketing */
+    double fill, lo, hi;
+} numtf;
+
+/* Fitted parameters of one numeric output. */
+typedef struct numfit {
+    double mean_raw, mu, sd;
+    uint64_t count;
+    uint32_t nedges;
+    double *edges;
+} numfit;
+
+/* A fitted vocabulary: value hashes in index order and a lookup table. */
+typedef struct vocab {
+    uint32_t n, cap;            /* entries; table slots (power of 2) */
+    uint64_t *hash;
+    uint32_t *slot;             /* index + 1, 0 = empty */
+} vocab;
+
+/* BM25 catalog statistics: document frequencies by token hash (sorted). */
+typedef struct bm25fit {
+    double ndocs, avgdl;
+    uint32_t n;
+    uint64_t *hash;
+    uint32_t *df;
+} bm25fit;
+
+typedef struct kpart {
+    uint8_t kind;               /* KP_* */
+    uint32_t attr;              /* KP_ITEM_ATTR: item attribute index */
+    char *name;                 /* attribute or context field name */
+} kpart;
+
+/* One aggregate feature's part of a group record. */
+typedef struct aslot {
+    uint32_t feat;
+    uint32_t off, size;         /* bytes inside the record */
+    uint8_t nch;                /* channels: 0 recency, 1 counter, 2 rate */
+    uint8_t nwin;               /* 0 = decayed (or lifetime) sums */
+    uint16_t nbuck;             /* ring buckets per window */
+    double half_life_ms;        /* 0 = no decay */
+    int64_t win_ms[FEAT_MAX_WIN], width[FEAT_MAX_WIN];
+} aslot;
+
+typedef struct agroup {
+    uint8_t nparts, item_level, uses_ctx, uses_item_attr;
+    uint8_t has_item_part;      /* the item itself is a key part */
+    kpart part[FEAT_MAX_PARTS];
+    uint64_t layout;            /* hash of template + slot definitions */
+    uint32_t nslots;
+    aslot *slot;
+    uint32_t rec_size;
+} agroup;
+
+/* What one event type does to the aggregates. */
+typedef struct route {
+    uint16_t group, slot;
+    uint8_t ch, wmode;
+    double w;                   /* WM_TYPE: the type's weight */
+} route;
+
+typedef struct feat {
+    char *name;
+    uint8_t kind, vt, emit, item_level;
+    uint64_t seed;              /* mixes into every coordinate */
+    /* attribute */
+    uint8_t ent, atype;
+    uint32_t attr;
+    char *attr_name;
+    double unit_ms;             /* timestamp ages, recency */
+    /* column */
+    uint32_t col;
+    uint8_t col_cat;
+    /* aggregates */
+    uint32_t group, slot;
+    uint8_t wmode;
+    double alpha, beta;         /* rate prior */
+    char **ev_a, **ev_b;        /* event names: events or num; den */
+    uint32_t nev_a, nev_b;
+    /* score */
+    uint32_t score;
+    /* context */
+    uint8_t ctx, ctype;
+    char *field;
+    /* cross */
+    uint32_t ncomp, comp[FEAT_MAX_CROSS];
+    /* text_match */
+    uint32_t ntattr, tattr[FEAT_MAX_TATTRS];
+    char *tattr_name[FEAT_MAX_TATTRS];
+    double k1, b;
+    /* outputs */
+    uint32_t nout, raw0;        /* numeric outputs, first raw slot */
+    uint32_t dense0, ndense;
+    numtf tf;
+    numfit *fit;                /* nout entries when num_fits */
+    uint8_t num_fits;
+    uint8_t enc;
+    uint32_t vocab_max;
+    uint64_t min_count;
+    vocab voc;
+    uint8_t tf_binary;
+    bm25fit bm;
+} feat;
+
+typedef struct feat_online feat_online;
+
+struct rk_feat_spec {
+    uint32_t hash_bits, mask;
+    int64_t utc_offset_ms;
+    int64_t ttl_ms;
+    uint32_t admit_after, sketch_width, sketch_depth;
+    uint64_t replay_max_keys;
+    uint32_t nfeat;
+    feat *f;
+    uint32_t ndense;
+    char **dense_names;
+    uint32_t nraw;              /* numeric raw slots */
+    uint32_t ngroups;
+    agroup *g;
+    uint32_t nscores;
+    char **score_names;
+    /* event routing by type index; type names for rk_feat_batch_event */
+    uint32_t ntypes;
+    char **type_names;
+    uint8_t *type_role;
+    double *type_weight;
+    uint32_t *route0, *nroute;
+    route *routes;
+    uint32_t ncol_num, ncol_cat; /* column features' index bounds */
+    uint8_t needs_fit, fitted;
+    uint8_t uses_user_attrs, uses_item_entity, uses_ctx, uses_query;
+    uint32_t max_user_attr, max_item_attr; /* +1 bounds of used indices */
+    char *canon;
+    size_t canon_len;
+    uint64_t hash;
+    feat_online *online;        /* set by rk_feat_attach */
+};
+
+/* ---- spec.c ---------------------------------------------------------- */
+/* Recomputes the schema hash from the canonical text and fitted params. */
+int rk__feat_rehash(rk_feat_spec *s);
+/* Serializes / parses the fitted parameters (little-endian). */
+int rk__feat_fit_save(const rk_feat_spec *s, rk_buf *out);
+int rk__feat_fit_load(rk_feat_spec *s, const unsigned char *p, size_t n,
+                      rk_err *err);
+void rk__feat_fit_clear(rk_feat_spec *s);
+
+/* ---- transform.c ----------------------------------------------------- */
+static inline uint64_t rk__mix64(uint64_t z)
+{
+    z ^= z >> 30;
+    z *= 0xbf58476d1ce4e5b9ull;
+    z ^= z >> 27;
+    z *= 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* Hash of a categorical value's bytes; seed-free so crosses and
+ * vocabularies agree on it. */
+static inline uint64_t rk__feat_vhash(const void *p, size_t n)
+{
+    return rk_hash64(p, n, 0x6b1f0c2d9a3e5587ull);
+}
+/* log1p with the sign kept, so negative values do not become NaN. */
+double rk__feat_slog1p(double x);
+/* Value before standardizing/bucketing: fill, log1p, clip. */
+double rk__feat_prep(const numtf *tf, const numfit *fp, double raw);
+/* Emits output k of f with raw value x into out. */
+int rk__feat_emit_num(const rk_feat_spec *s, const feat *f, uint32_t k,
+                      double x, rk_fvec *out);
+/* Index of value hash h in the vocabulary, or v->n (out of vocabulary). */
+uint32_t rk__feat_vocab_find(const vocab *v, uint64_t h);
+int rk__feat_vocab_build(vocab *v, const uint64_t *hashes, uint32_t n);
+void rk__feat_vocab_free(vocab *v);
+/* Document frequency of a token hash in the fitted catalog (1 if absent). */
+double rk__feat_bm25_df(const bm25fit *b, uint64_t h);
+
+/* ---- agg.c ----------------------------------------------------------- */
+/* One update of a record by an event. */
+typedef struct agg_upd {
+    uint16_t slot;
+    uint8_t ch;
+    double w;
+} agg_upd;
+
+/* Builds the 17-byte key of group g from its part hashes. */
+void rk__feat_agg_key(const agroup *g, const uint64_t *parts,
+                      unsigned char key[FEAT_KEY_LEN]);
+/* Hashes of key parts; context values are hashed by field. */
+uint64_t rk__feat_part_hash(uint8_t kind, const void *p, size_t n);
+/* The group with this layout hash, or NULL. */
+const agroup *rk__feat_group_by_layout(const rk_feat_spec *s, uint64_t lay);
+
+/* Count-min sketch deciding admission (owned by the merge context or a
+ * replay state). */
+typedef struct feat_sketch {
+    uint32_t width, depth, admit;
+    uint32_t *c;
+    uint64_t incs;
+} feat_sketch;
+int rk__feat_sketch_init(feat_sketch *k, const rk_feat_spec *s);
+void rk__feat_sketch_free(feat_sketch *k);
+
+/* The merge math shared by the store's merge function and the replay:
+ * applies ts/updates to a record (old may be NULL or expired), writing the
+ * new record into out (rec_size bytes). Returns 1 when the record must
+ * not exist (not admitted), 0 otherwise; *created set when a fresh record
+ * was started. */
+int rk__feat_agg_apply(const rk_feat_spec *s, const agroup *g,
+                       feat_sketch *k, uint64_t keyhash,
+                       const unsigned char *old, size_t oldlen, int64_t ts,
+                       const agg_upd *u, size_t nu, unsigned char *out,
+                       int *created);
+/* The read math: outputs of slot sl of a record (NULL = no state) at time
+ * t into raw (f->nout values). */
+void rk__feat_agg_read(const rk_feat_spec *s, const agroup *g,
+                       const aslot *sl, const feat *f,
+                       const unsigned char *rec, size_t len, int64_t t,
+                       double *raw);
+
+/* An event normalised for update generation: key part hashes of its user
+ * and item (rk__feat_part_hash), type index, context JSON text. */
+typedef struct feat_event {
+    uint32_t type;
+    uint8_t has_user, has_item, has_value;
+    uint64_t uh, ih;
+    int64_t ts;
+    double value;
+    const char *ctx;
+    size_t ctx_len;
+} feat_event;
+
+/* Per-event scratch: each group's state and key parts, and the updates
+ * grouped by group. Inline storage covers small specs so the ingest path
+ * does not allocate. */
+#define EVOPS_INLINE_GROUPS 16
+#define EVOPS_INLINE_UPD 64
+typedef struct feat_evops {
+    uint32_t ngroups, cap;
+    uint8_t *state;              /* per group: 0 untouched, 1 keyed, 2 no key */
+    uint64_t (*parts)[FEAT_MAX_PARTS];
+    uint16_t *ug;                /* group of each update */
+    agg_upd *upd;
+    uint32_t nupd;
+    int heap;
+    uint8_t st_in[EVOPS_INLINE_GROUPS];
+    uint64_t parts_in[EVOPS_INLINE_GROUPS][FEAT_MAX_PARTS];
+    uint16_t ug_in[EVOPS_INLINE_UPD];
+    agg_upd upd_in[EVOPS_INLINE_UPD];
+} feat_evops;
+int rk__feat_evops_init(feat_evops *e, const rk_feat_spec *s);
+void rk__feat_evops_free(feat_evops *e);
+/* Hash of the item's categorical attribute attr as a key part; non-zero
+ * when the item has no such value. */
+typedef int (*feat_item_attr_fn)(void *arg, uint32_t attr, uint64_t *hash);
+/* Computes the updates of ev into out (reset first). item_attr is called
+ * only for groups keyed by an item attribute. */
+int rk__feat_event_ops(const rk_feat_spec *s, const feat_event *ev,
+                       feat_item_attr_fn item_attr, void *arg,
+                       feat_evops *out);
+/* A JSON context value as the text keys and categoricals use: strings as
+ * they are, integers and reals printed, booleans true/false; non-zero for
+ * null, objects, arrays and absent values. buf holds printed numbers. */
+int rk__feat_json_str(const json_t *v, char buf[48], const char **p,
+                      size_t *n);
+/* Parses a context object; NULL for none or malformed text. */
+json_t *rk__feat_json_parse(const char *p, size_t n);
+/* Frees the attached merge context (spec destruction). */
+void rk__feat_online_free(rk_feat_spec *s);
+
+/* ---- compute.c ------------------------------------------------------- */
+/* Aggregate record lookup of a source: *rec NULL when absent. */
+int rk__feat_src_get(rk_feat_source *src, const unsigned char *key,
+                     const unsigned char **rec, size_t *len, rk_err *err);
+
+/* Fitting hooks: compute.c extracts raw values, fit code observes them. */
+typedef struct feat_fitter feat_fitter;
+/* Extracts every feature's raw value for (req, item) and hands them to the
+ * fitter instead of emitting them. */
+int rk__feat_observe(rk_feat_source *src, const rk_feat_request *req,
+                     const rk_feat_item *item, feat_fitter *fz, rk_err *err);
+/* Called by rk__feat_observe for each feature: numeric outputs, or
+ * categorical hashes. */
+int rk__feat_fit_num(feat_fitter *fz, uint32_t fi, const double *raw);
+int rk__feat_fit_cat(feat_fitter *fz, uint32_t fi, const uint64_t *v,
+                     uint32_t n);
+
+/* ---- replay.c -------------------------------------------------------- */
+/* The replay's state lookup (used by sources bound to a state). */
+const unsigned char *rk__feat_state_get(const rk_feat_state *st,
+                                        const unsigned char *key,
+                                        size_t *len);
+
+/* Little-endian helpers. */
+static inline void rk__le64(unsigned char *p, uint64_t x)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(x >> (8 * i));
+}
+static inline uint64_t rk__rd64(const unsigned char *p)
+{
+    uint64_t x = 0;
+    for (int i = 7; i >= 0; i--) x = x << 8 | p[i];
+    return x;
+}
+static inline void rk__lef64(unsigned char *p, double d)
+{
+    uint64_t x;
+    memcpy(&x, &d, 8);
+    rk__le64(p, x);
+}
+static inline double rk__rdf64(const unsigned char *p)
+{
+    uint64_t x = rk__rd64(p);
+    double d;
+    memcpy(&d, &x, 8);
+    return d;
+}
+
+#endif

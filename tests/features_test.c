@@ -1,0 +1,1375 @@
+/*
+ * features_test.c — feature definitions and computation: each transform on
+ * hand-computed values, config errors located at file:line, aggregate
+ * decay/window/rate/recency math, TTL and admission bounds, online ==
+ * offline (store vs replay, bit for bit), no leakage from later events,
+ * replay determinism, training sets from replay and datasets, spec
+ * serialization, and allocation failures.
+ */
+#include "rk_features.h"
+#include "rk_store.h"
+#include "test.h"
+
+#define HOUR 3600000LL
+#define DAY (24 * HOUR)
+
+static const char *const base_yaml =
+    "entities:\n"
+    "  item:\n"
+    "    attributes:\n"
+    "      category: categorical\n"
+    "      tags: categorical_list\n"
+    "      title: text\n"
+    "      price: numeric\n"
+    "      published: timestamp\n"
+    "  user:\n"
+    "    attributes:\n"
+    "      country: categorical\n"
+    "      age: numeric\n"
+    "events:\n"
+    "  impression: {role: exposure}\n"
+    "  click: {role: positive, weight: 1}\n"
+    "  purchase: {role: positive, weight: 10}\n"
+    "  watch: {role: valued}\n";
+
+/* Everything a test needs: config, schema, store, spec (attached). */
+typedef struct env {
+    rk_conf *conf;
+    rk_schema *schema;
+    rk_store *store;
+    rk_feat_spec *spec;
+    char dir[256];
+    rk_err err;
+} env;
+
+static int env_open(env *e, const char *features_yaml, const char *tag)
+{
+    memset(e, 0, sizeof *e);
+    char text[8192];
+    snprintf(text, sizeof text, "%s%s", base_yaml, features_yaml);
+    if (rk_conf_parse_yaml(&e->conf, text, strlen(text), "test.yaml", &e->err) ||
+        rk_schema_from_conf(&e->schema, rk_conf_root(e->conf), &e->err))
+        return -1;
+    if (tag) {
+        snprintf(e->dir, sizeof e->dir, "%s", rk_test_tmpdir(tag));
+        rk_store_opts o;
+        rk_store_opts_default(&o);
+        o.path = e->dir;
+        o.map_size = 256 << 20;
+        if (rk_store_open(&e->store, &o, e->schema, &e->err)) return -1;
+    }
+    if (rk_feat_spec_from_conf(&e->spec, rk_conf_root(e->conf), e->schema, &e->err))
+        return -1;
+    if (e->store && rk_feat_attach(e->spec, e->store, &e->err)) return -1;
+    return 0;
+}
+
+static void env_close(env *e)
+{
+    if (e->spec && e->store) rk_feat_detach(e->spec, e->store);
+    rk_store_close(e->store);
+    rk_feat_spec_destroy(e->spec);
+    rk_schema_destroy(e->schema);
+    rk_conf_destroy(e->conf);
+    if (e->dir[0]) rk_test_rmdir(e->dir);
+    memset(e, 0, sizeof *e);
+}
+
+static int put_item(env *e, const char *id, const char *cat, const char *title,
+                    double price)
+{
+    rk_batch *b;
+    if (rk_batch_create(&b, e->store, 0)) return -1;
+    rk_attr_in a[3];
+    memset(a, 0, sizeof a);
+    size_t n = 0;
+    if (cat) {
+        a[n].name = "category";
+        a[n].type = RK_ATTR_CATEGORICAL;
+        a[n].str = cat;
+        a[n++].len = strlen(cat);
+    }
+    if (title) {
+        a[n].name = "title";
+        a[n].type = RK_ATTR_TEXT;
+        a[n].str = title;
+        a[n++].len = strlen(title);
+    }
+    if (!isnan(price)) {
+        a[n].name = "price";
+        a[n].type = RK_ATTR_NUMERIC;
+        a[n++].num = price;
+    }
+    int rc = rk_batch_upsert(b, RK_ENTITY_ITEM, id, a, n, 0, &e->err);
+    if (!rc) rc = rk_store_write(e->store, b, NULL, &e->err);
+    rk_batch_destroy(b);
+    return rc;
+}
+
+static int put_user(env *e, const char *id, const char *country, double age)
+{
+    rk_batch *b;
+    if (rk_batch_create(&b, e->store, 0)) return -1;
+    rk_attr_in a[2];
+    memset(a, 0, sizeof a);
+    size_t n = 0;
+    if (country) {
+        a[n].name = "country";
+        a[n].type = RK_ATTR_CATEGORICAL;
+        a[n].str = country;
+        a[n++].len = strlen(country);
+    }
+    if (!isnan(age)) {
+        a[n].name = "age";
+        a[n].type = RK_ATTR_NUMERIC;
+        a[n++].num = age;
+    }
+    int rc = rk_batch_upsert(b, RK_ENTITY_USER, id, a, n, 0, &e->err);
+    if (!rc) rc = rk_store_write(e->store, b, NULL, &e->err);
+    rk_batch_destroy(b);
+    return rc;
+}
+
+static rk_event_in mkev(const char *type, const char *user, const char *item,
+                        int64_t ts, const char *ctx)
+{
+    rk_event_in v = {0};
+    v.type = type;
+    v.user = user;
+    v.item = item;
+    v.ts_ms = ts;
+    v.position = -1;
+    v.context = ctx;
+    v.context_len = ctx ? strlen(ctx) : 0;
+    return v;
+}
+
+/* Writes one event with its aggregate merges, in its own batch. */
+static int write_ev(env *e, rk_event_in v)
+{
+    rk_batch *b;
+    rk_reader *r;
+    if (rk_batch_create(&b, e->store, 0)) return -1;
+    if (rk_store_reader(e->store, &r, &e->err)) {
+        rk_batch_destroy(b);
+        return -1;
+    }
+    int rc = rk_feat_batch_event(e->spec, b, &v, r, &e->err);
+    rk_reader_close(r);
+    if (!rc) rc = rk_store_write(e->store, b, NULL, &e->err);
+    rk_batch_destroy(b);
+    return rc;
+}
+
+/* Computes (user, item, ts, ctx) from the online store. */
+static int online(env *e, const char *user, const char *item, int64_t ts,
+                  const char *ctx, rk_fvec *out)
+{
+    rk_reader *r;
+    rk_feat_source *src;
+    if (rk_store_reader(e->store, &r, &e->err)) return -1;
+    if (rk_feat_source_create(&src, e->spec)) {
+        rk_reader_close(r);
+        return -1;
+    }
+    rk_feat_source_set_reader(src, r);
+    rk_feat_request req = {0};
+    req.user = user;
+    req.user_len = user ? strlen(user) : 0;
+    req.ts_ms = ts;
+    req.context = ctx;
+    req.context_len = ctx ? strlen(ctx) : 0;
+    rk_feat_item it = {0};
+    it.id = item;
+    it.len = item ? strlen(item) : 0;
+    int rc = rk_feat_compute(src, &req, item ? &it : NULL, out, &e->err);
+    rk_feat_source_destroy(src);
+    rk_reader_close(r);
+    return rc;
+}
+
+static int col(const rk_feat_spec *s, const char *name)
+{
+    for (uint32_t j = 0; j < rk_feat_ndense(s); j++)
+        if (!strcmp(rk_feat_dense_name(s, j), name)) return (int)j;
+    return -1;
+}
+
+static int near(double a, double b) { return fabs(a - b) <= 1e-6 * (1 + fabs(b)); }
+
+/* ---- transforms on labelled rows ---------------------------------------------- */
+
+/* A rows dataset: column 0 numeric {1, 2, 3, 4, absent}, column 1
+ * categorical {a, a, a, b, b, c}. */
+static int write_rows(env *e, const char *name)
+{
+    static const double v0[] = {1, 2, 3, 4, NAN, 2};
+    static const char *const c1[] = {"a", "a", "a", "b", "b", "c"};
+    rk_batch *b;
+    if (rk_batch_create(&b, e->store, 0)) return -1;
+    int rc = 0;
+    for (int i = 0; !rc && i < 6; i++) {
+        uint32_t ni = 0, ci = 1;
+        double nv = v0[i];
+        const char *cv = c1[i];
+        size_t cl = 1;
+        rk_row_in row = {0};
+        row.label = i % 2;
+        row.group = i < 3 ? "q1" : "q2";
+        row.group_len = 2;
+        row.nnum = isnan(nv) ? 0 : 1;
+        row.num_idx = &ni;
+        row.num_val = &nv;
+        row.ncat = 1;
+        row.cat_idx = &ci;
+        row.cat_val = &cv;
+        row.cat_len = &cl;
+        rc = rk_batch_row(b, name, &row, &e->err);
+    }
+    if (!rc) rc = rk_store_write(e->store, b, NULL, &e->err);
+    rk_batch_destroy(b);
+    return rc;
+}
+
+TEST(numeric_transforms)
+{
+    env e;
+    CHECK_OK(env_open(&e,
+        "features:\n"
+        "  defs:\n"
+        "    raw: {kind: column, num: 0}\n"
+        "    lg: {kind: column, num: 0, log1p: true, clip: [0, 1.5]}\n"
+        "    fill: {kind: column, num: 0, missing: -7, indicator: true}\n"
+        "    mfill: {kind: column, num: 0, missing: mean}\n"
+        "    z: {kind: column, num: 0, standardize: true}\n"
+        "    q: {kind: column, num: 0, buckets: 3}\n"
+        "    qh: {kind: column, num: 0, buckets: 2, bucket_output: onehot}\n",
+        "feat-num"));
+    CHECK_OK(write_rows(&e, "d"));
+    const rk_feat_spec *s = e.spec;
+    CHECK_EQ_INT(rk_feat_ndense(s), 7);
+    CHECK_STR(rk_feat_dense_name(s, 3), "fill.missing");
+    CHECK(rk_feat_needs_fit(s));
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    rk_feat_source *src;
+    CHECK_OK(rk_feat_source_create(&src, s));
+    rk_feat_source_set_reader(src, r);
+    rk_fvec v = {0};
+    rk_feat_request req = {0};
+    CHECK_EQ_INT(rk_feat_compute(src, &req, NULL, &v, &e.err), RK_ESTATE);
+    uint64_t h0 = rk_feat_schema_hash(s);
+    rk_feat_fit_opts fo;
+    rk_feat_fit_opts_default(&fo);
+    fo.dataset = "d";
+    CHECK_OK(rk_feat_fit(e.spec, r, &fo, &e.err));
+    CHECK(!rk_feat_needs_fit(s));
+    CHECK(rk_feat_schema_hash(s) != h0);
+
+    /* Values 1, 2, 3, 4, 2 seen: mean 2.4, population sd sqrt(1.04). */
+    double x = 3;
+    uint32_t ni = 0;
+    rk_row row = {0};
+    row.nnum = 1;
+    row.num_idx = &ni;
+    row.num_val = &x;
+    req.row = &row;
+    CHECK_OK(rk_feat_compute(src, &req, NULL, &v, &e.err));
+    CHECK(v.dense[0] == 3.0f);
+    CHECK(near(v.dense[1], log1p(3.0)));            /* 1.386: not clipped */
+    CHECK(v.dense[2] == 3.0f && v.dense[3] == 0.0f); /* present: indicator 0 */
+    CHECK(v.dense[4] == 3.0f);
+    CHECK(near(v.dense[5], (3 - 2.4) / sqrt(1.04)));
+    /* Quantile edges from {1,2,2,3,4}: positions 1 and 3 -> 2 and 3;
+     * 3 is in bucket 2 (two edges <= 3). */
+    CHECK(v.dense[6] == 2.0f);
+    CHECK_EQ_INT(v.nsparse, 1);                      /* qh one-hot */
+    uint32_t coord3 = v.idx[0];
+
+    x = 0.5;
+    CHECK_OK(rk_feat_compute(src, &req, NULL, &v, &e.err));
+    CHECK(near(v.dense[1], log1p(0.5)));
+    CHECK(v.dense[6] == 0.0f);
+    CHECK(v.idx[0] != coord3);
+
+    x = 100;
+    CHECK_OK(rk_feat_compute(src, &req, NULL, &v, &e.err));
+    CHECK(v.dense[1] == 1.5f);                      /* clipped */
+
+    row.nnum = 0;                                   /* missing */
+    CHECK_OK(rk_feat_compute(src, &req, NULL, &v, &e.err));
+    CHECK(isnan(v.dense[0]));
+    CHECK(isnan(v.dense[1]));
+    CHECK(v.dense[2] == -7.0f && v.dense[3] == 1.0f);
+    CHECK(near(v.dense[4], 2.4));                   /* mean fill */
+    CHECK(isnan(v.dense[5]));
+    CHECK(isnan(v.dense[6]));
+    CHECK_EQ_INT(v.nsparse, 1);                     /* the "missing" bucket */
+    CHECK(v.idx[0] != coord3);
+
+    rk_fvec_free(&v);
+    rk_feat_source_destroy(src);
+    rk_reader_close(r);
+    env_close(&e);
+}
+
+TEST(categorical_transforms)
+{
+    env e;
+    CHECK_OK(env_open(&e,
+        "features:\n"
+        "  hash_bits: 20\n"
+        "  defs:\n"
+        "    h: {kind: column, cat: 1}\n"
+        "    o: {kind: column, cat: 1, encode: onehot, vocab_max: 2}\n"
+        "    i: {kind: column, cat: 1, encode: index, vocab_max: 2}\n"
+        "    m: {kind: column, cat: 1, encode: index, min_count: 3}\n"
+        "    h2: {kind: column, cat: 2}\n"
+        "    x: {kind: cross, of: [h, h2]}\n",
+        "feat-cat"));
+    CHECK_OK(write_rows(&e, "d"));
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    rk_feat_fit_opts fo;
+    rk_feat_fit_opts_default(&fo);
+    fo.dataset = "d";
+    CHECK_OK(rk_feat_fit(e.spec, r, &fo, &e.err));
+    rk_feat_source *src;
+    CHECK_OK(rk_feat_source_create(&src, e.spec));
+    CHECK_EQ_INT(rk_feat_ndense(e.spec), 2);
+
+    const char *vals[] = {"a", "b", "c", "zzz"};
+    uint32_t hc[4], oc[4];
+    float ic[4], mc[4];
+    rk_fvec v = {0};
+    for (int k = 0; k < 4; k++) {
+        uint32_t ci = 1;
+        size_t cl = strlen(vals[k]);
+        rk_row row = {0};
+        uint32_t cl32 = (uint32_t)cl;
+        row.ncat = 1;
+        row.cat_idx = &ci;
+        row.cat_val = &vals[k];
+        row.cat_len = &cl32;
+        rk_feat_request req = {0};
+        req.row = &row;
+        CHECK_OK(rk_feat_compute(src, &req, NULL, &v, &e.err));
+        CHECK_EQ_INT(v.nsparse, 2); /* h and o; h2 absent -> no cross */
+        hc[k] = v.idx[0];
+        oc[k] = v.idx[1];
+        ic[k] = v.dense[0];
+        mc[k] = v.dense[1];
+    }
+    /* Hashing keeps every value apart; the vocabulary of 2 keeps a and b
+     * (counts 3 and 2), c and unseen values share the OOV index 2. */
+    CHECK(hc[0] != hc[1] && hc[1] != hc[2] && hc[2] != hc[3]);
+    CHECK(oc[0] != oc[1] && oc[1] != oc[2] && oc[2] == oc[3]);
+    CHECK(ic[0] == 0.0f && ic[1] == 1.0f && ic[2] == 2.0f && ic[3] == 2.0f);
+    /* min_count 3: only a. */
+    CHECK(mc[0] == 0.0f && mc[1] == 1.0f && mc[3] == 1.0f);
+
+    /* The same string in another column hashes elsewhere; with both
+     * present the cross appears. */
+    uint32_t cidx[2] = {1, 2};
+    const char *cv[2] = {"a", "a"};
+    uint32_t clen[2] = {1, 1};
+    rk_row row = {0};
+    row.ncat = 2;
+    row.cat_idx = cidx;
+    row.cat_val = cv;
+    row.cat_len = clen;
+    rk_feat_request req = {0};
+    req.row = &row;
+    CHECK_OK(rk_feat_compute(src, &req, NULL, &v, &e.err));
+    CHECK_EQ_INT(v.nsparse, 4);
+    CHECK(v.idx[0] == hc[0]);
+    CHECK(v.idx[2] != hc[0]);
+    uint32_t cross_a = v.idx[3];
+    cv[1] = "b";
+    CHECK_OK(rk_feat_compute(src, &req, NULL, &v, &e.err));
+    CHECK(v.idx[3] != cross_a);
+    rk_fvec_free(&v);
+    rk_feat_source_destroy(src);
+    rk_reader_close(r);
+    env_close(&e);
+}
+
+typedef struct words {
+    char buf[256];
+} words;
+
+static int add_word(void *arg, const char *w, size_t n)
+{
+    words *x = arg;
+    size_t o = strlen(x->buf);
+    snprintf(x->buf + o, sizeof x->buf - o, "%s%.*s", o ? " " : "", (int)n, w);
+    return 0;
+}
+
+TEST(tokenizer)
+{
+    words w = {""};
+    const char *t = "The QUICK brown-fox, a x of 42 caf\xc3\xa9!";
+    CHECK_OK(rk_feat_tokenize(t, strlen(t), add_word, &w));
+    CHECK_STR(w.buf, "quick brown fox 42 caf\xc3\xa9");
+}
+
+TEST(attributes_text_context_scores)
+{
+    env e;
+    CHECK_OK(env_open(&e,
+        "features:\n"
+        "  utc_offset_minutes: 120\n"
+        "  defs:\n"
+        "    price: {kind: attribute, attr: price, log1p: true}\n"
+        "    age: {kind: attribute, entity: user, attr: age, missing: -1}\n"
+        "    item_age: {kind: attribute, attr: published, unit: d}\n"
+        "    category: {kind: attribute, attr: category}\n"
+        "    country: {kind: attribute, entity: user, attr: country}\n"
+        "    title: {kind: attribute, attr: title}\n"
+        "    bin_title: {kind: attribute, attr: title, tf: binary}\n"
+        "    cx: {kind: cross, of: [country, category]}\n"
+        "    dot: {kind: score}\n"
+        "    covis: {kind: score, slot: cv}\n"
+        "    hour: {kind: context, field: hour}\n"
+        "    weekday: {kind: context, field: weekday}\n"
+        "    hour_cat: {kind: context, field: hour, type: categorical}\n"
+        "    device: {kind: context, field: device}\n"
+        "    dist: {kind: context, field: distance, type: numeric}\n",
+        "feat-attr"));
+    CHECK_OK(put_item(&e, "i1", "shoes", "Red shoes, red laces", 99));
+    CHECK_OK(put_user(&e, "u1", "fr", NAN));
+    /* published 3 days before the request */
+    int64_t t = rk_civil_ms(2026, 11, 22) + 10 * HOUR + 30 * 60000; /* Sunday 10:30Z */
+    rk_batch *b;
+    CHECK_OK(rk_batch_create(&b, e.store, 0));
+    rk_attr_in pub = {0};
+    pub.name = "published";
+    pub.type = RK_ATTR_TIMESTAMP;
+    pub.ts_ms = t - 3 * DAY;
+    CHECK_OK(rk_batch_upsert(b, RK_ENTITY_ITEM, "i1", &pub, 1, 0, &e.err));
+    CHECK_OK(rk_store_write(e.store, b, NULL, &e.err));
+    rk_batch_destroy(b);
+
+    const rk_feat_spec *s = e.spec;
+    CHECK_EQ_INT(rk_feat_nscores(s), 2);
+    uint32_t slot;
+    CHECK_OK(rk_feat_score_slot(s, "cv", &slot));
+    CHECK_EQ_INT(slot, 1);
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    rk_feat_source *src;
+    CHECK_OK(rk_feat_source_create(&src, s));
+    rk_feat_source_set_reader(src, r);
+    const char *ctx = "{\"device\":\"tv\",\"distance\":2.5}";
+    rk_feat_request req = {0};
+    req.user = "u1";
+    req.user_len = 2;
+    req.ts_ms = t;
+    req.context = ctx;
+    req.context_len = strlen(ctx);
+    float scores[2] = {0.75f, NAN};
+    rk_feat_item it = {"i1", 2, 0, 0, scores};
+    rk_fvec v = {0};
+    CHECK_OK(rk_feat_compute(src, &req, &it, &v, &e.err));
+    CHECK(near(v.dense[col(s, "price")], log1p(99.0)));
+    CHECK(v.dense[col(s, "age")] == -1.0f);
+    CHECK(near(v.dense[col(s, "item_age")], 3.0));
+    CHECK(v.dense[col(s, "dot")] == 0.75f);
+    CHECK(isnan(v.dense[col(s, "covis")]));
+    CHECK(v.dense[col(s, "hour")] == 12.0f);   /* 10:30Z at UTC+2 */
+    CHECK(v.dense[col(s, "weekday")] == 6.0f); /* Sunday, Monday = 0 */
+    CHECK(v.dense[col(s, "dist")] == 2.5f);
+    /* Sparse: category 1, country 1, title "red shoes red laces" -> red x2,
+     * shoes, laces (3 coordinates, counts 2 1 1) twice (count, binary),
+     * cross 1, hour_cat 1, device 1. */
+    CHECK_EQ_INT(v.nsparse, 1 + 1 + 3 + 3 + 1 + 1 + 1);
+    float sum = 0;
+    for (uint32_t i = 2; i < 5; i++) sum += v.val[i];
+    CHECK(sum == 4.0f);
+    for (uint32_t i = 5; i < 8; i++) CHECK(v.val[i] == 1.0f);
+    /* Another device changes one coordinate; no context drops it. */
+    rk_fvec v2 = {0};
+    req.context = "{\"device\":\"phone\"}";
+    req.context_len = strlen(req.context);
+    CHECK_OK(rk_feat_compute(src, &req, &it, &v2, &e.err));
+    CHECK(v2.idx[v2.nsparse - 1] != v.idx[v.nsparse - 1]);
+    CHECK(isnan(v2.dense[col(s, "dist")]));
+    req.context = NULL;
+    CHECK_OK(rk_feat_compute(src, &req, &it, &v2, &e.err));
+    CHECK_EQ_INT(v2.nsparse, v.nsparse - 1);
+    /* Unknown user: no country, so no cross either. */
+    req.user = "nobody";
+    req.user_len = 6;
+    CHECK_OK(rk_feat_compute(src, &req, &it, &v2, &e.err));
+    CHECK_EQ_INT(v2.nsparse, v.nsparse - 3);
+    rk_fvec_free(&v);
+    rk_fvec_free(&v2);
+    rk_feat_source_destroy(src);
+    rk_reader_close(r);
+    env_close(&e);
+}
+
+TEST(bm25_text_match)
+{
+    env e;
+    CHECK_OK(env_open(&e,
+        "features:\n"
+        "  defs:\n"
+        "    bm: {kind: text_match, attrs: [title, category], k1: 1.2, b: 0.75}\n",
+        "feat-bm25"));
+    CHECK_OK(put_item(&e, "i1", "shoes", "red running shoes", NAN)); /* 4 tokens */
+    CHECK_OK(put_item(&e, "i2", "hats", "blue hat", NAN));          /* 3 */
+    CHECK_OK(put_item(&e, "i3", "shoes", "red boots", NAN));        /* 3 */
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    CHECK_OK(rk_feat_fit(e.spec, r, NULL, &e.err));
+    rk_feat_source *src;
+    CHECK_OK(rk_feat_source_create(&src, e.spec));
+    rk_feat_source_set_reader(src, r);
+    rk_feat_request req = {0};
+    req.query = "red shoes";
+    req.query_len = strlen(req.query);
+    rk_feat_item it[3] = {{"i1", 2, 0, 0, NULL}, {"i2", 2, 0, 0, NULL},
+                          {"i3", 2, 0, 0, NULL}};
+    rk_fvec v[3] = {{0}};
+    CHECK_OK(rk_feat_compute_batch(src, &req, it, 3, v, &e.err));
+    /* N = 3, avgdl = 10/3; df(red) = 2, df(shoes) = 2 (i1 has it twice
+     * but counts once). */
+    double n = 3, avgdl = 10.0 / 3, k1 = 1.2, bb = 0.75;
+    double idf = log(1 + (n - 2 + 0.5) / (2 + 0.5));
+    double i1 = idf * 1 * (k1 + 1) / (1 + k1 * (1 - bb + bb * 4 / avgdl)) +
+                idf * 2 * (k1 + 1) / (2 + k1 * (1 - bb + bb * 4 / avgdl));
+    double i3 = idf * 1 * (k1 + 1) / (1 + k1 * (1 - bb + bb * 3 / avgdl)) +
+                idf * 1 * (k1 + 1) / (1 + k1 * (1 - bb + bb * 3 / avgdl));
+    CHECK(near(v[0].dense[0], i1));
+    CHECK(v[1].dense[0] == 0.0f);
+    CHECK(near(v[2].dense[0], i3));
+    /* The query can come from the context; none at all is missing. */
+    req.query = NULL;
+    req.context = "{\"query\":\"Red SHOES\"}";
+    req.context_len = strlen(req.context);
+    CHECK_OK(rk_feat_compute(src, &req, &it[0], &v[1], &e.err));
+    CHECK(v[1].dense[0] == v[0].dense[0]);
+    req.context = NULL;
+    CHECK_OK(rk_feat_compute(src, &req, &it[0], &v[1], &e.err));
+    CHECK(isnan(v[1].dense[0]));
+    for (int i = 0; i < 3; i++) rk_fvec_free(&v[i]);
+    rk_feat_source_destroy(src);
+    rk_reader_close(r);
+    env_close(&e);
+}
+
+/* ---- config errors --------------------------------------------------------------- */
+
+TEST(config_errors)
+{
+    static const struct {
+        const char *yaml, *msg;
+    } cases[] = {
+        {"features:\n  hash_bit: 3\n", "test.yaml:19: unknown key 'hash_bit'"},
+        {"features:\n  hash_bits: 31\n", "test.yaml:19: features.hash_bits"},
+        {"features:\n  defs:\n    a: {kind: nope}\n", "test.yaml:20: features.defs.a.kind"},
+        {"features:\n  defs:\n    a: {kind: attribute, attr: colour}\n",
+         "test.yaml:20: features.defs.a.attr: item has no attribute 'colour'"},
+        {"features:\n  defs:\n    a: {kind: attribute, attr: price, encode: hash}\n",
+         "test.yaml:20: unknown key 'encode' in features.defs.a"},
+        {"features:\n  defs:\n    a:\n      kind: counter\n      key: user\n"
+         "      events: [clik]\n",
+         "test.yaml:23: features.defs.a.events: unknown event type 'clik'"},
+        {"features:\n  defs:\n    a: {kind: counter, key: user, events: [click],\n"
+         "        half_life: 3 days}\n",
+         "test.yaml:21: features.defs.a.half_life: unknown duration unit ' days'"},
+        {"features:\n  defs:\n    a: {kind: counter, key: user, events: [click],\n"
+         "        half_life: 1h, windows: [1d]}\n",
+         "windows and half_life exclude each other"},
+        {"features:\n  defs:\n    a: {kind: rate, key: [user, item.title], num: [click],"
+         " den: [impression]}\n",
+         "a key needs a categorical attribute"},
+        {"features:\n  defs:\n    a: {kind: counter, key: [user, shop], events: [click]}\n",
+         "key part 'shop'"},
+        {"features:\n  defs:\n    p: {kind: attribute, attr: price}\n"
+         "    x: {kind: cross, of: [p, q]}\n",
+         "test.yaml:21: features.defs.x.of[0]: 'p' is not a categorical feature"},
+        {"features:\n  defs:\n    x: {kind: cross, of: [p]}\n", "needs a list of 2..4"},
+        {"features:\n  defs:\n    a: {kind: column, num: 1, cat: 2}\n", "either num"},
+        {"features:\n  defs:\n    a: {kind: column, num: 1, clip: [3, 1]}\n",
+         "clip needs lo <= hi"},
+        {"features:\n  defs:\n    a: {kind: column, num: 1, buckets: 1}\n", "buckets: 0"},
+        {"features:\n  state: {sketch_width: 1000}\n", "power of two"},
+        {"features:\n  defs:\n    a: {kind: context}\n", "missing 'field'"},
+        {"features:\n  defs:\n    a: {kind: rate, key: item, num: [click]}\n",
+         "needs num and den"},
+        {"features:\n  defs:\n    a: {kind: text_match, attrs: [price]}\n",
+         "text_match reads"},
+        {"features:\n  defs:\n    a.b: {kind: score}\n", "no spaces or dots"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        env e;
+        int rc = env_open(&e, cases[i].yaml, NULL);
+        if (rc == 0 || !strstr(e.err.msg, cases[i].msg))
+            fprintf(stderr, "  case %zu: got '%s'\n", i, e.err.msg);
+        CHECK(rc != 0);
+        CHECK_EQ_INT(e.err.code, RK_ECONFIG);
+        CHECK_CONTAINS(e.err.msg, cases[i].msg);
+        env_close(&e);
+    }
+}
+
+/* ---- aggregates ------------------------------------------------------------------ */
+
+static const char *const agg_yaml =
+    "features:\n"
+    "  defs:\n"
+    "    clicks: {kind: counter, key: user, events: [click], half_life: 1h}\n"
+    "    life: {kind: counter, key: user, events: [click, purchase], weight: type}\n"
+    "    watch: {kind: counter, key: user, events: [watch], weight: value}\n"
+    "    win: {kind: counter, key: item, events: [impression],\n"
+    "          windows: [1h, 4h], buckets_per_window: 4}\n"
+    "    ctr: {kind: rate, key: item, num: [click], den: [impression],\n"
+    "          prior: {mean: 0.1, strength: 10}}\n"
+    "    ucat: {kind: rate, key: [user, item.category], num: [click],\n"
+    "           den: [impression], prior: {alpha: 1, beta: 1}}\n"
+    "    dev: {kind: counter, key: [item, context.device], events: [impression]}\n"
+    "    since: {kind: recency, key: [user, item.category], events: [click]}\n";
+
+TEST(aggregate_math)
+{
+    env e;
+    CHECK_OK(env_open(&e, agg_yaml, "feat-aggmath"));
+    const rk_feat_spec *s = e.spec;
+    CHECK_OK(put_item(&e, "i1", "shoes", NULL, NAN));
+    CHECK_OK(put_item(&e, "i2", "shoes", NULL, NAN));
+    int64_t t0 = 1000 * HOUR; /* a whole number of hours */
+    const char *tv = "{\"device\":\"tv\"}";
+    /* decay: clicks at t0 and t0+1h */
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i1", t0, NULL)));
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i1", t0 + HOUR, NULL)));
+    CHECK_OK(write_ev(&e, mkev("purchase", "u1", "i2", t0 + HOUR, NULL)));
+    rk_event_in w = mkev("watch", "u1", "i2", t0 + HOUR, NULL);
+    w.value = 42.5;
+    w.has_value = 1;
+    CHECK_OK(write_ev(&e, w));
+    /* windows of 15 min (1h) and 1h (4h) buckets: impressions of i1 */
+    int64_t imp[] = {0, 10, 50, 70, 130};
+    for (size_t i = 0; i < 4; i++)
+        CHECK_OK(write_ev(&e, mkev("impression", "u2", "i1", t0 + imp[i] * 60000,
+                                   i < 2 ? tv : NULL)));
+    rk_fvec v = {0};
+    /* 75/15 = 5: the 1h window is buckets 2..5 -> 50 and 70 */
+    CHECK_OK(online(&e, "u1", "i1", t0 + 75 * 60000, NULL, &v));
+    CHECK(v.dense[col(s, "win.1h")] == 2.0f);
+    CHECK(v.dense[col(s, "win.4h")] == 4.0f);
+    CHECK_OK(write_ev(&e, mkev("impression", "u2", "i1", t0 + imp[4] * 60000, NULL)));
+    CHECK_OK(online(&e, "u1", "i1", t0 + 3 * HOUR, NULL, &v));
+    /* 1 * 2^-3 + 1 * 2^-2 */
+    CHECK(near(v.dense[col(s, "clicks")], 0.375));
+    CHECK(v.dense[col(s, "life")] == 12.0f); /* 1 + 1 + 10, no decay */
+    CHECK(v.dense[col(s, "watch")] == 42.5f);
+    /* at t0+135m: 1h window = buckets (135/15=9) 6..9 -> 130 only;
+     * 4h window = 1h buckets (135/60=2) -1..2 -> all 5 */
+    CHECK_OK(online(&e, "u1", "i1", t0 + 135 * 60000, NULL, &v));
+    CHECK(v.dense[col(s, "win.1h")] == 1.0f);
+    CHECK(v.dense[col(s, "win.4h")] == 5.0f);
+    /* ctr of i1: 2 clicks, 5 impressions, prior 1/10 -> (2+1)/(5+10) */
+    CHECK(near(v.dense[col(s, "ctr")], 3.0 / 15));
+    /* user x category: u1 clicked shoes twice, never saw an impression:
+     * (2+1)/(0+2) */
+    CHECK(near(v.dense[col(s, "ucat")], 1.5));
+    /* recency of u1's last click in shoes (t0+1h) */
+    CHECK(near(v.dense[col(s, "since")], 1.25));
+    CHECK(isnan(v.dense[col(s, "dev")])); /* no device in the request */
+    CHECK_OK(online(&e, "u1", "i1", t0 + 3 * HOUR, tv, &v));
+    CHECK(v.dense[col(s, "dev")] == 2.0f);
+    /* unseen item: counts 0, rate = prior mean, recency missing for an
+     * item without category */
+    CHECK_OK(online(&e, "u3", "i9", t0, "{\"device\":\"tv\"}", &v));
+    CHECK(v.dense[col(s, "dev")] == 0.0f);
+    CHECK(near(v.dense[col(s, "ctr")], 0.1));
+    CHECK(isnan(v.dense[col(s, "ucat")]));
+    CHECK(isnan(v.dense[col(s, "since")]));
+    CHECK(v.dense[col(s, "clicks")] == 0.0f);
+
+    /* Out of order: a click at t0-1h arriving late adds its decayed
+     * weight: at t0+3h, 0.375 + 2^-4. */
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i1", t0 - HOUR, NULL)));
+    CHECK_OK(online(&e, "u1", "i1", t0 + 3 * HOUR, NULL, &v));
+    CHECK(near(v.dense[col(s, "clicks")], 0.4375));
+    CHECK(near(v.dense[col(s, "since")], 2.0)); /* last stays t0+1h */
+    /* An impression older than the 4h ring falls out of every window. */
+    CHECK_OK(write_ev(&e, mkev("impression", "u2", "i1", t0 - 10 * HOUR, NULL)));
+    CHECK_OK(online(&e, "u1", "i1", t0 + 135 * 60000, NULL, &v));
+    CHECK(v.dense[col(s, "win.4h")] == 5.0f);
+    rk_fvec_free(&v);
+
+    rk_feat_online_stats st;
+    rk_feat_online_stats_get(s, &st);
+    CHECK(st.merges > 0 && st.created > 0 && st.refused == 0);
+    env_close(&e);
+}
+
+static int count_cb(void *arg, const void *k, size_t kl, const void *v, size_t vl)
+{
+    (void)k;
+    (void)kl;
+    (void)v;
+    (void)vl;
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+static size_t agg_keys(env *e)
+{
+    rk_reader *r;
+    size_t n = 0;
+    if (rk_store_reader(e->store, &r, &e->err)) return (size_t)-1;
+    if (rk_reader_kv_scan(r, RK_KV_AGG, NULL, 0, NULL, 0, count_cb, &n)) n = (size_t)-1;
+    rk_reader_close(r);
+    return n;
+}
+
+TEST(ttl_expiry_and_sweep)
+{
+    env e;
+    CHECK_OK(env_open(&e,
+        "features:\n"
+        "  state: {ttl: 1d}\n"
+        "  defs:\n"
+        "    n: {kind: counter, key: user, events: [click]}\n"
+        "    since: {kind: recency, key: user, events: [click]}\n",
+        "feat-ttl"));
+    int64_t t0 = 100 * DAY;
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i", t0, NULL)));
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i", t0 + HOUR, NULL)));
+    CHECK_OK(write_ev(&e, mkev("click", "u2", "i", t0 + 3 * DAY, NULL)));
+    rk_fvec v = {0};
+    CHECK_OK(online(&e, "u1", NULL, t0 + 2 * HOUR, NULL, &v));
+    CHECK(v.dense[0] == 2.0f);
+    /* More than a day after the newest event: empty. */
+    CHECK_OK(online(&e, "u1", NULL, t0 + 2 * DAY, NULL, &v));
+    CHECK(v.dense[0] == 0.0f && isnan(v.dense[1]));
+    /* An update after expiry starts afresh. */
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i", t0 + 2 * DAY, NULL)));
+    CHECK_OK(online(&e, "u1", NULL, t0 + 2 * DAY, NULL, &v));
+    CHECK(v.dense[0] == 1.0f && v.dense[1] == 0.0f);
+    CHECK_EQ_INT(agg_keys(&e), 2);
+    /* Sweep at t0 + 3d + 1h: u1 (last t0+2d) is expired, u2 not. */
+    uint64_t del;
+    CHECK_OK(rk_feat_sweep(e.spec, e.store, t0 + 3 * DAY + HOUR, &del, &e.err));
+    CHECK_EQ_INT(del, 1);
+    CHECK_EQ_INT(agg_keys(&e), 1);
+    CHECK_OK(rk_feat_sweep(e.spec, e.store, t0 + 10 * DAY, &del, &e.err));
+    CHECK_EQ_INT(del, 1);
+    CHECK_EQ_INT(agg_keys(&e), 0);
+    rk_feat_online_stats st;
+    rk_feat_online_stats_get(e.spec, &st);
+    CHECK_EQ_INT(st.expired, 2);
+    rk_fvec_free(&v);
+    env_close(&e);
+}
+
+TEST(admission_bound)
+{
+    env e;
+    CHECK_OK(env_open(&e,
+        "features:\n"
+        "  state: {admit_after: 3, sketch_width: 4096, sketch_depth: 4}\n"
+        "  defs:\n"
+        "    n: {kind: counter, key: item, events: [impression]}\n",
+        "feat-admit"));
+    /* 300 one-off items get no state at all. */
+    rk_batch *b;
+    rk_reader *r;
+    CHECK_OK(rk_batch_create(&b, e.store, 0));
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    for (int i = 0; i < 300; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "once%d", i);
+        rk_event_in v = mkev("impression", "u", id, 1000 + i, NULL);
+        CHECK_OK(rk_feat_batch_event(e.spec, b, &v, r, &e.err));
+    }
+    rk_reader_close(r);
+    CHECK_EQ_INT(rk_batch_count(b), 600); /* event + merge each */
+    CHECK_OK(rk_store_write(e.store, b, NULL, &e.err));
+    rk_batch_destroy(b);
+    CHECK_EQ_INT(agg_keys(&e), 0);
+    /* A hot item is admitted at its third event; the count starts there. */
+    rk_fvec v = {0};
+    for (int i = 0; i < 5; i++) {
+        CHECK_OK(write_ev(&e, mkev("impression", "u", "hot", 5000 + i, NULL)));
+        CHECK_OK(online(&e, "u", "hot", 6000, NULL, &v));
+        CHECK(v.dense[0] == (i < 2 ? 0.0f : (float)(i - 1)));
+    }
+    CHECK_EQ_INT(agg_keys(&e), 1);
+    rk_feat_online_stats st;
+    rk_feat_online_stats_get(e.spec, &st);
+    CHECK_EQ_INT(st.refused, 302);
+    CHECK_EQ_INT(st.sketch_bytes, 4096 * 4 * 4);
+    rk_fvec_free(&v);
+    env_close(&e);
+}
+
+/* ---- online == offline, leakage, determinism ---------------------------------------- */
+
+static const char *const full_yaml =
+    "features:\n"
+    "  hash_bits: 18\n"
+    "  state: {ttl: 30d}\n"
+    "  defs:\n"
+    "    price: {kind: attribute, attr: price, log1p: true}\n"
+    "    category: {kind: attribute, attr: category}\n"
+    "    country: {kind: attribute, entity: user, attr: country}\n"
+    "    cx: {kind: cross, of: [country, category]}\n"
+    "    device: {kind: context, field: device}\n"
+    "    hour: {kind: context, field: hour}\n"
+    "    uclicks: {kind: counter, key: user, events: [click], half_life: 2h}\n"
+    "    ictr: {kind: rate, key: item, num: [click], den: [impression],\n"
+    "           windows: [1h, 1d], prior: {mean: 0.05, strength: 20}}\n"
+    "    ictr_d: {kind: rate, key: item, num: [click, purchase], den: [impression],\n"
+    "             half_life: 6h, prior: {mean: 0.05, strength: 20}, log1p: true}\n"
+    "    ucat: {kind: rate, key: [user, item.category], num: [click],\n"
+    "           den: [impression], half_life: 1d, prior: {alpha: 1, beta: 9}}\n"
+    "    idev: {kind: counter, key: [item, context.device], events: [impression],\n"
+    "           windows: [30m, 6h]}\n"
+    "    since: {kind: recency, key: [user, item.category], events: [click, purchase]}\n"
+    "    uwatch: {kind: counter, key: user, events: [watch], weight: value,\n"
+    "             half_life: 1d}\n";
+
+typedef struct gen {
+    uint64_t s;
+} gen;
+
+static uint32_t rnd(gen *g, uint32_t n)
+{
+    g->s = g->s * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)((g->s >> 33) % n);
+}
+
+static int setup_catalog(env *e)
+{
+    static const char *const cats[] = {"shoes", "hats", "bags", "socks"};
+    static const char *const countries[] = {"fr", "de", "us"};
+    char id[16];
+    for (int i = 0; i < 30; i++) {
+        snprintf(id, sizeof id, "i%d", i);
+        if (put_item(e, id, i % 7 == 6 ? NULL : cats[i % 4], NULL, 5.0 + i)) return -1;
+    }
+    for (int u = 0; u < 20; u++) {
+        snprintf(id, sizeof id, "u%d", u);
+        if (u % 5 && put_user(e, id, countries[u % 3], 20 + u)) return -1;
+    }
+    return 0;
+}
+
+/* The k-th generated event (fixed seed). */
+typedef struct gev {
+    char type[16], user[8], item[8], ctx[40];
+    int64_t ts;
+    double value;
+    int has_value;
+} gev;
+
+static void gen_events(gev *out, size_t n, int64_t t0, uint64_t seed)
+{
+    static const char *const dev[] = {"{\"device\":\"tv\"}", "{\"device\":\"phone\"}",
+                                      "{\"device\":\"web\"}", ""};
+    gen g = {seed};
+    int64_t t = t0;
+    for (size_t k = 0; k < n; k++) {
+        gev *v = &out[k];
+        memset(v, 0, sizeof *v);
+        uint32_t x = rnd(&g, 100);
+        snprintf(v->type, sizeof v->type, "%s",
+                 x < 70 ? "impression" : x < 88 ? "click" : x < 93 ? "purchase" : "watch");
+        snprintf(v->user, sizeof v->user, "u%u", rnd(&g, 20));
+        snprintf(v->item, sizeof v->item, "i%u", rnd(&g, 30));
+        snprintf(v->ctx, sizeof v->ctx, "%s", dev[rnd(&g, 4)]);
+        t += 1 + rnd(&g, 40 * 60000); /* strictly increasing */
+        v->ts = t;
+        if (!strcmp(v->type, "watch")) {
+            v->value = rnd(&g, 600) / 4.0;
+            v->has_value = 1;
+        }
+    }
+}
+
+static rk_event_in gev_in(const gev *v)
+{
+    rk_event_in e = mkev(v->type, v->user, v->item, v->ts, v->ctx[0] ? v->ctx : NULL);
+    e.value = v->value;
+    e.has_value = v->has_value;
+    return e;
+}
+
+/* Replay callback: the vector of every exposure, encoded, by seq. */
+typedef struct capture {
+    rk_reader *r;    /* the replay's reader: external ids */
+    rk_buf *vec;     /* per seq (1-based), encoded */
+    size_t n;
+    rk_fvec x;
+    rk_err *err;
+    size_t calls;
+} capture;
+
+static int capture_cb(void *arg, rk_feat_source *src, const rk_event *ev)
+{
+    capture *c = arg;
+    c->calls++;
+    if (ev->seq >= c->n) return 0;
+    rk_feat_request req = {0};
+    rk_feat_item it = {0};
+    /* The request an event makes, the way rk_feat_trainset_from_replay
+     * builds it for exposures. */
+    if (rk_reader_external(c->r, RK_ENTITY_USER, ev->user, &req.user, &req.user_len) ||
+        rk_reader_external(c->r, RK_ENTITY_ITEM, ev->item, &it.id, &it.len))
+        return -1;
+    req.ts_ms = ev->ts_ms;
+    req.context = ev->context;
+    req.context_len = ev->context_len;
+    int rc = rk_feat_compute(src, &req, &it, &c->x, c->err);
+    if (rc) return rc;
+    rk_buf_reset(&c->vec[ev->seq]);
+    return rk_fvec_encode(&c->x, &c->vec[ev->seq]);
+}
+
+static int replay_capture(env *e, capture *c)
+{
+    rk_reader *r;
+    if (rk_store_reader(e->store, &r, &e->err)) return -1;
+    c->r = r;
+    c->err = &e->err;
+    int rc = rk_feat_replay(e->spec, r, NULL, capture_cb, c, NULL, &e->err);
+    rk_reader_close(r);
+    return rc;
+}
+
+static void capture_free(capture *c)
+{
+    for (size_t i = 0; i < c->n; i++) rk_buf_free(&c->vec[i]);
+    rk_free(c->vec);
+    rk_fvec_free(&c->x);
+}
+
+static int capture_init(capture *c, size_t n)
+{
+    memset(c, 0, sizeof *c);
+    c->n = n + 1;
+    c->vec = rk_calloc(c->n, sizeof *c->vec);
+    return c->vec ? 0 : -1;
+}
+
+TEST(online_equals_offline)
+{
+    env e;
+    CHECK_OK(env_open(&e, full_yaml, "feat-onoff"));
+    CHECK_OK(setup_catalog(&e));
+    enum { N = 400 };
+    gev *evs = rk_malloc(N * sizeof *evs);
+    CHECK(evs);
+    gen_events(evs, N, 500 * DAY, 7);
+    /* Online: before writing event k, compute (user_k, item_k) at ts_k. */
+    rk_buf *on = rk_calloc(N, sizeof *on);
+    CHECK(on);
+    rk_fvec v = {0};
+    int ok = 1;
+    for (size_t k = 0; k < N && ok; k++) {
+        ok = online(&e, evs[k].user, evs[k].item, evs[k].ts,
+                    evs[k].ctx[0] ? evs[k].ctx : NULL, &v) == 0 &&
+             rk_fvec_encode(&v, &on[k]) == 0 && write_ev(&e, gev_in(&evs[k])) == 0;
+    }
+    if (!ok) fprintf(stderr, "  %s\n", e.err.msg);
+    CHECK(ok);
+    capture c;
+    CHECK_OK(capture_init(&c, N));
+    CHECK_OK(replay_capture(&e, &c));
+    CHECK_EQ_INT(c.calls, N);
+    size_t same = 0, nonzero = 0;
+    for (size_t k = 0; k < N; k++) {
+        rk_buf *off = &c.vec[k + 1]; /* seq k + 1 */
+        if (off->len == on[k].len && !memcmp(off->data, on[k].data, off->len)) same++;
+        else if (same + 1 == k + 1) fprintf(stderr, "  first mismatch at event %zu\n", k);
+    }
+    /* Aggregates really were non-trivial. */
+    rk_fvec_decode(&v, c.vec[N].data, c.vec[N].len, NULL, NULL);
+    for (uint32_t j = 0; j < v.ndense; j++) nonzero += !isnan(v.dense[j]) && v.dense[j] != 0;
+    for (size_t k = 0; k < N; k++) rk_buf_free(&on[k]);
+    rk_free(on);
+    capture_free(&c);
+    rk_free(evs);
+    rk_fvec_free(&v);
+    env_close(&e);
+    CHECK_EQ_INT(same, N);
+    CHECK(nonzero >= 8);
+}
+
+TEST(no_leakage_and_deterministic_replay)
+{
+    env e;
+    CHECK_OK(env_open(&e, full_yaml, "feat-leak"));
+    CHECK_OK(setup_catalog(&e));
+    enum { N = 300, M = 200 };
+    gev *evs = rk_malloc((N + M) * sizeof *evs);
+    CHECK(evs);
+    gen_events(evs, N + M, 700 * DAY, 11);
+    int ok = 1;
+    for (size_t k = 0; k < N && ok; k++) ok = write_ev(&e, gev_in(&evs[k])) == 0;
+    CHECK(ok);
+    capture a, b, c;
+    CHECK_OK(capture_init(&a, N + M));
+    CHECK_OK(capture_init(&b, N + M));
+    CHECK_OK(capture_init(&c, N + M));
+    CHECK_OK(replay_capture(&e, &a));
+    CHECK_OK(replay_capture(&e, &b));
+    /* Later events (some of them written with timestamps inside the old
+     * range would be a different test: these are all after). */
+    for (size_t k = N; k < N + M && ok; k++) ok = write_ev(&e, gev_in(&evs[k])) == 0;
+    CHECK(ok);
+    CHECK_OK(replay_capture(&e, &c));
+    size_t det = 0, leak_free = 0;
+    for (size_t s = 1; s <= N; s++) {
+        det += a.vec[s].len == b.vec[s].len && !memcmp(a.vec[s].data, b.vec[s].data,
+                                                       a.vec[s].len);
+        leak_free += a.vec[s].len == c.vec[s].len &&
+                     !memcmp(a.vec[s].data, c.vec[s].data, a.vec[s].len);
+    }
+    capture_free(&a);
+    capture_free(&b);
+    capture_free(&c);
+    rk_free(evs);
+    env_close(&e);
+    CHECK_EQ_INT(det, N);
+    CHECK_EQ_INT(leak_free, N);
+}
+
+TEST(out_of_order_log_replays_in_time_order)
+{
+    /* Events written out of time order: replay sorts by (ts, seq), so a
+     * vector at an event sees exactly the events before it in time. */
+    env e;
+    CHECK_OK(env_open(&e, agg_yaml, "feat-ooo"));
+    CHECK_OK(put_item(&e, "i1", "shoes", NULL, NAN));
+    int64_t t0 = 2000 * HOUR;
+    CHECK_OK(write_ev(&e, mkev("impression", "u1", "i1", t0 + 3 * HOUR, NULL)));
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i1", t0 + 1 * HOUR, NULL)));
+    CHECK_OK(write_ev(&e, mkev("impression", "u1", "i1", t0 + 2 * HOUR, NULL)));
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i1", t0 + 4 * HOUR, NULL)));
+    capture c;
+    CHECK_OK(capture_init(&c, 4));
+    CHECK_OK(replay_capture(&e, &c));
+    rk_fvec v = {0};
+    /* seq 1 at t0+3h sees the click at 1h and the impression at 2h */
+    CHECK_OK(rk_fvec_decode(&v, c.vec[1].data, c.vec[1].len, NULL, NULL));
+    CHECK(near(v.dense[col(e.spec, "clicks")], 0.25));
+    CHECK(near(v.dense[col(e.spec, "ctr")], 2.0 / 11));
+    /* seq 2 at t0+1h sees nothing */
+    CHECK_OK(rk_fvec_decode(&v, c.vec[2].data, c.vec[2].len, NULL, NULL));
+    CHECK(v.dense[col(e.spec, "clicks")] == 0.0f);
+    CHECK(isnan(v.dense[col(e.spec, "since")]));
+    rk_fvec_free(&v);
+    capture_free(&c);
+    env_close(&e);
+}
+
+/* ---- training sets -------------------------------------------------------------------- */
+
+TEST(trainset_from_replay_labels)
+{
+    env e;
+    CHECK_OK(env_open(&e,
+        "features:\n"
+        "  defs:\n"
+        "    n: {kind: counter, key: item, events: [click]}\n",
+        "feat-tsreplay"));
+    int64_t t0 = 3000 * HOUR;
+    rk_event_in imp = mkev("impression", "u1", "i1", t0, NULL);
+    imp.request_id = "req-1";
+    CHECK_OK(write_ev(&e, imp));                                           /* 1: click */
+    CHECK_OK(write_ev(&e, mkev("impression", "u1", "i2", t0, NULL)));      /* 2: purchase */
+    CHECK_OK(write_ev(&e, mkev("impression", "u2", "i1", t0 + 1, NULL)));  /* 3: late */
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i1", t0 + 10 * 60000, NULL)));
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i2", t0 + 20 * 60000, NULL)));
+    CHECK_OK(write_ev(&e, mkev("purchase", "u1", "i2", t0 + 30 * 60000, NULL)));
+    CHECK_OK(write_ev(&e, mkev("click", "u2", "i1", t0 + 2 * HOUR, NULL)));
+    CHECK_OK(write_ev(&e, mkev("impression", "u3", "i1", t0 + 3 * HOUR, NULL))); /* immature */
+    CHECK_OK(write_ev(&e, mkev("click", "u9", "i9", t0 + 3 * HOUR + 30 * 60000, NULL)));
+    rk_trainset *ts;
+    CHECK_OK(rk_trainset_create(&ts, rk_feat_ndense(e.spec), rk_feat_hash_bits(e.spec), 0));
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    rk_feat_label_opts lo;
+    rk_feat_label_opts_default(&lo);
+    CHECK_OK(rk_feat_trainset_from_replay(e.spec, r, &lo, ts, &e.err));
+    CHECK_EQ_INT(rk_trainset_rows(ts), 3);
+    rk_trow row;
+    rk_trainset_get(ts, 0, &row);
+    CHECK(row.label == 1.0f && row.weight == 1.0f && row.group != 0 && row.ts_ms == t0);
+    CHECK(row.x.dense[0] == 0.0f);
+    rk_trainset_get(ts, 1, &row);
+    CHECK(row.label == 1.0f && row.weight == 10.0f && row.group == 0);
+    rk_trainset_get(ts, 2, &row);
+    CHECK(row.label == 0.0f && row.weight == 1.0f); /* click 2h later: outside 1h */
+    /* graded labels, explicit positives, immature kept */
+    rk_trainset_destroy(ts);
+    CHECK_OK(rk_trainset_create(&ts, rk_feat_ndense(e.spec), rk_feat_hash_bits(e.spec), 0));
+    static const char *const pos[] = {"click", NULL};
+    static const double pw[] = {2.0};
+    lo.positives = pos;
+    lo.weights = pw;
+    lo.graded = 1;
+    lo.keep_immature = 1;
+    lo.window_ms = 3 * HOUR;
+    CHECK_OK(rk_feat_trainset_from_replay(e.spec, r, &lo, ts, &e.err));
+    CHECK_EQ_INT(rk_trainset_rows(ts), 4);
+    rk_trainset_get(ts, 2, &row);
+    CHECK(row.label == 2.0f && row.weight == 1.0f);
+    rk_trainset_get(ts, 3, &row);
+    CHECK(row.label == 0.0f && row.x.dense[0] == 2.0f); /* i1 clicked twice before */
+    static const char *const bad[] = {"nope", NULL};
+    lo.exposures = bad;
+    CHECK_EQ_INT(rk_feat_trainset_from_replay(e.spec, r, &lo, ts, &e.err), RK_EINVAL);
+    rk_reader_close(r);
+    rk_trainset_destroy(ts);
+    env_close(&e);
+}
+
+TEST(trainset_from_dataset_default_spec)
+{
+    env e;
+    CHECK_OK(env_open(&e, "", "feat-tsrows"));
+    CHECK_OK(write_rows(&e, "d"));
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    rk_feat_spec *s;
+    CHECK_EQ_INT(rk_feat_spec_for_dataset(&s, r, "nope", 16, &e.err), RK_ENOTFOUND);
+    CHECK_OK(rk_feat_spec_for_dataset(&s, r, "d", 16, &e.err));
+    CHECK_EQ_INT(rk_feat_ndense(s), 1);
+    CHECK_EQ_INT(rk_feat_nfeatures(s), 3); /* num0, cat0, cat1 */
+    CHECK_STR(rk_feat_dense_name(s, 0), "num0");
+    rk_trainset *ts;
+    CHECK_OK(rk_trainset_create(&ts, 1, 16, 0));
+    CHECK_OK(rk_feat_trainset_from_dataset(s, r, "d", ts, &e.err));
+    CHECK_EQ_INT(rk_trainset_rows(ts), 6);
+    rk_trow a, b;
+    rk_trainset_get(ts, 0, &a);
+    rk_trainset_get(ts, 3, &b);
+    CHECK(a.x.dense[0] == 1.0f && a.label == 0.0f && a.group != 0);
+    CHECK(b.label == 1.0f && b.group != a.group && b.x.nsparse == 1);
+    rk_trainset_get(ts, 4, &b);
+    CHECK(isnan(b.x.dense[0]));
+    rk_trainset_get(ts, 1, &b);
+    CHECK(b.group == a.group && b.x.idx[0] == a.x.idx[0]); /* both "a" */
+    CHECK(a.x.idx[0] < (1u << 16));
+    rk_trainset_destroy(ts);
+    CHECK_OK(rk_trainset_create(&ts, 2, 16, 0));
+    CHECK_EQ_INT(rk_feat_trainset_from_dataset(s, r, "d", ts, &e.err), RK_EINVAL);
+    rk_trainset_destroy(ts);
+    rk_feat_spec_destroy(s);
+    rk_reader_close(r);
+    env_close(&e);
+}
+
+/* ---- spec serialization, hashing ------------------------------------------------------------ */
+
+TEST(spec_save_load_and_hash)
+{
+    env e;
+    CHECK_OK(env_open(&e, full_yaml, NULL));
+    /* The canonical form compiles to the same spec. */
+    rk_conf *c;
+    const char *canon = rk_feat_canonical(e.spec);
+    CHECK_OK(rk_conf_parse_json(&c, canon, strlen(canon), "canon", &e.err));
+    rk_feat_spec *s2;
+    CHECK_OK(rk_feat_spec_from_conf(&s2, rk_conf_root(c), e.schema, &e.err));
+    rk_conf_destroy(c);
+    CHECK_STR(rk_feat_canonical(s2), canon);
+    CHECK(rk_feat_schema_hash(s2) == rk_feat_schema_hash(e.spec));
+    rk_feat_spec_destroy(s2);
+    rk_buf b;
+    rk_buf_init(&b, 0);
+    CHECK_OK(rk_feat_spec_save(e.spec, &b));
+    CHECK_OK(rk_feat_spec_load(&s2, b.data, b.len, e.schema, &e.err));
+    CHECK(rk_feat_schema_hash(s2) == rk_feat_schema_hash(e.spec));
+    CHECK_EQ_INT(rk_feat_ndense(s2), rk_feat_ndense(e.spec));
+    rk_feat_spec_destroy(s2);
+    /* Every truncation and a flipped byte in the definition are refused. */
+    for (size_t n = 0; n < b.len; n += 7)
+        CHECK(rk_feat_spec_load(&s2, b.data, n, e.schema, &e.err) != 0);
+    b.data[40] ^= 0x20;
+    CHECK(rk_feat_spec_load(&s2, b.data, b.len, e.schema, &e.err) != 0);
+    rk_buf_free(&b);
+    /* A different definition hashes differently. */
+    env f;
+    CHECK_OK(env_open(&f, "features:\n  defs:\n    h: {kind: context, field: hour}\n", NULL));
+    env g;
+    CHECK_OK(env_open(&g, "features:\n  defs:\n    h: {kind: context, field: weekday}\n", NULL));
+    CHECK(rk_feat_schema_hash(f.spec) != rk_feat_schema_hash(g.spec));
+    env_close(&g);
+    env_close(&f);
+    env_close(&e);
+}
+
+TEST(fitted_spec_roundtrip)
+{
+    env e;
+    CHECK_OK(env_open(&e,
+        "features:\n"
+        "  defs:\n"
+        "    z: {kind: column, num: 0, standardize: true, missing: mean}\n"
+        "    q: {kind: column, num: 0, buckets: 3}\n"
+        "    o: {kind: column, cat: 1, encode: onehot}\n",
+        "feat-fitsave"));
+    CHECK_OK(write_rows(&e, "d"));
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    rk_feat_fit_opts fo;
+    rk_feat_fit_opts_default(&fo);
+    fo.dataset = "d";
+    CHECK_OK(rk_feat_fit(e.spec, r, &fo, &e.err));
+    rk_buf b;
+    rk_buf_init(&b, 0);
+    CHECK_OK(rk_feat_spec_save(e.spec, &b));
+    rk_feat_spec *s2;
+    CHECK_OK(rk_feat_spec_load(&s2, b.data, b.len, e.schema, &e.err));
+    CHECK(!rk_feat_needs_fit(s2));
+    CHECK(rk_feat_schema_hash(s2) == rk_feat_schema_hash(e.spec));
+    /* Same vectors from both. */
+    rk_trainset *t1, *t2;
+    CHECK_OK(rk_trainset_create(&t1, 2, 20, 0));
+    CHECK_OK(rk_trainset_create(&t2, 2, 20, 0));
+    CHECK_OK(rk_feat_trainset_from_dataset(e.spec, r, "d", t1, &e.err));
+    CHECK_OK(rk_feat_trainset_from_dataset(s2, r, "d", t2, &e.err));
+    for (size_t i = 0; i < 6; i++) {
+        rk_trow x, y;
+        rk_trainset_get(t1, i, &x);
+        rk_trainset_get(t2, i, &y);
+        CHECK(!memcmp(x.x.dense, y.x.dense, 8) && x.x.nsparse == y.x.nsparse &&
+              !memcmp(x.x.idx, y.x.idx, 4 * x.x.nsparse));
+    }
+    rk_trainset_destroy(t1);
+    rk_trainset_destroy(t2);
+    rk_feat_spec_destroy(s2);
+    rk_buf_free(&b);
+    rk_reader_close(r);
+    env_close(&e);
+}
+
+/* ---- batches and fetch ----------------------------------------------------------------------- */
+
+TEST(batch_event_all_or_nothing)
+{
+    env e;
+    CHECK_OK(env_open(&e, agg_yaml, "feat-batch"));
+    CHECK_OK(put_item(&e, "i1", "shoes", NULL, NAN));
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    rk_batch *b;
+    CHECK_OK(rk_batch_create(&b, e.store, 0));
+    rk_event_in v = mkev("click", "u1", "i1", 1000, NULL);
+    CHECK_OK(rk_feat_batch_event(e.spec, b, &v, r, &e.err));
+    /* click: clicks, life (user), ctr (item), ucat + since (user x cat) */
+    CHECK_EQ_INT(rk_batch_count(b), 4);
+    size_t bytes = rk_batch_bytes(b);
+    rk_event_in bad = mkev("clack", "u1", "i1", 1000, NULL);
+    CHECK_EQ_INT(rk_feat_batch_event(e.spec, b, &bad, r, &e.err), RK_EINVAL);
+    CHECK_EQ_INT(rk_batch_count(b), 4);
+    CHECK_EQ_INT(rk_batch_bytes(b), bytes);
+    /* Keys by item attribute need a reader. */
+    CHECK_EQ_INT(rk_feat_batch_event(e.spec, b, &v, NULL, &e.err), RK_EINVAL);
+    CHECK_EQ_INT(rk_batch_count(b), 4);
+    rk_batch_destroy(b);
+    /* A batch that fills up in the middle of the merges is rewound. */
+    CHECK_OK(rk_batch_create(&b, e.store, 120));
+    int rc = 0;
+    size_t units = 0;
+    while ((rc = rk_feat_batch_event(e.spec, b, &v, r, &e.err)) == 0) units++;
+    CHECK_EQ_INT(rc, RK_ELIMIT);
+    CHECK_EQ_INT(rk_batch_count(b), 4 * units);
+    rk_batch_destroy(b);
+    /* A resubmitted event (same id) does not count twice. */
+    rk_event_in dup = mkev("click", "u7", "i1", 1500, NULL);
+    dup.id = "ev-1";
+    CHECK_OK(write_ev(&e, dup));
+    CHECK_OK(write_ev(&e, dup));
+    rk_fvec dv = {0};
+    CHECK_OK(online(&e, "u7", "i1", 1500, NULL, &dv));
+    CHECK(dv.dense[col(e.spec, "life")] == 1.0f);
+    rk_fvec_free(&dv);
+    /* Fetch counts the keys with state. */
+    CHECK_OK(write_ev(&e, v));
+    rk_reader_close(r);
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    rk_feat_source *src;
+    CHECK_OK(rk_feat_source_create(&src, e.spec));
+    rk_feat_source_set_reader(src, r);
+    rk_feat_request req = {0};
+    req.user = "u1";
+    req.user_len = 2;
+    req.ts_ms = 2000;
+    rk_feat_item it[2] = {{"i1", 2, 0, 0, NULL}, {"i2", 2, 0, 0, NULL}};
+    size_t found;
+    CHECK_OK(rk_feat_fetch(src, &req, it, 2, &found, &e.err));
+    CHECK_EQ_INT(found, 3); /* user, item i1, user x shoes */
+    rk_feat_source_destroy(src);
+    rk_reader_close(r);
+    env_close(&e);
+}
+
+/* ---- allocation failures ------------------------------------------------------------------------ */
+
+TEST(alloc_failures)
+{
+    env e;
+    CHECK_OK(env_open(&e, full_yaml, "feat-oom"));
+    CHECK_OK(setup_catalog(&e));
+    gev evs[40];
+    gen_events(evs, 40, 900 * DAY, 3);
+    for (int k = 0; k < 40; k++) CHECK_OK(write_ev(&e, gev_in(&evs[k])));
+    char text[8192];
+    snprintf(text, sizeof text, "%s%s", base_yaml, full_yaml);
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    int done = 0;
+    /* Compiling, replaying and computing: each allocation in turn fails,
+     * until the operation succeeds; each failure is a clean RK_ENOMEM
+     * (the harness checks that nothing leaked). */
+    for (uint64_t n = 1; !done && n < 100000; n++) {
+        rk_feat_spec *s = NULL;
+        rk_trainset *ts = NULL;
+        rk_mem_fail_at(n, 0);
+        int rc = rk_feat_spec_from_conf(&s, rk_conf_root(e.conf), e.schema, &e.err);
+        if (!rc) rc = rk_trainset_create(&ts, rk_feat_ndense(s), rk_feat_hash_bits(s), 0);
+        if (!rc) rc = rk_feat_trainset_from_replay(s, r, NULL, ts, &e.err);
+        rk_mem_fail_at(0, 0);
+        if (rc && rc != RK_ENOMEM) fprintf(stderr, "  n=%llu: %s\n",
+                                           (unsigned long long)n, e.err.msg);
+        CHECK(rc == 0 || rc == RK_ENOMEM);
+        done = rc == 0;
+        rk_trainset_destroy(ts);
+        rk_feat_spec_destroy(s);
+    }
+    CHECK(done);
+    /* Writing through the merge function: the writer's transaction fails
+     * whole and the store stays consistent. */
+    done = 0;
+    for (uint64_t n = 1; !done && n < 10000; n++) {
+        rk_mem_fail_at(n, 0);
+        int rc = write_ev(&e, mkev("click", "u1", "i1", 950 * DAY, NULL));
+        rk_mem_fail_at(0, 0);
+        CHECK(rc == 0 || rc == RK_ENOMEM);
+        done = rc == 0;
+    }
+    CHECK(done);
+    rk_reader_close(r);
+    env_close(&e);
+}
+
+int main(int argc, char **argv)
+{
+    RK_TEST_MAIN(argc, argv, numeric_transforms, categorical_transforms, tokenizer,
+                 attributes_text_context_scores, bm25_text_match, config_errors,
+                 aggregate_math, ttl_expiry_and_sweep, admission_bound,
+                 online_equals_offline, no_leakage_and_deterministic_replay,
+                 out_of_order_log_replays_in_time_order, trainset_from_replay_labels,
+                 trainset_from_dataset_default_spec, spec_save_load_and_hash,
+                 fitted_spec_roundtrip, batch_event_all_or_nothing, alloc_failures);
+}
