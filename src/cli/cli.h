@@ -88,6 +88,8 @@ int cli_export(int argc, char **argv);
 int cli_stats(int argc, char **argv);
 int cli_schema(int argc, char **argv);
 int cli_train(int argc, char **argv);
+int cli_train_ranker(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_models(int argc, char **argv);
 
 #endif
