@@ -31,6 +31,7 @@
  * Options: --requests N, --items N (catalog), --events N, --smoke.
  */
 #include <errno.h>
+#include <time.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,8 @@
 #define SEED 20261122u
 #define CANDIDATES 500
 
-static const char *const config =
+/* %s: the read cache's capacity (0 = LMDB only). */
+static const char *const config_fmt =
     "entities:\n"
     "  item:\n"
     "    attributes: {category: categorical, title: text, price: numeric}\n"
@@ -54,7 +56,7 @@ static const char *const config =
     "  purchase: {role: positive, weight: 10}\n"
     "features:\n"
     "  hash_bits: 22\n"
-    "  state: {ttl: 30d}\n"
+    "  state: {ttl: 30d, cache_keys: %s, cache_mb: 2048}\n"
     "  defs:\n"
     "    price: {kind: attribute, attr: price, log1p: true}\n"
     "    category: {kind: attribute, attr: category}\n"
@@ -111,6 +113,15 @@ static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* CPU time of this thread: on a shared machine wall time also counts the
+ * time other processes held the core, which dwarfs a 100 us fetch. */
+static uint64_t cpu_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 static double pct_us(const uint64_t *v, size_t n, double p)
@@ -220,16 +231,20 @@ static double populate(rk_store *st, rk_feat_spec *spec, uint32_t nitems,
 
 typedef struct result {
     double fetch50, fetch95, fetch99, comp50, comp95, comp99, found, nsparse;
+    double cfetch50, cfetch99, ccomp50, ccomp99; /* thread CPU time */
 } result;
 
 static result run(rk_store *st, const rk_feat_spec *spec, uint32_t nitems,
-                  uint32_t nusers, int requests, int dense, int64_t now)
+                  uint32_t nusers, int requests, int dense, int64_t now,
+                  uint64_t seed)
 {
     rk_err err = {0};
     rk_feat_source *src;
     if (rk_feat_source_create(&src, spec)) die("source", &err);
     uint64_t *tf = malloc((size_t)requests * sizeof *tf);
     uint64_t *tc = malloc((size_t)requests * sizeof *tc);
+    uint64_t *cf = malloc((size_t)requests * sizeof *cf);
+    uint64_t *cc = malloc((size_t)requests * sizeof *cc);
     rk_feat_item *items = calloc(CANDIDATES, sizeof *items);
     char (*ids)[16] = malloc(CANDIDATES * sizeof *ids);
     float *scores = malloc(CANDIDATES * sizeof *scores);
@@ -239,7 +254,7 @@ static result run(rk_store *st, const rk_feat_spec *spec, uint32_t nitems,
         fprintf(stderr, "features: out of memory\n");
         exit(1);
     }
-    uint64_t s = SEED ^ 0x5eed;
+    uint64_t s = seed;
     result res = {0};
     size_t found_sum = 0, sparse_sum = 0;
     char user[32], ctx[40];
@@ -270,12 +285,14 @@ static result run(rk_store *st, const rk_feat_spec *spec, uint32_t nitems,
         if (rk_store_reader(st, &r, &err)) die("reader", &err);
         rk_feat_source_set_reader(src, r);
         size_t found = 0;
-        uint64_t a = rk_clock_mono_ns();
+        uint64_t ca = cpu_ns(), a = rk_clock_mono_ns();
         if (rk_feat_fetch(src, &req, items, CANDIDATES, &found, &err)) die("fetch", &err);
-        uint64_t b = rk_clock_mono_ns();
+        uint64_t b = rk_clock_mono_ns(), cb = cpu_ns();
         if (rk_feat_compute_batch(src, &req, items, CANDIDATES, out, &err))
             die("compute", &err);
-        uint64_t c = rk_clock_mono_ns();
+        uint64_t c = rk_clock_mono_ns(), ccn = cpu_ns();
+        cf[q] = cb - ca;
+        cc[q] = ccn - cb;
         rk_reader_close(r);
         tf[q] = b - a;
         tc[q] = c - b;
@@ -290,6 +307,14 @@ static result run(rk_store *st, const rk_feat_spec *spec, uint32_t nitems,
     res.comp50 = pct_us(tc, (size_t)requests, 0.5);
     res.comp95 = pct_us(tc, (size_t)requests, 0.95);
     res.comp99 = pct_us(tc, (size_t)requests, 0.99);
+    qsort(cf, (size_t)requests, sizeof *cf, cmp_u64);
+    qsort(cc, (size_t)requests, sizeof *cc, cmp_u64);
+    res.cfetch50 = pct_us(cf, (size_t)requests, 0.5);
+    res.cfetch99 = pct_us(cf, (size_t)requests, 0.99);
+    res.ccomp50 = pct_us(cc, (size_t)requests, 0.5);
+    res.ccomp99 = pct_us(cc, (size_t)requests, 0.99);
+    free(cf);
+    free(cc);
     res.found = (double)found_sum / requests;
     res.nsparse = (double)sparse_sum / requests / CANDIDATES;
     for (int i = 0; i < CANDIDATES; i++) rk_fvec_free(&out[i]);
@@ -397,9 +422,18 @@ int main(int argc, char **argv)
     rk_schema *schema;
     rk_feat_spec *spec;
     rk_store *st;
+    /* Two specs of the same definition (same schema hash): one attached
+     * with the read cache, one without it for the LMDB-only runs. */
+    char config[4096], config0[4096];
+    snprintf(config, sizeof config, config_fmt, "2000000");
+    snprintf(config0, sizeof config0, config_fmt, "0");
+    rk_conf *conf0;
+    rk_feat_spec *spec0;
     if (rk_conf_parse_yaml(&conf, config, strlen(config), "bench", &err) ||
+        rk_conf_parse_yaml(&conf0, config0, strlen(config0), "bench", &err) ||
         rk_schema_from_conf(&schema, rk_conf_root(conf), &err) ||
-        rk_feat_spec_from_conf(&spec, rk_conf_root(conf), schema, &err))
+        rk_feat_spec_from_conf(&spec, rk_conf_root(conf), schema, &err) ||
+        rk_feat_spec_from_conf(&spec0, rk_conf_root(conf0), schema, &err))
         die("config", &err);
     rk_store_opts o;
     rk_store_opts_default(&o);
@@ -427,23 +461,102 @@ int main(int argc, char **argv)
             nitems, nusers, events, (unsigned long long)os.created,
             events ? (double)os.merges / events : 0, setup,
             events / (evsec > 0 ? evsec : 1e-9), requests, CANDIDATES);
-    fprintf(stderr, "%-10s %9s %9s %9s %9s %9s %9s %7s %7s\n", "item ids", "fetch p50",
-            "p95", "p99", "all p50", "p95", "p99", "keys", "sparse");
-    for (int dense = 1; dense >= 0; dense--) {
-        result r = run(st, spec, nitems, nusers, requests, dense, now);
-        printf("{\"bench\":\"features\",\"items\":%d,\"item_ids\":\"%s\","
-               "\"requests\":%d,\"catalog\":%u,\"events\":%ld,\"ndense\":%u,"
-               "\"fetch_p50_us\":%.1f,\"fetch_p95_us\":%.1f,\"fetch_p99_us\":%.1f,"
-               "\"compute_p50_us\":%.1f,\"compute_p95_us\":%.1f,"
-               "\"compute_p99_us\":%.1f,\"keys_found\":%.1f,\"sparse_per_item\":%.1f,"
-               "\"smoke\":%s}\n",
-               CANDIDATES, dense ? "dense" : "external", requests, nitems, events,
-               rk_feat_ndense(spec), r.fetch50, r.fetch95, r.fetch99, r.comp50,
-               r.comp95, r.comp99, r.found, r.nsparse, smoke ? "true" : "false");
-        fprintf(stderr, "%-10s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %7.0f %7.1f\n",
-                dense ? "dense" : "external", r.fetch50, r.fetch95, r.fetch99, r.comp50,
-                r.comp95, r.comp99, r.found, r.nsparse);
+    fprintf(stderr, "%-12s %-9s %9s %9s %9s %9s %9s %9s %9s %9s %6s\n", "read path",
+            "item ids", "fetch p50", "p95", "p99", "all p50", "p99", "cpu fetch",
+            "p99", "cpu all", "keys");
+    /* LMDB only; the cache cold (a fresh cache, the first requests: most
+     * keys are read from LMDB and filled); the cache warm (every key of the
+     * catalog cached by a pass over it first, then the LMDB-only runs'
+     * requests again). */
+    enum { LMDB, COLD, WARM };
+    static const char *const paths[] = {"lmdb", "cache_cold", "cache_warm"};
+    rk_feat_cache_stats cs = {0};
+    for (int path = LMDB; path <= WARM; path++) {
+        if (path == COLD) {
+            rk_feat_detach(spec, st); /* drops the cache; attach makes a new one */
+            if (rk_feat_attach(spec, st, &err)) die("attach", &err);
+        }
+        if (path == WARM) {
+            /* Warm-up: fetch every item once, then the timed runs. */
+            rk_feat_source *w;
+            rk_reader *r;
+            if (rk_feat_source_create(&w, spec) || rk_store_reader(st, &r, &err))
+                die("warm-up", &err);
+            rk_feat_source_set_reader(w, r);
+            rk_feat_item *it = calloc(CANDIDATES, sizeof *it);
+            char (*wid)[16] = malloc(CANDIDATES * sizeof *wid);
+            if (!it || !wid) die("warm-up", &err);
+            for (uint32_t u = 0; u < nusers; u += 64) {
+                char user[32];
+                snprintf(user, sizeof user, "user%u", u);
+                rk_feat_request req = {user, strlen(user), now, NULL, 0, NULL, 0, NULL};
+                rk_feat_fetch(w, &req, NULL, 0, NULL, &err);
+            }
+            for (uint32_t i0 = 0; i0 < nitems; i0 += CANDIDATES) {
+                size_t n = 0;
+                for (uint32_t i = i0; i < nitems && n < CANDIDATES; i++, n++) {
+                    it[n].len = (size_t)snprintf(wid[n], sizeof wid[n], "item%u", i);
+                    it[n].id = wid[n];
+                }
+                for (int d = 0; d < 4; d++) {
+                    char ctx[40], user[32];
+                    snprintf(ctx, sizeof ctx, "{\"device\":\"%s\"}", devices[d]);
+                    snprintf(user, sizeof user, "user%u", i0 % nusers);
+                    rk_feat_request req = {user, strlen(user), now, ctx, strlen(ctx),
+                                           NULL, 0, NULL};
+                    if (rk_feat_fetch(w, &req, it, n, NULL, &err)) die("warm-up", &err);
+                }
+            }
+            free(it);
+            free(wid);
+            rk_reader_close(r);
+            rk_feat_source_destroy(w);
+        }
+        for (int dense = 1; dense >= 0; dense--) {
+            /* Cold: few requests, so that most of their keys are first
+             * reads (a fresh cache per item-id mode). */
+            int nreq = path == COLD ? (requests < 100 ? requests : 100) : requests;
+            if (path == COLD && !dense) {
+                rk_feat_detach(spec, st);
+                if (rk_feat_attach(spec, st, &err)) die("attach", &err);
+            }
+            uint64_t seed = SEED ^ 0x5eed ^ (path == COLD ? 0xc01d : 0);
+            result r = run(st, path == LMDB ? spec0 : spec, nitems, nusers, nreq, dense,
+                           now, seed);
+            rk_feat_cache_stats_get(spec, &cs);
+            printf("{\"bench\":\"features\",\"path\":\"%s\",\"items\":%d,"
+                   "\"item_ids\":\"%s\",\"requests\":%d,\"catalog\":%u,\"events\":%ld,"
+                   "\"ndense\":%u,\"fetch_p50_us\":%.1f,\"fetch_p95_us\":%.1f,"
+                   "\"fetch_p99_us\":%.1f,\"compute_p50_us\":%.1f,"
+                   "\"compute_p95_us\":%.1f,\"compute_p99_us\":%.1f,\"keys_found\":%.1f,"
+                   "\"sparse_per_item\":%.1f,\"fetch_cpu_p50_us\":%.1f,\"fetch_cpu_p99_us\":%.1f,"
+                   "\"compute_cpu_p50_us\":%.1f,\"compute_cpu_p99_us\":%.1f,\"cache_entries\":%zu,\"cache_bytes\":%zu,"
+                   "\"cache_hits\":%llu,\"cache_misses\":%llu,\"smoke\":%s}\n",
+                   paths[path], CANDIDATES, dense ? "dense" : "external", nreq, nitems,
+                   events, rk_feat_ndense(spec), r.fetch50, r.fetch95, r.fetch99, r.comp50,
+                   r.comp95, r.comp99, r.found, r.nsparse, r.cfetch50, r.cfetch99,
+                   r.ccomp50, r.ccomp99,
+                   path == LMDB ? (size_t)0 : cs.entries, path == LMDB ? (size_t)0 : cs.bytes,
+                   path == LMDB ? 0ull : (unsigned long long)cs.hits,
+                   path == LMDB ? 0ull : (unsigned long long)cs.misses,
+                   smoke ? "true" : "false");
+            fprintf(stderr, "%-12s %-9s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %6.0f\n",
+                    paths[path], dense ? "dense" : "external", r.fetch50, r.fetch95,
+                    r.fetch99, r.comp50, r.comp99, r.cfetch50, r.cfetch99, r.ccomp50,
+                    r.found);
+        }
     }
+    printf("{\"bench\":\"features\",\"measure\":\"cache\",\"entries\":%zu,"
+           "\"max_entries\":%zu,\"value_bytes\":%zu,\"bytes\":%zu,\"hits\":%llu,"
+           "\"misses\":%llu,\"evictions\":%llu,\"smoke\":%s}\n",
+           cs.entries, cs.max_entries, cs.value_bytes, cs.bytes,
+           (unsigned long long)cs.hits, (unsigned long long)cs.misses,
+           (unsigned long long)cs.evictions, smoke ? "true" : "false");
+    fprintf(stderr, "cache after the warm runs: %zu entries (max %zu), %.1f MiB of "
+            "values, %.1f MiB in all; %llu hits, %llu misses, %llu evictions\n",
+            cs.entries, cs.max_entries, cs.value_bytes / 1048576.0, cs.bytes / 1048576.0,
+            (unsigned long long)cs.hits, (unsigned long long)cs.misses,
+            (unsigned long long)cs.evictions);
     double g50, g99;
     kv_floor(st, smoke ? 10 : 200, &g50, &g99);
     printf("{\"bench\":\"features\",\"measure\":\"kv_get\",\"records\":%llu,"
@@ -456,8 +569,10 @@ int main(int argc, char **argv)
     rk_feat_detach(spec, st);
     rk_store_close(st);
     rk_feat_spec_destroy(spec);
+    rk_feat_spec_destroy(spec0);
     rk_schema_destroy(schema);
     rk_conf_destroy(conf);
+    rk_conf_destroy(conf0);
     nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
 }

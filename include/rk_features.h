@@ -318,6 +318,32 @@ typedef struct rk_feat_online_stats {
 void rk_feat_online_stats_get(const rk_feat_spec *spec,
                               rk_feat_online_stats *out);
 
+/*
+ * Online read cache. rk_feat_attach also creates, unless the `state:`
+ * section sets cache_keys: 0, a bounded in-memory cache in front of the
+ * store for what rk_feat_compute and rk_feat_fetch read from a reader:
+ * aggregate records and the user and item records (the attributes the
+ * spec uses). At most cache_keys entries (default 1,000,000) and cache_mb
+ * MiB of values (default 1024); CLOCK eviction. It is kept coherent by the
+ * store's commit hook (rk_store_set_commit_hook): a cached read returns
+ * exactly what the reader's snapshot holds, so vectors are the same bit
+ * for bit with the cache on or off. It serves readers of the store the
+ * spec is attached to; sources bound to a replay state never use it.
+ * Thread-safe (sharded, a mutex per shard).
+ */
+typedef struct rk_feat_cache_stats {
+    size_t entries, max_entries;       /* records and absent keys held */
+    size_t value_bytes, max_value_bytes;
+    size_t bytes;                      /* all memory of the cache */
+    uint64_t hits, misses, fills, evictions;
+    uint64_t invalidations;            /* entries dropped by commits */
+    uint64_t refused;                  /* fills from snapshots already stale */
+    uint64_t bypassed;                 /* reads racing a commit's hook */
+    uint64_t applied;                  /* last commit the cache has seen */
+} rk_feat_cache_stats;
+/* Zeroes *out when the spec has no cache. Thread-safe. */
+void rk_feat_cache_stats_get(const rk_feat_spec *spec, rk_feat_cache_stats *out);
+
 /* In-memory aggregate state, the replay's: the same records and merge
  * math in an rk_map bounded by max_keys (0 = the spec's replay_max_keys);
  * when full, an arbitrary record is evicted (counted: a replay with
@@ -387,7 +413,8 @@ int rk_feat_trainset_from_replay(const rk_feat_spec *spec, rk_reader *r,
                                  struct rk_trainset *out, rk_err *err);
 /* Training rows from a labelled-row dataset: each row's features (the
  * spec's column features) with its label, weight 1, group = xxh3 of its
- * query group (0 = none), ts 0. RK_ENOTFOUND for an unknown dataset. */
+ * query group (0 = none), ts = the row's position in the set (rows carry
+ * no time; their order stands for it). RK_ENOTFOUND for an unknown dataset. */
 int rk_feat_trainset_from_dataset(const rk_feat_spec *spec, rk_reader *r,
                                   const char *dataset, struct rk_trainset *out,
                                   rk_err *err);

@@ -307,6 +307,38 @@ typedef int (*rk_kv_merge_fn)(void *arg, const void *key, size_t klen,
 int rk_store_set_merge(rk_store *s, unsigned table, rk_kv_merge_fn fn,
                        void *arg);
 
+/*
+ * Commit hook: lets an in-process cache of store contents (the features
+ * module's aggregate and entity cache) stay coherent with writes. After
+ * every successful commit, and before the producers of that commit are
+ * woken, the writer thread calls fn with the commit's number (the
+ * rk_reader_txn of every reader that sees it, increasing) and what it
+ * changed: each key-value op (put, delete, merge; the key) and each entity
+ * upsert, hide or delete (the external id). An op is listed once per
+ * occurrence, in apply order. When the writer could not record the list
+ * (out of memory, or more than RK_COMMIT_CHANGES_MAX changes) it passes
+ * changes NULL: anything may have changed. Pointers are valid during the
+ * call only. fn must be quick and must not call into the store (it delays
+ * every acknowledgement).
+ *
+ * Setting a hook calls fn once at once with the current commit number and
+ * no changes, so the subscriber learns where it starts. One hook per
+ * store; NULL removes it. Not safe concurrently with writes (like
+ * rk_store_set_merge).
+ */
+#define RK_COMMIT_CHANGES_MAX (1u << 22)
+enum { RK_CHANGE_KV = 1, RK_CHANGE_ENTITY = 2 };
+typedef struct rk_commit_change {
+    uint8_t kind;            /* RK_CHANGE_KV or RK_CHANGE_ENTITY */
+    uint8_t table;           /* kv: table number */
+    uint8_t entity;          /* entity: rk_entity */
+    uint32_t len;
+    const void *key;         /* kv key, or the entity's external id */
+} rk_commit_change;
+typedef void (*rk_commit_fn)(void *arg, uint64_t txn,
+                             const rk_commit_change *changes, size_t n);
+int rk_store_set_commit_hook(rk_store *s, rk_commit_fn fn, void *arg);
+
 /* ------------------------------------------------------------------------ */
 /* Reading                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -389,6 +421,9 @@ typedef struct rk_reader rk_reader;
 
 int rk_store_reader(rk_store *s, rk_reader **out, rk_err *err);
 void rk_reader_close(rk_reader *r);
+/* The commit number of the reader's snapshot: the number the commit hook
+ * reported for the last commit this reader sees. Thread-safe. */
+uint64_t rk_reader_txn(const rk_reader *r);
 /* Last error message of this reader. */
 const char *rk_reader_errmsg(const rk_reader *r);
 

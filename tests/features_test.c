@@ -6,6 +6,9 @@
  * replay determinism, training sets from replay and datasets, spec
  * serialization, and allocation failures.
  */
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "rk_features.h"
 #include "rk_store.h"
 #include "test.h"
@@ -1363,6 +1366,350 @@ TEST(alloc_failures)
     env_close(&e);
 }
 
+/* ---- read cache ------------------------------------------------------------- */
+
+static const char *const cache_yaml_fmt =
+    "features:\n"
+    "  state: {cache_keys: %s}\n"
+    "  defs:\n"
+    "    price: {kind: attribute, attr: price}\n"
+    "    category: {kind: attribute, attr: category}\n"
+    "    title: {kind: attribute, attr: title}\n"
+    "    tags: {kind: attribute, attr: tags}\n"
+    "    country: {kind: attribute, entity: user, attr: country}\n"
+    "    age: {kind: attribute, entity: user, attr: age}\n"
+    "    item_clicks: {kind: counter, key: item, events: [click], half_life: 1d}\n"
+    "    user_clicks: {kind: counter, key: user, events: [click], windows: [1d]}\n"
+    "    user_cat_ctr: {kind: rate, key: [user, item.category], num: [click],\n"
+    "                   den: [impression], half_life: 3d, prior: {alpha: 1, beta: 19}}\n"
+    "    item_dev: {kind: counter, key: [item, context.device], events: [impression]}\n";
+
+/* An env whose spec has the cache of `keys` capacity, and a second spec of
+ * the same definition without a cache (not attached: it reads LMDB). */
+static int cache_env(env *e, rk_conf **conf0, rk_feat_spec **spec0, const char *keys,
+                     const char *tag)
+{
+    char y[4096], y0[4096], t0[8192];
+    snprintf(y, sizeof y, cache_yaml_fmt, keys);
+    snprintf(y0, sizeof y0, cache_yaml_fmt, "0");
+    if (env_open(e, y, tag)) return -1;
+    snprintf(t0, sizeof t0, "%s%s", base_yaml, y0);
+    if (rk_conf_parse_yaml(conf0, t0, strlen(t0), "test0.yaml", &e->err) ||
+        rk_feat_spec_from_conf(spec0, rk_conf_root(*conf0), e->schema, &e->err))
+        return -1;
+    return rk_feat_schema_hash(*spec0) == rk_feat_schema_hash(e->spec) ? 0 : -1;
+}
+
+static int same_vec(const rk_fvec *a, const rk_fvec *b)
+{
+    return a->ndense == b->ndense && a->nsparse == b->nsparse &&
+           !memcmp(a->dense, b->dense, a->ndense * sizeof *a->dense) &&
+           (!a->nsparse || (!memcmp(a->idx, b->idx, a->nsparse * sizeof *a->idx) &&
+                            !memcmp(a->val, b->val, a->nsparse * sizeof *a->val)));
+}
+
+/* Computes n items for user at ts on one reader with both specs; returns
+ * the number of vectors that differ, -1 on error. out gets the cached
+ * spec's vector of item 0. */
+static int cached_vs_lmdb(env *e, const rk_feat_spec *spec0, rk_reader *r,
+                          const char *user, const char *const *items, size_t n,
+                          int64_t ts, const char *ctx, rk_fvec *out0)
+{
+    rk_feat_source *a = NULL, *b = NULL;
+    rk_feat_item it[64];
+    rk_fvec va[64], vb[64];
+    memset(it, 0, sizeof it);
+    memset(va, 0, sizeof va);
+    memset(vb, 0, sizeof vb);
+    for (size_t i = 0; i < n; i++) {
+        it[i].id = items[i];
+        it[i].len = strlen(items[i]);
+    }
+    rk_feat_request req = {0};
+    req.user = user;
+    req.user_len = user ? strlen(user) : 0;
+    req.ts_ms = ts;
+    req.context = ctx;
+    req.context_len = ctx ? strlen(ctx) : 0;
+    int diff = -1;
+    if (!rk_feat_source_create(&a, e->spec) && !rk_feat_source_create(&b, spec0)) {
+        rk_feat_source_set_reader(a, r);
+        rk_feat_source_set_reader(b, r);
+        rk_err err = {0};
+        /* Twice with the cache: the first may fill, the second hits. */
+        if (!rk_feat_compute_batch(a, &req, it, n, va, &err) &&
+            !rk_feat_compute_batch(a, &req, it, n, va, &err) &&
+            !rk_feat_compute_batch(b, &req, it, n, vb, &err)) {
+            diff = 0;
+            for (size_t i = 0; i < n; i++) diff += !same_vec(&va[i], &vb[i]);
+            if (out0) rk_fvec_copy(out0, &va[0]);
+        } else {
+            fprintf(stderr, "  compute: %s\n", err.msg);
+        }
+    }
+    for (size_t i = 0; i < 64; i++) {
+        rk_fvec_free(&va[i]);
+        rk_fvec_free(&vb[i]);
+    }
+    rk_feat_source_destroy(a);
+    rk_feat_source_destroy(b);
+    return diff;
+}
+
+static int check_now(env *e, const rk_feat_spec *spec0, const char *user,
+                     const char *item, int64_t ts, rk_fvec *out)
+{
+    rk_reader *r;
+    if (rk_store_reader(e->store, &r, &e->err)) return -1;
+    const char *items[] = {item};
+    int d = cached_vs_lmdb(e, spec0, r, user, items, 1, ts, "{\"device\":\"tv\"}", out);
+    rk_reader_close(r);
+    return d;
+}
+
+TEST(cache_coherent_with_writes)
+{
+    env e;
+    rk_conf *conf0 = NULL;
+    rk_feat_spec *spec0 = NULL;
+    CHECK_OK(cache_env(&e, &conf0, &spec0, "1000", "feat-cache"));
+    const rk_feat_spec *s = e.spec;
+    int pc = col(s, "price"), ic = col(s, "item_clicks"), uc = col(s, "user_cat_ctr");
+    CHECK(pc >= 0 && ic >= 0 && uc >= 0);
+    CHECK_OK(put_item(&e, "i1", "shoes", "red running shoes", 10));
+    CHECK_OK(put_user(&e, "u1", "fr", 30));
+    int64_t t = 100 * DAY;
+    rk_fvec v = {0};
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[pc] == 10);
+    CHECK(v.dense[ic] == 0);
+    /* An event: the cached aggregate must show it at once. */
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i1", t - HOUR, "{\"device\":\"tv\"}")));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[ic] > 0.9);
+    float before = v.dense[uc];
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i1", t - HOUR, NULL)));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[ic] > 1.9);
+    CHECK(v.dense[uc] > before);
+    /* An upsert of the item: new price; a new category moves the
+     * user x category key. */
+    CHECK_OK(put_item(&e, "i1", "boots", NULL, 25));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[pc] == 25);
+    /* The user record too. */
+    CHECK_OK(put_user(&e, "u1", "de", 31));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[col(s, "age")] == 31);
+    /* Hide keeps attributes; delete drops them. */
+    rk_batch *b;
+    CHECK_OK(rk_batch_create(&b, e.store, 0));
+    CHECK_OK(rk_batch_hide(b, RK_ENTITY_ITEM, "i1", 1, &e.err));
+    CHECK_OK(rk_store_write(e.store, b, NULL, &e.err));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[pc] == 25);
+    rk_batch_clear(b);
+    CHECK_OK(rk_batch_delete(b, RK_ENTITY_ITEM, "i1", &e.err));
+    CHECK_OK(rk_store_write(e.store, b, NULL, &e.err));
+    rk_batch_destroy(b);
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(isnan(v.dense[pc]));
+    /* An item unknown when first read (cached as absent) appears. */
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i2", t, &v), 0);
+    CHECK(isnan(v.dense[pc]));
+    CHECK_OK(put_item(&e, "i2", "hats", "wool hat", 7));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i2", t, &v), 0);
+    CHECK(v.dense[pc] == 7);
+    /* An old reader keeps seeing its snapshot, cache or not. */
+    rk_reader *old;
+    CHECK_OK(rk_store_reader(e.store, &old, &e.err));
+    CHECK_OK(put_item(&e, "i2", "hats", "wool hat", 8));
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i2", t - HOUR, NULL)));
+    const char *items[] = {"i2"};
+    CHECK_EQ_INT(cached_vs_lmdb(&e, spec0, old, "u1", items, 1, t, NULL, &v), 0);
+    CHECK(v.dense[pc] == 7);
+    rk_reader_close(old);
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i2", t, &v), 0);
+    CHECK(v.dense[pc] == 8);
+    rk_feat_cache_stats cs;
+    rk_feat_cache_stats_get(e.spec, &cs);
+    CHECK(cs.hits > 0 && cs.fills > 0 && cs.invalidations > 0);
+    CHECK(cs.entries <= cs.max_entries && cs.bytes > 0);
+    /* A spec with cache_keys 0 has none. */
+    rk_feat_cache_stats_get(spec0, &cs);
+    CHECK_EQ_INT((int)cs.max_entries, 0);
+    rk_fvec_free(&v);
+    rk_feat_spec_destroy(spec0);
+    rk_conf_destroy(conf0);
+    env_close(&e);
+}
+
+static void cache_catalog(env *e, int nitems, int nusers)
+{
+    static const char *const cats[] = {"a", "b", "c", "d"};
+    char id[32], title[64];
+    for (int i = 0; i < nitems; i++) {
+        snprintf(id, sizeof id, "i%d", i);
+        snprintf(title, sizeof title, "title word%d word%d", i % 7, i % 3);
+        put_item(e, id, cats[i % 4], title, i);
+    }
+    for (int u = 0; u < nusers; u++) {
+        snprintf(id, sizeof id, "u%d", u);
+        put_user(e, id, u % 2 ? "fr" : "de", 20 + u);
+    }
+}
+
+TEST(cache_eviction_tiny_capacity)
+{
+    env e;
+    rk_conf *conf0 = NULL;
+    rk_feat_spec *spec0 = NULL;
+    CHECK_OK(cache_env(&e, &conf0, &spec0, "8", "feat-cache-tiny"));
+    cache_catalog(&e, 40, 4);
+    static const char *const dev[] = {"tv", "phone"};
+    char user[16], item[16], ctx[32];
+    for (int k = 0; k < 300; k++) {
+        snprintf(user, sizeof user, "u%d", k % 4);
+        snprintf(item, sizeof item, "i%d", (k * 7) % 40);
+        snprintf(ctx, sizeof ctx, "{\"device\":\"%s\"}", dev[k % 2]);
+        CHECK_OK(write_ev(&e, mkev(k % 3 ? "impression" : "click", user, item,
+                                   DAY + k * 60000, ctx)));
+    }
+    char ids[40][16];
+    const char *items[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(ids[i], sizeof ids[i], "i%d", i);
+        items[i] = ids[i];
+    }
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    for (int rep = 0; rep < 3; rep++)
+        for (int u = 0; u < 4; u++) {
+            snprintf(user, sizeof user, "u%d", u);
+            CHECK_EQ_INT(cached_vs_lmdb(&e, spec0, r, user, items, 40, 2 * DAY,
+                                        "{\"device\":\"tv\"}", NULL), 0);
+        }
+    rk_reader_close(r);
+    rk_feat_cache_stats cs;
+    rk_feat_cache_stats_get(e.spec, &cs);
+    CHECK(cs.evictions > 0);
+    CHECK(cs.entries <= cs.max_entries && cs.max_entries <= 64);
+    rk_feat_spec_destroy(spec0);
+    rk_conf_destroy(conf0);
+    env_close(&e);
+}
+
+/* Readers compare cached and LMDB-only vectors on one snapshot while a
+ * writer keeps changing aggregates and items. */
+typedef struct stress {
+    env *e;
+    const rk_feat_spec *spec0;
+    _Atomic int stop;
+    _Atomic long reads, diffs, errors, writes;
+} stress;
+
+static void *stress_writer(void *arg)
+{
+    stress *st = arg;
+    env *e = st->e;
+    rk_err err = {0};
+    uint64_t x = 7;
+    for (int k = 0; !atomic_load(&st->stop); k++) {
+        rk_batch *b;
+        rk_reader *r;
+        if (rk_batch_create(&b, e->store, 0) || rk_store_reader(e->store, &r, &err)) {
+            atomic_fetch_add(&st->errors, 1);
+            break;
+        }
+        for (int j = 0; j < 20; j++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            char user[16], item[16];
+            snprintf(user, sizeof user, "u%d", (int)(x >> 33) % 4);
+            snprintf(item, sizeof item, "i%d", (int)(x >> 40) % 40);
+            rk_event_in ev = mkev((x >> 20) % 3 ? "impression" : "click", user, item,
+                                  DAY + k * 1000 + j, "{\"device\":\"tv\"}");
+            if (rk_feat_batch_event(e->spec, b, &ev, r, &err))
+                atomic_fetch_add(&st->errors, 1);
+        }
+        if (k % 5 == 0) {
+            char item[16];
+            snprintf(item, sizeof item, "i%d", k % 40);
+            rk_attr_in a = {0};
+            a.name = "price";
+            a.type = RK_ATTR_NUMERIC;
+            a.num = k;
+            rk_attr_in c = {0};
+            c.name = "category";
+            c.type = RK_ATTR_CATEGORICAL;
+            c.str = k % 2 ? "a" : "b";
+            c.len = 1;
+            rk_attr_in both[2] = {a, c};
+            if (rk_batch_upsert(b, RK_ENTITY_ITEM, item, both, 2, 0, &err))
+                atomic_fetch_add(&st->errors, 1);
+        }
+        rk_reader_close(r);
+        if (rk_store_write(e->store, b, NULL, &err)) atomic_fetch_add(&st->errors, 1);
+        rk_batch_destroy(b);
+        atomic_fetch_add(&st->writes, 1);
+    }
+    return NULL;
+}
+
+static void *stress_reader(void *arg)
+{
+    stress *st = arg;
+    char ids[40][16];
+    const char *items[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(ids[i], sizeof ids[i], "i%d", i);
+        items[i] = ids[i];
+    }
+    for (int k = 0; !atomic_load(&st->stop); k++) {
+        rk_reader *r;
+        rk_err err = {0};
+        if (rk_store_reader(st->e->store, &r, &err)) {
+            atomic_fetch_add(&st->errors, 1);
+            break;
+        }
+        char user[16];
+        snprintf(user, sizeof user, "u%d", k % 4);
+        int d = cached_vs_lmdb(st->e, st->spec0, r, user, items, 40, 2 * DAY,
+                               "{\"device\":\"tv\"}", NULL);
+        rk_reader_close(r);
+        if (d < 0) atomic_fetch_add(&st->errors, 1);
+        else atomic_fetch_add(&st->diffs, d);
+        atomic_fetch_add(&st->reads, 1);
+    }
+    return NULL;
+}
+
+TEST(cache_concurrent_readers_and_writer)
+{
+    env e;
+    rk_conf *conf0 = NULL;
+    rk_feat_spec *spec0 = NULL;
+    /* Small enough that eviction runs concurrently with invalidation. */
+    CHECK_OK(cache_env(&e, &conf0, &spec0, "200", "feat-cache-stress"));
+    cache_catalog(&e, 40, 4);
+    stress st = {&e, spec0, 0, 0, 0, 0, 0};
+    pthread_t w, rd[2];
+    CHECK(pthread_create(&w, NULL, stress_writer, &st) == 0);
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&rd[i], NULL, stress_reader, &st) == 0);
+    rk_sleep_ms(1500);
+    atomic_store(&st.stop, 1);
+    pthread_join(w, NULL);
+    for (int i = 0; i < 2; i++) pthread_join(rd[i], NULL);
+    CHECK_EQ_INT((int)atomic_load(&st.errors), 0);
+    CHECK_EQ_INT((int)atomic_load(&st.diffs), 0);
+    CHECK(atomic_load(&st.reads) > 0 && atomic_load(&st.writes) > 0);
+    rk_feat_cache_stats cs;
+    rk_feat_cache_stats_get(e.spec, &cs);
+    CHECK(cs.hits > 0 && cs.invalidations > 0);
+    rk_feat_spec_destroy(spec0);
+    rk_conf_destroy(conf0);
+    env_close(&e);
+}
+
 int main(int argc, char **argv)
 {
     RK_TEST_MAIN(argc, argv, numeric_transforms, categorical_transforms, tokenizer,
@@ -1371,5 +1718,7 @@ int main(int argc, char **argv)
                  online_equals_offline, no_leakage_and_deterministic_replay,
                  out_of_order_log_replays_in_time_order, trainset_from_replay_labels,
                  trainset_from_dataset_default_spec, spec_save_load_and_hash,
-                 fitted_spec_roundtrip, batch_event_all_or_nothing, alloc_failures);
+                 fitted_spec_roundtrip, batch_event_all_or_nothing, alloc_failures,
+                 cache_coherent_with_writes, cache_eviction_tiny_capacity,
+                 cache_concurrent_readers_and_writer);
 }

@@ -1034,6 +1034,79 @@ TEST(kv_tables_put_merge_scan)
     rk_test_rmdir(dir);
 }
 
+/* The commit hook sees every commit, in order, with its number (what
+ * readers of it report) and its kv and entity changes. */
+typedef struct hook_log {
+    int calls;
+    uint64_t txn[8];
+    size_t n[8];
+    int saw_put, saw_del, saw_item, null_changes;
+} hook_log;
+
+static void hook_fn(void *arg, uint64_t txn, const rk_commit_change *c, size_t n)
+{
+    hook_log *h = arg;
+    if (h->calls < 8) {
+        h->txn[h->calls] = txn;
+        h->n[h->calls] = n;
+    }
+    h->calls++;
+    if (!c) h->null_changes++;
+    for (size_t i = 0; c && i < n; i++) {
+        if (c[i].kind == RK_CHANGE_KV && c[i].table == 9 && c[i].len == 2 &&
+            !memcmp(c[i].key, "k1", 2))
+            h->saw_put++;
+        if (c[i].kind == RK_CHANGE_KV && c[i].table == 9 && c[i].len == 2 &&
+            !memcmp(c[i].key, "k2", 2))
+            h->saw_del++;
+        if (c[i].kind == RK_CHANGE_ENTITY && c[i].entity == RK_ENTITY_ITEM &&
+            c[i].len == 2 && !memcmp(c[i].key, "i1", 2))
+            h->saw_item++;
+    }
+}
+
+TEST(commit_hook_reports_changes)
+{
+    const char *dir = rk_test_tmpdir("store-hook");
+    rk_err err = {0};
+    rk_store *s = open_store(dir, RK_FSYNC_EVERYSEC, &err);
+    CHECK(s);
+    hook_log h = {0};
+    CHECK_OK(rk_store_set_commit_hook(s, hook_fn, &h));
+    /* Called at once with the current commit and no changes. */
+    CHECK_EQ_INT(h.calls, 1);
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(s, &r, &err));
+    CHECK(h.txn[0] == rk_reader_txn(r));
+    rk_reader_close(r);
+    rk_batch *b;
+    CHECK_OK(rk_batch_create(&b, s, 0));
+    CHECK_OK(rk_batch_kv_put(b, 9, "k1", 2, "v", 1, &err));
+    CHECK_OK(rk_batch_kv_del(b, 9, "k2", 2, &err));
+    CHECK_OK(rk_batch_hide(b, RK_ENTITY_ITEM, "i1", 1, &err));
+    CHECK_OK(rk_store_write(s, b, NULL, &err));
+    /* The hook ran before the write was acknowledged. */
+    CHECK_EQ_INT(h.calls, 2);
+    CHECK_EQ_INT((int)h.n[1], 3);
+    CHECK_EQ_INT(h.saw_put, 1);
+    CHECK_EQ_INT(h.saw_del, 1);
+    CHECK_EQ_INT(h.saw_item, 1);
+    CHECK(h.txn[1] > h.txn[0]);
+    CHECK_OK(rk_store_reader(s, &r, &err));
+    CHECK(rk_reader_txn(r) == h.txn[1]);
+    rk_reader_close(r);
+    /* A failed write calls nothing. */
+    rk_batch_clear(b);
+    CHECK_OK(rk_batch_kv_merge(b, 9, "k3", 2, "x", 1, &err));
+    CHECK(rk_store_write(s, b, NULL, &err) == RK_ESTATE);
+    CHECK_EQ_INT(h.calls, 2);
+    CHECK_EQ_INT(h.null_changes, 1);
+    rk_batch_destroy(b);
+    CHECK_OK(rk_store_set_commit_hook(s, NULL, NULL));
+    rk_store_close(s);
+    rk_test_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     RK_TEST_MAIN(argc, argv, open_fresh_and_reopen, events_roundtrip,
@@ -1043,5 +1116,5 @@ int main(int argc, char **argv)
                  read_only_missing, concurrent_producers_and_readers,
                  store_full_is_clean, allocation_failures,
                  codec_rejects_corruption, schema_from_config,
-                 kv_tables_put_merge_scan);
+                 kv_tables_put_merge_scan, commit_hook_reports_changes);
 }

@@ -506,10 +506,17 @@ static int feat_merge(void *arg, const void *key, size_t klen, const void *old,
 
 void rk__feat_online_free(rk_feat_spec *s)
 {
+    rk__feat_cache_destroy(s->cache);
+    s->cache = NULL;
     if (!s->online) return;
     rk__feat_sketch_free(&s->online->sk);
     rk_free(s->online);
     s->online = NULL;
+}
+
+static void cache_hook(void *arg, uint64_t txn, const rk_commit_change *ch, size_t n)
+{
+    rk__feat_cache_commit(arg, txn, ch, n);
 }
 
 int rk_feat_attach(rk_feat_spec *spec, rk_store *s, rk_err *err)
@@ -527,13 +534,34 @@ int rk_feat_attach(rk_feat_spec *spec, rk_store *s, rk_err *err)
     }
     int rc = rk_store_set_merge(s, RK_KV_AGG, feat_merge, spec->online);
     if (rc) return rk_err_set(err, rc, "features: cannot attach the merge function");
+    if (spec->cache_keys && !spec->cache) {
+        /* A value bigger than this is read from the store every time: the
+         * largest aggregate record, or an entity record of 16 KiB. */
+        size_t max_val = 16384;
+        for (uint32_t i = 0; i < spec->ngroups; i++)
+            if (spec->g[i].rec_size > max_val) max_val = spec->g[i].rec_size;
+        if (rk__feat_cache_create(&spec->cache, spec->cache_keys,
+                                  (size_t)spec->cache_mb << 20, max_val))
+            return rk_err_set(err, RK_ENOMEM, "features: out of memory for the "
+                              "read cache");
+    }
+    /* Setting the hook publishes the store's current commit to the cache. */
+    if (spec->cache) rk_store_set_commit_hook(s, cache_hook, spec->cache);
     return 0;
 }
 
 void rk_feat_detach(rk_feat_spec *spec, rk_store *s)
 {
-    if (s) rk_store_set_merge(s, RK_KV_AGG, NULL, NULL);
+    if (s) {
+        rk_store_set_merge(s, RK_KV_AGG, NULL, NULL);
+        if (spec->cache) rk_store_set_commit_hook(s, NULL, NULL);
+    }
     rk__feat_online_free(spec);
+}
+
+void rk_feat_cache_stats_get(const rk_feat_spec *spec, rk_feat_cache_stats *out)
+{
+    rk__feat_cache_stats(spec->cache, out);
 }
 
 void rk_feat_online_stats_get(const rk_feat_spec *spec, rk_feat_online_stats *o)

@@ -67,7 +67,19 @@ struct rk_feat_source {
     uint8_t (*ctxok)[FEAT_MAX_PARTS];     /* ... and whether present */
     uint64_t gen;
     rk_err *err;
+    /* Read cache (spec->cache) for this request: on when reading a reader
+     * of the attached store; ver is the reader's snapshot commit. */
+    feat_cache *cache;
+    uint64_t ver;
+    rk_arena arena;                       /* cached records of one request */
+    size_t blobcap;                       /* FEAT_ENT_BLOB_MAX */
+    unsigned char *blob[2];               /* entity blobs: user, item */
+    rk_attr_val *vals[2];                 /* their decoded attributes */
+    RK_VEC(const char *) lists[2];        /* list attribute pointers */
 };
+
+/* Entities whose encoded used attributes exceed this are not cached. */
+#define FEAT_ENT_BLOB_MAX 16384
 
 int rk_feat_source_create(rk_feat_source **out, const rk_feat_spec *s)
 {
@@ -92,11 +104,21 @@ int rk_feat_source_create(rk_feat_source **out, const rk_feat_spec *s)
     src->memo = rk_calloc(MEMO_SLOTS, sizeof *src->memo);
     src->ctxh = rk_calloc(ng, sizeof *src->ctxh);
     src->ctxok = rk_calloc(ng, sizeof *src->ctxok);
+    src->blobcap = FEAT_ENT_BLOB_MAX;
+    for (int i = 0; i < 2; i++) {
+        src->blob[i] = rk_malloc(src->blobcap);
+        src->vals[i] = rk_calloc(RK_MAX_ATTRS, sizeof *src->vals[i]);
+        src->lists[i].max = 1u << 20;
+    }
+    /* Records copied out of the cache live until the next request; 64 MiB
+     * bounds a request of many thousand candidates. */
+    rk_arena_init(&src->arena, 64 << 10, (size_t)64 << 20);
     src->cat.max = 1u << 20;
     src->bag.max = RK_FVEC_MAX_SPARSE;
     if (!src->num || !src->c0 || !src->cn || !src->b0 || !src->bn || !src->rec ||
         !src->reclen || !src->keyed || !src->upos || !src->ipos || !src->rownum ||
-        !src->rowcat || !src->rowcatlen || !src->memo || !src->ctxh || !src->ctxok) {
+        !src->rowcat || !src->rowcatlen || !src->memo || !src->ctxh || !src->ctxok ||
+        !src->blob[0] || !src->blob[1] || !src->vals[0] || !src->vals[1]) {
         rk_feat_source_destroy(src);
         return RK_ENOMEM;
     }
@@ -125,6 +147,12 @@ void rk_feat_source_destroy(rk_feat_source *src)
     rk_free(src->memo);
     rk_free(src->ctxh);
     rk_free(src->ctxok);
+    for (int i = 0; i < 2; i++) {
+        rk_free(src->blob[i]);
+        rk_free(src->vals[i]);
+        rk_vec_free(&src->lists[i]);
+    }
+    rk_arena_free(&src->arena);
     json_decref(src->ctx);
     rk_free(src);
 }
@@ -151,12 +179,33 @@ int rk__feat_src_get(rk_feat_source *src, const unsigned char *key,
         return 0;
     }
     if (!src->r) return 0;
+    fc_key ck = {rk__rd64(key + 1), rk__rd64(key + 9)};
+    int cached = FC_BYPASS;
+    if (src->cache) {
+        /* The record is copied into the request's arena: the shard lock is
+         * not held while the caller reads it. Its size is the group's. */
+        const agroup *g = rk__feat_group_by_layout(src->s, ck.a);
+        size_t cap = g ? g->rec_size : 0;
+        unsigned char *buf = cap ? rk_arena_alloc(&src->arena, cap) : NULL;
+        if (buf) {
+            cached = rk__feat_cache_get(src->cache, ck, src->ver, buf, cap, len);
+            if (cached == FC_HIT) {
+                *rec = buf;
+                return 0;
+            }
+            if (cached == FC_ABSENT) return 0;
+        }
+    }
     const void *v;
     size_t n;
     int rc = rk_reader_kv_get(src->r, RK_KV_AGG, key, FEAT_KEY_LEN, &v, &n);
-    if (rc == RK_ENOTFOUND) return 0;
+    if (rc == RK_ENOTFOUND) {
+        if (cached == FC_MISS) rk__feat_cache_fill(src->cache, ck, src->ver, NULL, 0, 0);
+        return 0;
+    }
     if (rc) return rk_err_set(err, rc, "features: aggregate lookup: %s",
                               rk_reader_errmsg(src->r));
+    if (cached == FC_MISS) rk__feat_cache_fill(src->cache, ck, src->ver, v, n, 1);
     *rec = v;
     *len = n;
     return 0;
@@ -178,18 +227,167 @@ static const rk_attr_val *view_attr(const rk_entity_view *v, const int32_t *pos,
     return i < 0 ? NULL : &v->attrs[i];
 }
 
-/* Reads an entity by external id (or dense id); *found 0 when unknown. */
+/*
+ * Entity blobs: the attributes of a view that the spec uses (index below
+ * max_user_attr / max_item_attr), flattened for the read cache. In-process
+ * only, native byte order. Layout: u32 id, u32 flags, i64 updated_ms, u32
+ * n, u32 0, then n fixed entries, then the payloads they point at by
+ * offset, each 8-byte aligned: string bytes; a list's u32 lengths then its
+ * strings; a vector's floats.
+ */
+typedef struct blob_attr {
+    uint32_t attr, type;
+    double num;
+    int64_t ts_ms;
+    uint32_t len, n;          /* string bytes, or list count / vector dim */
+    uint64_t off;
+} blob_attr;
+
+#define BLOB_HDR 24
+#define ALIGN8(x) (((x) + 7) & ~(size_t)7)
+
+/* Encodes v's used attributes into buf; 0 when it does not fit in cap. */
+static size_t blob_encode(const rk_entity_view *v, uint32_t max_attr,
+                          unsigned char *buf, size_t cap)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < v->nattrs; i++)
+        if (v->attrs[i].attr < max_attr) n++;
+    size_t off = BLOB_HDR + (size_t)n * sizeof(blob_attr);
+    if (off > cap) return 0;
+    uint32_t hdr[2] = {v->id, v->flags};
+    memcpy(buf, hdr, 8);
+    memcpy(buf + 8, &v->updated_ms, 8);
+    uint32_t h2[2] = {n, 0};
+    memcpy(buf + 16, h2, 8);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < v->nattrs; i++) {
+        const rk_attr_val *a = &v->attrs[i];
+        if (a->attr >= max_attr) continue;
+        blob_attr b = {a->attr, (uint32_t)a->type, a->num, a->ts_ms, 0, 0, off};
+        size_t need = 0;
+        if (a->type == RK_ATTR_CATEGORICAL || a->type == RK_ATTR_TEXT) {
+            b.len = a->len;
+            need = a->len;
+        } else if (a->type == RK_ATTR_CATEGORICAL_LIST) {
+            b.n = a->n;
+            need = 4u * (size_t)a->n;
+            for (uint32_t j = 0; j < a->n; j++) need += a->list_lens[j];
+        } else if (a->type == RK_ATTR_VECTOR) {
+            b.n = a->dim;
+            need = 4u * (size_t)a->dim;
+        }
+        if (ALIGN8(off + need) > cap) return 0;
+        unsigned char *p = buf + off;
+        if (a->type == RK_ATTR_CATEGORICAL || a->type == RK_ATTR_TEXT) {
+            if (a->len) memcpy(p, a->str, a->len);
+        } else if (a->type == RK_ATTR_CATEGORICAL_LIST) {
+            if (a->n) memcpy(p, a->list_lens, 4u * (size_t)a->n);
+            p += 4u * (size_t)a->n;
+            for (uint32_t j = 0; j < a->n; j++) {
+                memcpy(p, a->list[j], a->list_lens[j]);
+                p += a->list_lens[j];
+            }
+        } else if (a->type == RK_ATTR_VECTOR && a->dim) {
+            memcpy(p, a->vec, 4u * (size_t)a->dim);
+        }
+        memcpy(buf + BLOB_HDR + (size_t)k++ * sizeof b, &b, sizeof b);
+        off = ALIGN8(off + need);
+    }
+    return off;
+}
+
+/* Rebuilds a view over blob (which must stay put while the view is used). */
+static int blob_decode(rk_feat_source *src, int which, rk_entity_view *v)
+{
+    const unsigned char *buf = src->blob[which];
+    rk_attr_val *vals = src->vals[which];
+    uint32_t hdr[2], h2[2];
+    memcpy(hdr, buf, 8);
+    memcpy(&v->updated_ms, buf + 8, 8);
+    memcpy(h2, buf + 16, 8);
+    v->id = hdr[0];
+    v->flags = hdr[1];
+    v->nattrs = h2[0];
+    v->attrs = vals;
+    src->lists[which].n = 0;
+    size_t nl = 0;
+    for (uint32_t i = 0; i < v->nattrs; i++) {
+        blob_attr b;
+        memcpy(&b, buf + BLOB_HDR + (size_t)i * sizeof b, sizeof b);
+        if (b.type == RK_ATTR_CATEGORICAL_LIST) nl += b.n;
+    }
+    int rc = rk_vec_reserve(&src->lists[which], nl);
+    if (rc) return rc;
+    for (uint32_t i = 0; i < v->nattrs; i++) {
+        blob_attr b;
+        memcpy(&b, buf + BLOB_HDR + (size_t)i * sizeof b, sizeof b);
+        rk_attr_val *a = &vals[i];
+        memset(a, 0, sizeof *a);
+        a->attr = b.attr;
+        a->type = (rk_attr_type)b.type;
+        a->num = b.num;
+        a->ts_ms = b.ts_ms;
+        const unsigned char *p = buf + b.off;
+        if (a->type == RK_ATTR_CATEGORICAL || a->type == RK_ATTR_TEXT) {
+            a->str = (const char *)p;
+            a->len = b.len;
+        } else if (a->type == RK_ATTR_CATEGORICAL_LIST) {
+            const char **lp = src->lists[which].v + src->lists[which].n;
+            a->n = b.n;
+            a->list_lens = (const uint32_t *)(const void *)p;
+            const char *q = (const char *)p + 4u * (size_t)b.n;
+            for (uint32_t j = 0; j < b.n; j++) {
+                lp[j] = q;
+                q += a->list_lens[j];
+            }
+            a->list = lp;
+            src->lists[which].n += b.n;
+        } else if (a->type == RK_ATTR_VECTOR) {
+            a->dim = b.n;
+            a->vec = (const float *)(const void *)p;
+        }
+    }
+    return 0;
+}
+
+/* Reads an entity by external id (or dense id); *found 0 when unknown.
+ * With the read cache on, an entity named by external id comes from the
+ * cache, or is read and offered to it. */
 static int read_entity(rk_feat_source *src, rk_entity e, const char *id,
                        size_t len, int has_dense, uint32_t dense,
                        rk_entity_view *v, int *found)
 {
     *found = 0;
     if (!src->r || (!id && !has_dense)) return 0;
+    int which = e == RK_ENTITY_ITEM, cached = FC_BYPASS;
+    fc_key ck = {0, 0};
+    if (src->cache && id) {
+        size_t n;
+        ck = rk__feat_cache_entity_key((uint8_t)e, id, len);
+        cached = rk__feat_cache_get(src->cache, ck, src->ver, src->blob[which],
+                                    src->blobcap, &n);
+        if (cached == FC_ABSENT) return 0;
+        if (cached == FC_HIT) {
+            int rc = blob_decode(src, which, v);
+            if (rc) return rk_err_set(src->err, rc, "features: out of memory");
+            *found = 1;
+            return 0;
+        }
+    }
     int rc = 0;
     if (!has_dense) rc = rk_reader_lookup(src->r, e, id, len, &dense);
     if (!rc) rc = rk_reader_entity(src->r, e, dense, v);
-    if (rc == RK_ENOTFOUND) return 0;
+    if (rc == RK_ENOTFOUND) {
+        if (cached == FC_MISS) rk__feat_cache_fill(src->cache, ck, src->ver, NULL, 0, 0);
+        return 0;
+    }
     if (rc) return reader_fail(src, rc, "entity read");
+    if (cached == FC_MISS) {
+        uint32_t max = which ? src->s->max_item_attr : src->s->max_user_attr;
+        size_t n = blob_encode(v, max, src->blob[which], src->blobcap);
+        if (n) rk__feat_cache_fill(src->cache, ck, src->ver, src->blob[which], n, 1);
+    }
     *found = 1;
     return 0;
 }
@@ -258,6 +456,46 @@ static int fetch_group(rk_feat_source *src, uint32_t gi)
         m->len = src->reclen[gi];
     }
     return rc;
+}
+
+/* Candidates ahead of the one being computed whose cache slots are
+ * prefetched: the probes of a request are independent, so their memory
+ * misses can overlap instead of queueing one after another. */
+#define PREFETCH_AHEAD 8
+
+/* Prefetches the cache slots item it will probe: its record and the
+ * aggregate keys that do not need its attributes. */
+static void prefetch_item(const rk_feat_source *src, const rk_feat_item *it)
+{
+    const rk_feat_spec *s = src->s;
+    if (!src->cache || !it->id) return;
+    if (s->uses_item_entity)
+        rk__feat_cache_prefetch(src->cache,
+                                rk__feat_cache_entity_key(RK_ENTITY_ITEM, it->id, it->len));
+    uint64_t ih = 0;
+    for (uint32_t gi = 0; gi < s->ngroups; gi++) {
+        const agroup *g = &s->g[gi];
+        if (!g->item_level || !g->has_item_part || g->uses_item_attr) continue;
+        uint64_t parts[FEAT_MAX_PARTS];
+        uint32_t k;
+        for (k = 0; k < g->nparts; k++) {
+            const kpart *kp = &g->part[k];
+            if (kp->kind == KP_ITEM) {
+                if (!ih) ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
+                parts[k] = ih;
+            } else if (kp->kind == KP_USER && src->has_user) {
+                parts[k] = src->uh;
+            } else if (kp->kind == KP_CTX && src->ctxok[gi][k]) {
+                parts[k] = src->ctxh[gi][k];
+            } else {
+                break;
+            }
+        }
+        if (k < g->nparts) continue;
+        unsigned char key[FEAT_KEY_LEN];
+        rk__feat_agg_key(g, parts, key);
+        rk__feat_cache_prefetch(src->cache, (fc_key){rk__rd64(key + 1), rk__rd64(key + 9)});
+    }
 }
 
 /* ---- raw extraction --------------------------------------------------------------- */
@@ -582,6 +820,9 @@ static int request_begin(rk_feat_source *src, const rk_feat_request *req,
     src->item = NULL;
     src->q_ready = 0;
     src->gen++;
+    rk_arena_reset(&src->arena);
+    src->cache = !src->st && src->r ? s->cache : NULL;
+    if (src->cache) src->ver = rk_reader_txn(src->r);
     src->cat.n = src->bag.n = 0;
     src->has_item = src->has_iv = src->has_uv = 0;
     json_decref(src->ctx);
@@ -687,8 +928,10 @@ int rk_feat_compute_batch(rk_feat_source *src, const rk_feat_request *req,
         return rk_err_set(err, RK_ESTATE, "features: the spec has transforms that "
                           "need fitting (rk_feat_fit)");
     int rc = request_begin(src, req, 1);
+    for (size_t i = 0; !rc && i < n && i < PREFETCH_AHEAD; i++) prefetch_item(src, &items[i]);
     for (size_t i = 0; !rc && i < (n ? n : 1); i++) {
         const rk_feat_item *it = n ? &items[i] : NULL;
+        if (i + PREFETCH_AHEAD < n) prefetch_item(src, &items[i + PREFETCH_AHEAD]);
         rc = item_begin(src, it);
         if (!rc) rc = item_extract(src);
         if (!rc && (rc = rk_fvec_reset(&out[i], s->ndense)))
@@ -715,9 +958,11 @@ int rk_feat_fetch(rk_feat_source *src, const rk_feat_request *req,
     int rc = request_begin(src, req, 0);
     for (uint32_t gi = 0; gi < s->ngroups; gi++)
         if (!s->g[gi].item_level && src->rec[gi]) cnt++;
+    for (size_t i = 0; !rc && i < n && i < PREFETCH_AHEAD; i++) prefetch_item(src, &items[i]);
     for (size_t i = 0; !rc && i < n; i++) {
         /* Only keys need the item's record; skip it otherwise. */
         const rk_feat_item *it = &items[i];
+        if (i + PREFETCH_AHEAD < n) prefetch_item(src, &items[i + PREFETCH_AHEAD]);
         src->item = it;
         src->has_item = it->id != NULL;
         src->has_iv = 0;

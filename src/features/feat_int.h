@@ -160,6 +160,7 @@ struct rk_feat_spec {
     int64_t ttl_ms;
     uint32_t admit_after, sketch_width, sketch_depth;
     uint64_t replay_max_keys;
+    uint64_t cache_keys, cache_mb; /* read cache bounds; 0 keys = off */
     uint32_t nfeat;
     feat *f;
     uint32_t ndense;
@@ -184,6 +185,7 @@ struct rk_feat_spec {
     size_t canon_len;
     uint64_t hash;
     feat_online *online;        /* set by rk_feat_attach */
+    struct feat_cache *cache;   /* read cache, set by rk_feat_attach */
 };
 
 /* ---- spec.c ---------------------------------------------------------- */
@@ -316,6 +318,36 @@ int rk__feat_json_str(const json_t *v, char buf[48], const char **p,
 json_t *rk__feat_json_parse(const char *p, size_t n);
 /* Frees the attached merge context (spec destruction). */
 void rk__feat_online_free(rk_feat_spec *s);
+
+/* ---- cache.c --------------------------------------------------------- */
+/* The online read cache (see cache.c for its coherence rules). Keys are
+ * two words: an aggregate key's layout and key hash, or an entity's
+ * external id hashed twice (rk__feat_cache_entity_key). */
+typedef struct feat_cache feat_cache;
+typedef struct fc_key {
+    uint64_t a, b;
+} fc_key;
+enum { FC_MISS = 0, FC_HIT = 1, FC_ABSENT = 2, FC_BYPASS = 3 };
+int rk__feat_cache_create(feat_cache **out, size_t max_keys, size_t max_bytes,
+                          size_t max_val);
+void rk__feat_cache_destroy(feat_cache *c);
+/* Probe for a reader whose snapshot is commit ver: FC_HIT (value copied to
+ * buf, *len bytes), FC_ABSENT (the key has no value), FC_MISS (read the
+ * store, then fill), FC_BYPASS (read the store, do not fill). A value
+ * longer than cap is a miss. Thread-safe. */
+int rk__feat_cache_get(feat_cache *c, fc_key k, uint64_t ver, void *buf,
+                       size_t cap, size_t *len);
+/* Offers the value read from snapshot ver (present 0: no value); refused
+ * when a later commit changed the key. Thread-safe. */
+void rk__feat_cache_fill(feat_cache *c, fc_key k, uint64_t ver, const void *val,
+                         size_t len, int present);
+/* The store's commit hook: drops the changed keys, then publishes txn. */
+void rk__feat_cache_commit(feat_cache *c, uint64_t txn,
+                           const rk_commit_change *ch, size_t n);
+/* Starts loading k's slot into the CPU cache (batched fetches). */
+void rk__feat_cache_prefetch(feat_cache *c, fc_key k);
+fc_key rk__feat_cache_entity_key(uint8_t entity, const void *id, size_t len);
+void rk__feat_cache_stats(feat_cache *c, rk_feat_cache_stats *o);
 
 /* ---- compute.c ------------------------------------------------------- */
 /* Aggregate record lookup of a source: *rec NULL when absent. */

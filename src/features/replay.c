@@ -995,7 +995,10 @@ static int ds_row(void *arg, const rk_row *row)
         group = rk_hash64(row->group, row->group_len, 0x67727031ull);
         if (!group) group = 1;
     }
-    if ((rc = rk_trainset_add(b->out, &b->x, (float)row->label, 1.0f, group, 0))) {
+    /* Dataset rows carry no time; their position in the set stands for it,
+     * so time splits and group ordering keep the file order. */
+    int64_t pos = (int64_t)rk_trainset_rows(b->out);
+    if ((rc = rk_trainset_add(b->out, &b->x, (float)row->label, 1.0f, group, pos))) {
         b->failed = 1;
         return rk_err_set(b->err, rc, "features: training set row %llu: %s",
                           (unsigned long long)row->seq, rk_strerror(rc));

@@ -18,6 +18,8 @@
 #define SPEC_MAGIC "RKFSPEC1"
 #define DEFAULT_HASH_BITS 20
 #define DEFAULT_REPLAY_KEYS 4000000u
+#define DEFAULT_CACHE_KEYS 1000000
+#define DEFAULT_CACHE_MB 1024
 
 const char *const rk__feat_kind_names[] = {
     "attribute", "column", "counter", "rate", "recency", "score", "context",
@@ -1127,6 +1129,8 @@ static int spec_alloc(rk_feat_spec **out, rk_err *err)
     s->sketch_width = 1u << 18;
     s->sketch_depth = 4;
     s->replay_max_keys = DEFAULT_REPLAY_KEYS;
+    s->cache_keys = DEFAULT_CACHE_KEYS;
+    s->cache_mb = DEFAULT_CACHE_MB;
     *out = s;
     return 0;
 }
@@ -1193,7 +1197,8 @@ int rk_feat_spec_from_conf(rk_feat_spec **out, const rk_conf_node *root,
     static const char *const top[] = {"hash_bits", "utc_offset_minutes", "state",
                                       "defs", NULL};
     static const char *const st[] = {"ttl", "admit_after", "sketch_width",
-                                     "sketch_depth", "replay_max_keys", NULL};
+                                     "sketch_depth", "replay_max_keys", "cache_keys",
+                                     "cache_mb", NULL};
     int64_t v;
     if ((rc = rk_conf_check_keys(fs, top, err))) goto fail;
     if ((rc = rk_conf_as_int_range(rk_conf_get(fs, "hash_bits"), DEFAULT_HASH_BITS,
@@ -1228,6 +1233,17 @@ int rk_feat_spec_from_conf(rk_feat_spec **out, const rk_conf_node *root,
                                    err)))
         goto fail;
     s->replay_max_keys = (uint64_t)v;
+    /* The read cache's bounds are serving settings, not part of the
+     * definition: they stay out of the canonical text and the schema hash,
+     * since they never change a computed value. */
+    if ((rc = rk_conf_as_int_range(rk_conf_get(sn, "cache_keys"), DEFAULT_CACHE_KEYS,
+                                   0, (int64_t)1 << 32, &v, err)))
+        goto fail;
+    s->cache_keys = (uint64_t)v;
+    if ((rc = rk_conf_as_int_range(rk_conf_get(sn, "cache_mb"), DEFAULT_CACHE_MB, 1,
+                                   (int64_t)1 << 20, &v, err)))
+        goto fail;
+    s->cache_mb = (uint64_t)v;
 
     const rk_conf_node *defs = rk_conf_get(fs, "defs");
     if (defs && rk_conf_node_type(defs) != RK_CONF_NULL &&

@@ -71,6 +71,8 @@ typedef struct lm_be {
     rk_buf merged;              /* a merge function's output */
     int kv_code;                /* rk code of a failed kv op, 0 = none */
     unsigned kv_table;          /* its table */
+    rk__changes *chg;           /* commit hook's change list, NULL = off */
+    uint64_t last_txn;          /* number of the last commit */
 } lm_be;
 
 typedef struct lm_rd {
@@ -528,6 +530,16 @@ static int apply_event(lm_be *be, MDB_txn *txn, rk__rd *r, rk_write_result *res)
     return 0;
 }
 
+/* Records a change for the commit hook; a failed push only marks the list
+ * incomplete, so a full list never fails a write. */
+static void note_change(lm_be *be, uint8_t kind, uint8_t table, uint8_t entity,
+                        const void *key, size_t len)
+{
+    if (!be->chg || be->chg->lost) return;
+    rk_commit_change c = {kind, table, entity, (uint32_t)len, key};
+    if (rk_vec_push(&be->chg->v, c)) be->chg->lost = 1;
+}
+
 static int apply_upsert(lm_be *be, MDB_txn *txn, rk__rd *r, int64_t now,
                         rk_write_result *res)
 {
@@ -551,6 +563,7 @@ static int apply_upsert(lm_be *be, MDB_txn *txn, rk__rd *r, int64_t now,
     if (rc) return MDB_CORRUPTED;
     count_flags(be, e, record_flags(&old), record_flags(&old) & ~RK_ENTITY_DELETED);
     if ((rc = put_record(be, txn, e, dense))) return rc;
+    note_change(be, RK_CHANGE_ENTITY, 0, (uint8_t)e, id, idlen);
     res->entities++;
     return 0;
 }
@@ -585,6 +598,7 @@ static int apply_flags(lm_be *be, MDB_txn *txn, rk__rd *r, int op, int64_t now,
     uint32_t before = record_flags(&old);
     count_flags(be, e, before, (before | set) & ~clear);
     if ((rc = put_record(be, txn, e, dense))) return rc;
+    note_change(be, RK_CHANGE_ENTITY, 0, (uint8_t)e, id, idlen);
     res->entities++;
     return 0;
 }
@@ -638,6 +652,7 @@ static int apply_kv(lm_be *be, MDB_txn *txn, rk__rd *r, int op)
     if (r->bad || klen == 0 || klen > RK_KV_KEY_MAX) return MDB_CORRUPTED;
     key[0] = (unsigned char)table;
     memcpy(key + 1, kp, klen);
+    note_change(be, RK_CHANGE_KV, (uint8_t)table, 0, kp, klen);
     MDB_val k = {(size_t)klen + 1, key}, v = {vlen, (void *)vp};
     if (op == RK__OP_KV_DEL) {
         int rc = mdb_del(txn, be->kv, &k, NULL);
@@ -731,6 +746,11 @@ static int lm_apply(void *p, const rk_batch *const *batches, size_t n,
     int64_t now = rk_clock_wall_ms();
     int rc = mdb_txn_begin(be->env, NULL, 0, &txn);
     if (rc) return lm_err(err, rc, "begin write");
+    uint64_t txn_id = (uint64_t)mdb_txn_id(txn);
+    if (be->chg) {
+        be->chg->v.n = 0;
+        be->chg->lost = 0;
+    }
     for (size_t b = 0; !rc && b < n; b++) {
         rk_write_result *res = &results[b];
         memset(res, 0, sizeof *res);
@@ -791,6 +811,7 @@ static int lm_apply(void *p, const rk_batch *const *batches, size_t n,
     }
     for (size_t i = 0; i < be->ds.n; i++) be->ds.v[i].dirty = 0;
     be->cnt_dirty = 0;
+    be->last_txn = txn_id;
     if (pending) {
         /* Publish new declarations only now that they are durable. */
         rk__schema_merge(be->schema, pending, NULL);
@@ -814,6 +835,26 @@ static int lm_reader_open(void *p, void **out, rk_err *err)
     }
     *out = rd;
     return 0;
+}
+
+static uint64_t lm_reader_txn(void *p)
+{
+    return (uint64_t)mdb_txn_id(((lm_rd *)p)->txn);
+}
+
+static void lm_set_changes(void *p, rk__changes *chg)
+{
+    ((lm_be *)p)->chg = chg;
+}
+
+static uint64_t lm_last_txn(void *p)
+{
+    lm_be *be = p;
+    MDB_envinfo info;
+    /* Before the first write of this process, ask the environment. */
+    if (!be->last_txn && mdb_env_info(be->env, &info) == 0)
+        be->last_txn = (uint64_t)info.me_last_txnid;
+    return be->last_txn;
 }
 
 static void lm_reader_close(void *p)
@@ -1091,6 +1132,9 @@ const rk__backend_ops rk__lmdb_backend = {
     .open = lm_open,
     .close = lm_close,
     .apply = lm_apply,
+    .set_changes = lm_set_changes,
+    .last_txn = lm_last_txn,
+    .reader_txn = lm_reader_txn,
     .sync = lm_sync,
     .reader_open = lm_reader_open,
     .reader_close = lm_reader_close,

@@ -56,6 +56,9 @@ struct rk_store {
     uint64_t last_sync_ns;   /* start of the last fsync (or attempt) */
     pthread_mutex_t declare_mu; /* one declarer at a time */
     rk__merge_op merge[RK_KV_TABLES]; /* key-value merge functions */
+    rk_commit_fn hook;       /* commit hook (writer thread), NULL = none */
+    void *hook_arg;
+    rk__changes changes;     /* the writer's change list for the hook */
 };
 
 struct rk_reader {
@@ -216,6 +219,13 @@ static void *writer_main(void *arg)
                 rk_log(s->opts.log, RK_LOG_ERROR, "store",
                        "group commit of %zu batches failed: %s", nb,
                        rk_err_msg(&err));
+            /* The hook runs after the commit is visible to new readers and
+             * before any producer of it is woken, so a cache it keeps is
+             * coherent by the time a write is acknowledged. */
+            else if (s->hook)
+                s->hook(s->hook_arg, s->ops->last_txn(s->be),
+                        s->changes.lost ? NULL : s->changes.v.v,
+                        s->changes.lost ? 0 : s->changes.v.n);
         }
         /* An explicit sync under everysec: fsync here, after this group's
          * commit, so that it covers every write acknowledged before it.
@@ -424,6 +434,7 @@ void rk_store_close(rk_store *s)
     stop_threads(s);
     s->ops->close(s->be);
     destroy_sync(s);
+    rk_vec_free(&s->changes.v);
     rk_schema_destroy(s->schema);
     rk_free(s->path);
     rk_free(s);
@@ -634,6 +645,23 @@ int rk_store_set_merge(rk_store *s, unsigned table, rk_kv_merge_fn fn,
     s->merge[table].fn = fn;
     s->merge[table].arg = arg;
     return 0;
+}
+
+int rk_store_set_commit_hook(rk_store *s, rk_commit_fn fn, void *arg)
+{
+    s->hook = fn;
+    s->hook_arg = arg;
+    s->changes.v.max = RK_COMMIT_CHANGES_MAX;
+    s->changes.v.n = 0;
+    s->changes.lost = 0;
+    s->ops->set_changes(s->be, fn ? &s->changes : NULL);
+    if (fn) fn(arg, s->ops->last_txn(s->be), NULL, 0);
+    return 0;
+}
+
+uint64_t rk_reader_txn(const rk_reader *r)
+{
+    return r->s->ops->reader_txn(r->rd);
 }
 
 int rk_reader_kv_get(rk_reader *r, unsigned table, const void *key,

@@ -37,6 +37,13 @@ typedef struct rk__merge_op {
     void *arg;
 } rk__merge_op;
 
+/* What one commit changed, for the commit hook. `lost` is set when an
+ * entry could not be recorded (the hook then reports "anything"). */
+typedef struct rk__changes {
+    RK_VEC(rk_commit_change) v;
+    int lost;
+} rk__changes;
+
 /* Event op flags, also used in the stored event record. */
 enum {
     RK__EV_VALUE = 1,
@@ -150,6 +157,13 @@ typedef struct rk__backend_ops {
      * and the backend's in-memory state is reset to the last commit. */
     int (*apply)(void *be, const rk_batch *const *batches, size_t n,
                  rk_write_result *results, rk_err *err);
+    /* Writer thread: from the next apply on, record its changes in chg
+     * (NULL: stop). Entries borrow the batches' buffers. */
+    void (*set_changes)(void *be, rk__changes *chg);
+    /* Number of the last commit (writer thread or no writes running). */
+    uint64_t (*last_txn)(void *be);
+    /* Commit number of a reader's snapshot. */
+    uint64_t (*reader_txn)(void *rd);
     /* Flushes to stable storage (everysec policy and rk_store_sync). */
     int (*sync)(void *be, rk_err *err);
 
