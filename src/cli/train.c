@@ -264,6 +264,10 @@ static const char train_usage[] =
 
 int cli_train(int argc, char **argv)
 {
+    /* Ranking models have their own driver (rank.c). */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--ranker") == 0 || strncmp(argv[i], "--ranker=", 9) == 0)
+            return cli_train_ranker(argc, argv);
     cli_common c = {0};
     const char *models_arg = NULL, *thr = NULL, *keep_arg = NULL;
     /* Model options are applied after the config, which they override;
