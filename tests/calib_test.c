@@ -405,24 +405,6 @@ TEST(bad_input)
     rk_calib_destroy(NULL);
 }
 
-#define FAIL_LOOP(call, cleanup, max_iter)                                     \
-    do {                                                                       \
-        int done = 0;                                                          \
-        for (uint64_t nth = 1; nth < (max_iter) && !done; nth++) {            \
-            rk_mem_fail_at(nth, 0);                                            \
-            int rc = (call);                                                   \
-            rk_mem_fail_at(0, 0);                                              \
-            if (rc == 0) {                                                     \
-                done = 1;                                                      \
-                cleanup;                                                       \
-            } else if (rc != RK_ENOMEM) {                                      \
-                fprintf(stderr, "  allocation %llu: %s\n",                     \
-                        (unsigned long long)nth, rk_errname(rc));              \
-                CHECK(rc == RK_ENOMEM);                                        \
-            }                                                                  \
-        }                                                                      \
-        CHECK(done);                                                           \
-    } while (0)
 
 TEST(allocation_failures)
 {
@@ -438,14 +420,14 @@ TEST(allocation_failures)
     for (int m = 0; m < 3; m++) {
         prm.method = (rk_calib_method)m;
         rk_calib *c = NULL, *l = NULL;
-        FAIL_LOOP(rk_calib_create(&c, &prm, &err), (void)0, 10);
+        RK_FAIL_LOOP(rk_calib_create(&c, &prm, &err), (void)0, 10);
         float before = rk_calib_apply(c, 0.3f);
-        FAIL_LOOP(rk_calib_fit(c, q, y, NULL, 50, &err), (void)0, 10);
+        RK_FAIL_LOOP(rk_calib_fit(c, q, y, NULL, 50, &err), (void)0, 10);
         CHECK(m == 0 || rk_calib_apply(c, 0.3f) != before);
         rk_buf b;
         rk_buf_init(&b, 0);
-        FAIL_LOOP(rk_calib_save(c, &b, &err), (void)0, 10);
-        FAIL_LOOP(rk_calib_load(&l, b.data, b.len, &err), (void)0, 10);
+        RK_FAIL_LOOP(rk_calib_save(c, &b, &err), (void)0, 10);
+        RK_FAIL_LOOP(rk_calib_load(&l, b.data, b.len, &err), (void)0, 10);
         rk_calib_destroy(l);
         rk_calib_destroy(c);
         rk_buf_free(&b);

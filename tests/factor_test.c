@@ -945,26 +945,6 @@ TEST(ease_save_load)
 
 /* ---- allocation failure ------------------------------------------------------ */
 
-/* Fails the 1st, 2nd, ... allocation of fn until it succeeds; every failure
- * must be a clean RK_ENOMEM and (checked by the harness) leak nothing. */
-#define FAIL_LOOP(call, cleanup, max_iter)                                     \
-    do {                                                                       \
-        int done = 0;                                                          \
-        for (uint64_t nth = 1; nth < (max_iter) && !done; nth++) {            \
-            rk_mem_fail_at(nth, 0);                                            \
-            int rc = (call);                                                   \
-            rk_mem_fail_at(0, 0);                                              \
-            if (rc == 0) {                                                     \
-                done = 1;                                                      \
-                cleanup;                                                       \
-            } else if (rc != RK_ENOMEM) {                                      \
-                fprintf(stderr, "  allocation %llu: %s\n",                     \
-                        (unsigned long long)nth, rk_errname(rc));              \
-                CHECK(rc == RK_ENOMEM);                                        \
-            }                                                                  \
-        }                                                                      \
-        CHECK(done);                                                           \
-    } while (0)
 
 TEST(ials_train_allocation_failures)
 {
@@ -979,18 +959,18 @@ TEST(ials_train_allocation_failures)
         o.threads = threads;
         for (int solver = 0; solver < 2; solver++) {
             o.solver = (rk_ials_solver)solver;
-            FAIL_LOOP(rk_ials_train(m, &o, &md, &err), (rk_ials_free(md), md = NULL), 400);
+            RK_FAIL_LOOP(rk_ials_train(m, &o, &md, &err), (rk_ials_free(md), md = NULL), 400);
         }
     }
     /* train_more, solve_users and fold-in fail cleanly too and leave a
      * usable model. */
     o.threads = 2;
     CHECK_OK(rk_ials_train(m, &o, &md, &err));
-    FAIL_LOOP(rk_ials_train_more(md, m, NULL, 1, &err), (void)0, 400);
-    FAIL_LOOP(rk_ials_solve_users(md, m, &err), (void)0, 400);
+    RK_FAIL_LOOP(rk_ials_train_more(md, m, NULL, 1, &err), (void)0, 400);
+    RK_FAIL_LOOP(rk_ials_solve_users(md, m, &err), (void)0, 400);
     uint32_t h[] = {1, 2, 3};
     float x[12];
-    FAIL_LOOP(rk_ials_fold_in(md, h, NULL, 3, x, &err), (void)0, 100);
+    RK_FAIL_LOOP(rk_ials_fold_in(md, h, NULL, 3, x, &err), (void)0, 100);
     for (int c = 0; c < 12; c++) CHECK(isfinite(x[c]));
     rk_ials_free(md);
     rk_interactions_free(m);
@@ -1006,11 +986,11 @@ TEST(ease_and_load_allocation_failures)
     rk_ease_model *e = NULL;
     rk_ials_model *md = NULL;
     rk_err err = {0};
-    FAIL_LOOP(rk_ease_train(m, NULL, &e, &err), (void)0, 100);
+    RK_FAIL_LOOP(rk_ease_train(m, NULL, &e, &err), (void)0, 100);
     CHECK_OK(rk_ease_save(e, p2, &err));
     rk_ease_free(e);
     e = NULL;
-    FAIL_LOOP(rk_ease_load(p2, &e, &err), (rk_ease_free(e), e = NULL), 100);
+    RK_FAIL_LOOP(rk_ease_load(p2, &e, &err), (rk_ease_free(e), e = NULL), 100);
     rk_ials_opts o;
     small_opts(&o);
     o.iterations = 1;
@@ -1018,7 +998,7 @@ TEST(ease_and_load_allocation_failures)
     CHECK_OK(rk_ials_save(md, p1, &err));
     rk_ials_free(md);
     md = NULL;
-    FAIL_LOOP(rk_ials_load(p1, &md, &err), (rk_ials_free(md), md = NULL), 100);
+    RK_FAIL_LOOP(rk_ials_load(p1, &md, &err), (rk_ials_free(md), md = NULL), 100);
     rk_interactions_free(m);
     rk_test_rmdir(dir);
 }

@@ -458,36 +458,18 @@ TEST(invalid_input)
     rk_fm_destroy(NULL);
 }
 
-#define FAIL_LOOP(call, cleanup, max_iter)                                     \
-    do {                                                                       \
-        int done = 0;                                                          \
-        for (uint64_t nth = 1; nth < (max_iter) && !done; nth++) {            \
-            rk_mem_fail_at(nth, 0);                                            \
-            int rc = (call);                                                   \
-            rk_mem_fail_at(0, 0);                                              \
-            if (rc == 0) {                                                     \
-                done = 1;                                                      \
-                cleanup;                                                       \
-            } else if (rc != RK_ENOMEM) {                                      \
-                fprintf(stderr, "  allocation %llu: %s\n",                     \
-                        (unsigned long long)nth, rk_errname(rc));              \
-                CHECK(rc == RK_ENOMEM);                                        \
-            }                                                                  \
-        }                                                                      \
-        CHECK(done);                                                           \
-    } while (0)
 
 TEST(allocation_failures)
 {
     rk_err err = {0};
     rk_fm *m = NULL, *l = NULL;
-    FAIL_LOOP(rk_fm_create(&m, 500, NULL, &err), (rk_fm_destroy(m), m = NULL), 10);
+    RK_FAIL_LOOP(rk_fm_create(&m, 500, NULL, &err), (rk_fm_destroy(m), m = NULL), 10);
     rk_buf b;
     rk_buf_init(&b, 0);
     m = trained_fm(100, RK_FM_ADAGRAD, NULL);
     CHECK(m);
-    FAIL_LOOP(rk_fm_save(m, &b, &err), (void)0, 10);
-    FAIL_LOOP(rk_fm_load(&l, b.data, b.len, &err), (rk_fm_destroy(l), l = NULL), 10);
+    RK_FAIL_LOOP(rk_fm_save(m, &b, &err), (void)0, 10);
+    RK_FAIL_LOOP(rk_fm_load(&l, b.data, b.len, &err), (rk_fm_destroy(l), l = NULL), 10);
     xdata d;
     xor_make(&d, 50, 6);
     for (size_t i = 0; i < d.n * 4; i++) d.idx[i] %= 100;
@@ -495,16 +477,16 @@ TEST(allocation_failures)
     rk_fm_train_opts o;
     rk_fm_train_opts_default(&o);
     o.epochs = 2;
-    FAIL_LOOP(rk_fm_train(m, &s, &s, &o, NULL, &err), (void)0, 10);
+    RK_FAIL_LOOP(rk_fm_train(m, &s, &s, &o, NULL, &err), (void)0, 10);
     /* Long examples: merging repeats (n > 256) and finding them
      * (n > 4096) may allocate. */
     uint32_t *idx = malloc(5000 * sizeof *idx);
     for (uint32_t k = 0; k < 5000; k++) idx[k] = k % 100;
     rk_sparse big = {idx, NULL, 300}, huge = {idx, NULL, 5000};
     float p;
-    FAIL_LOOP(rk_fm_predict(m, &big, &p), (void)0, 10);
-    FAIL_LOOP(rk_fm_predict(m, &huge, &p), (void)0, 10);
-    FAIL_LOOP(rk_fm_update(m, &huge, 1.0f, 1.0f, &p), (void)0, 10);
+    RK_FAIL_LOOP(rk_fm_predict(m, &big, &p), (void)0, 10);
+    RK_FAIL_LOOP(rk_fm_predict(m, &huge, &p), (void)0, 10);
+    RK_FAIL_LOOP(rk_fm_update(m, &huge, 1.0f, 1.0f, &p), (void)0, 10);
     free(idx);
     xor_free(&d);
     rk_fm_destroy(m);

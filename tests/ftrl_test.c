@@ -650,39 +650,19 @@ TEST(load_refuses_damage)
 
 /* ---- allocation failures ----------------------------------------------------------- */
 
-/* Fails the 1st, 2nd, ... allocation of call until it succeeds; every
- * failure must be a clean RK_ENOMEM (the harness checks for leaks). */
-#define FAIL_LOOP(call, cleanup, max_iter)                                     \
-    do {                                                                       \
-        int done = 0;                                                          \
-        for (uint64_t nth = 1; nth < (max_iter) && !done; nth++) {            \
-            rk_mem_fail_at(nth, 0);                                            \
-            int rc = (call);                                                   \
-            rk_mem_fail_at(0, 0);                                              \
-            if (rc == 0) {                                                     \
-                done = 1;                                                      \
-                cleanup;                                                       \
-            } else if (rc != RK_ENOMEM) {                                      \
-                fprintf(stderr, "  allocation %llu: %s\n",                     \
-                        (unsigned long long)nth, rk_errname(rc));              \
-                CHECK(rc == RK_ENOMEM);                                        \
-            }                                                                  \
-        }                                                                      \
-        CHECK(done);                                                           \
-    } while (0)
 
 TEST(allocation_failures)
 {
     rk_err err = {0};
     rk_ftrl *m = NULL;
-    FAIL_LOOP(rk_ftrl_create(&m, 1000, NULL, &err), (rk_ftrl_destroy(m), m = NULL), 10);
+    RK_FAIL_LOOP(rk_ftrl_create(&m, 1000, NULL, &err), (rk_ftrl_destroy(m), m = NULL), 10);
     rk_buf b;
     rk_buf_init(&b, 0);
     m = trained(300, 1, NULL);
     CHECK(m);
-    FAIL_LOOP(rk_ftrl_save(m, &b, &err), (void)0, 10);
+    RK_FAIL_LOOP(rk_ftrl_save(m, &b, &err), (void)0, 10);
     rk_ftrl *l = NULL;
-    FAIL_LOOP(rk_ftrl_load(&l, b.data, b.len, &err), (rk_ftrl_destroy(l), l = NULL), 10);
+    RK_FAIL_LOOP(rk_ftrl_load(&l, b.data, b.len, &err), (rk_ftrl_destroy(l), l = NULL), 10);
     /* Shuffled training allocates its order; a long repeating example
      * allocates its merge. Neither changes the model when it fails. */
     synth s;
@@ -691,7 +671,7 @@ TEST(allocation_failures)
     rk_ftrl_train_opts o;
     rk_ftrl_train_opts_default(&o);
     o.shuffle = 1;
-    FAIL_LOOP(rk_ftrl_train(m, &d, &o, NULL, &err), (void)0, 10);
+    RK_FAIL_LOOP(rk_ftrl_train(m, &d, &o, NULL, &err), (void)0, 10);
     uint32_t idx[300];
     for (uint32_t k = 0; k < 300; k++) idx[k] = k % 150;
     rk_sparse x = {idx, NULL, 300};

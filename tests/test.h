@@ -184,4 +184,27 @@ const char *rk_test_shared_data(void);
 #define RK__FE_63(a, ...) RK__TC(a) RK__FE_62(__VA_ARGS__)
 #define RK__FE_64(a, ...) RK__TC(a) RK__FE_63(__VA_ARGS__)
 
+/* Fails the 1st, 2nd, ... allocation of `call` until it succeeds, at
+ * most max_iter tries; every failure must be a clean RK_ENOMEM (and,
+ * checked by the harness, leak nothing). `cleanup` runs after the
+ * successful call. */
+#define RK_FAIL_LOOP(call, cleanup, max_iter)                                  \
+    do {                                                                       \
+        int done = 0;                                                          \
+        for (uint64_t nth = 1; nth < (max_iter) && !done; nth++) {            \
+            rk_mem_fail_at(nth, 0);                                            \
+            int rc = (call);                                                   \
+            rk_mem_fail_at(0, 0);                                              \
+            if (rc == 0) {                                                     \
+                done = 1;                                                      \
+                cleanup;                                                       \
+            } else if (rc != RK_ENOMEM) {                                      \
+                fprintf(stderr, "  allocation %llu: %s\n",                     \
+                        (unsigned long long)nth, rk_errname(rc));              \
+                CHECK(rc == RK_ENOMEM);                                        \
+            }                                                                  \
+        }                                                                      \
+        CHECK(done);                                                           \
+    } while (0)
+
 #endif
