@@ -380,21 +380,25 @@ static void kv_floor(rk_store *st, int reps, double *p50, double *p99)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: features [--smoke] [--requests N] [--items N] [--events N]\n"
+               "                [--path lmdb|cache_cold|cache_warm]\n"
                "  --requests N  timed requests of 500 items per configuration (2000)\n"
                "  --items N     catalog size (100000)\n"
                "  --events N    events written before timing (1000000)\n"
+               "  --path P      time only read path P: lmdb, cache_cold or cache_warm\n"
                "  --smoke       tiny run of every code path (make test)\n");
 }
 
 int main(int argc, char **argv)
 {
     int smoke = 0, requests = 2000;
+    const char *only = NULL; /* --path: profile one read path */
     long items = 100000, events = 1000000;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--smoke")) smoke = 1;
         else if (!strcmp(argv[i], "--requests") && i + 1 < argc) requests = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--items") && i + 1 < argc) items = atol(argv[++i]);
         else if (!strcmp(argv[i], "--events") && i + 1 < argc) events = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--path") && i + 1 < argc) only = argv[++i];
         else {
             usage(strcmp(argv[i], "--help") ? stderr : stdout);
             return strcmp(argv[i], "--help") ? 2 : 0;
@@ -513,6 +517,7 @@ int main(int argc, char **argv)
             rk_feat_source_destroy(w);
         }
         for (int dense = 1; dense >= 0; dense--) {
+            if (only && strcmp(only, paths[path])) continue;
             /* Cold: few requests, so that most of their keys are first
              * reads (a fresh cache per item-id mode). */
             int nreq = path == COLD ? (requests < 100 ? requests : 100) : requests;

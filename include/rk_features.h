@@ -329,7 +329,9 @@ void rk_feat_online_stats_get(const rk_feat_spec *spec,
  * exactly what the reader's snapshot holds, so vectors are the same bit
  * for bit with the cache on or off. It serves readers of the store the
  * spec is attached to; sources bound to a replay state never use it.
- * Thread-safe (sharded, a mutex per shard).
+ * Thread-safe (sharded, a mutex per shard; a request's candidate keys
+ * take each shard's mutex once). The slot arrays grow with the entries,
+ * so memory follows what is cached, within the two bounds.
  */
 typedef struct rk_feat_cache_stats {
     size_t entries, max_entries;       /* records and absent keys held */

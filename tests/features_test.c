@@ -11,6 +11,7 @@
 
 #include "rk_features.h"
 #include "rk_store.h"
+#include "features/feat_int.h"
 #include "test.h"
 
 #define HOUR 3600000LL
@@ -1710,6 +1711,79 @@ TEST(cache_concurrent_readers_and_writer)
     env_close(&e);
 }
 
+/* The cache's slot arrays start small and grow with the entries; batched
+ * probes (one lock per shard) return what single probes return: every
+ * filled value byte for byte, absent keys as absent, invalidated and
+ * never-filled keys as misses, entries newer than the reader as misses. */
+TEST(cache_growth_and_batch_probe)
+{
+    enum { NK = 20000 };
+    feat_cache *c;
+    CHECK_OK(rk__feat_cache_create(&c, 100000, (size_t)64 << 20, 4096));
+    /* Commit 2 starts the cache (fills from older snapshots are refused);
+     * commit 5 changes nothing and publishes 5. */
+    rk_commit_change none = {0};
+    rk__feat_cache_commit(c, 2, NULL, 0);
+    rk__feat_cache_commit(c, 5, &none, 0);
+    rk_feat_cache_stats cs0, cs1;
+    rk__feat_cache_stats(c, &cs0);
+    unsigned char val[200];
+    for (uint32_t i = 0; i < NK; i++) {
+        fc_key k = {rk__mix64(i + 1), rk__mix64(i + 7) | 1};
+        size_t len = 1 + i % sizeof val;
+        for (size_t j = 0; j < len; j++) val[j] = (unsigned char)(i * 31 + j);
+        /* Every 7th key absent; every 11th read from commit 5 (newer than
+         * the probing reader's 4 below, so a miss for it). */
+        rk__feat_cache_fill(c, k, i % 11 == 0 ? 5 : 3, val, len, i % 7 != 0);
+    }
+    rk__feat_cache_stats(c, &cs1);
+    CHECK_EQ_INT((int)cs1.entries, NK);
+    CHECK(cs1.bytes > cs0.bytes && cs0.bytes < ((size_t)1 << 20));
+    /* One key invalidated by commit 5. */
+    unsigned char akey[FEAT_KEY_LEN] = {'A'};
+    rk__le64(akey + 1, rk__mix64(1 + 1));
+    rk__le64(akey + 9, rk__mix64(1 + 7) | 1);
+    rk_commit_change ch = {0};
+    ch.kind = RK_CHANGE_KV;
+    ch.table = RK_KV_AGG;
+    ch.key = akey;
+    ch.len = FEAT_KEY_LEN;
+    rk__feat_cache_commit(c, 6, &ch, 1);
+    fc_get *q = rk_calloc(NK + 100, sizeof *q);
+    CHECK(q != NULL);
+    rk_arena a;
+    rk_arena_init(&a, 64 << 10, (size_t)64 << 20);
+    for (uint32_t i = 0; i < NK + 100; i++) {
+        q[i].k = (fc_key){rk__mix64(i + 1), rk__mix64(i + 7) | 1};
+        q[i].rc = FC_MISS;
+    }
+    rk__feat_cache_get_many(c, 4, q, NK + 100, &a);
+    int bad = 0;
+    for (uint32_t i = 0; i < NK + 100; i++) {
+        int want = i >= NK || i == 1 || i % 11 == 0 ? FC_MISS
+                   : i % 7 == 0                     ? FC_ABSENT
+                                                    : FC_HIT;
+        if (q[i].rc != want) bad++;
+        if (want != FC_HIT) continue;
+        size_t len = 1 + i % sizeof val;
+        if (q[i].len != len) bad++;
+        for (size_t j = 0; j < len && q[i].len == len; j++)
+            if (q[i].val[j] != (unsigned char)(i * 31 + j)) bad++;
+        /* The single probe agrees. */
+        size_t n1;
+        if (rk__feat_cache_get(c, q[i].k, 4, val, sizeof val, &n1) != FC_HIT || n1 != len)
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* A reader newer than the last published commit bypasses. */
+    q[2].rc = FC_MISS;
+    rk__feat_cache_get_many(c, 7, q + 2, 1, &a);
+    CHECK_EQ_INT(q[2].rc, FC_BYPASS);
+    rk_arena_free(&a);
+    rk_free(q);
+    rk__feat_cache_destroy(c);
+}
+
 int main(int argc, char **argv)
 {
     RK_TEST_MAIN(argc, argv, numeric_transforms, categorical_transforms, tokenizer,
@@ -1720,5 +1794,5 @@ int main(int argc, char **argv)
                  trainset_from_dataset_default_spec, spec_save_load_and_hash,
                  fitted_spec_roundtrip, batch_event_all_or_nothing, alloc_failures,
                  cache_coherent_with_writes, cache_eviction_tiny_capacity,
-                 cache_concurrent_readers_and_writer);
+                 cache_concurrent_readers_and_writer, cache_growth_and_batch_probe);
 }

@@ -26,7 +26,16 @@
  *
  * Threads: request threads probe and fill concurrently, the writer thread
  * invalidates; each shard has its own mutex, held for a probe and a copy
- * of the value (a few hundred bytes), never across a store read.
+ * of the value (a few hundred bytes), never across a store read. A
+ * request's candidate keys are probed together (rk__feat_cache_get_many):
+ * sorted by shard, each shard's lock is taken once for all its keys, and
+ * slots and values are prefetched ahead so their memory misses overlap.
+ *
+ * Memory: a shard's slot array starts small and doubles (rehashing under
+ * the shard's lock) while it holds more than half its slots, up to twice
+ * the shard's key bound, so a small deployment pays for the keys it holds.
+ * The array pointer and mask are read without the lock only to prefetch:
+ * a stale pair at worst prefetches a freed line, which never faults.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,6 +45,7 @@
 
 #define SHARD_BITS 6
 #define NSHARDS (1u << SHARD_BITS)
+#define INIT_SLOTS 64u      /* slots per shard before the first growth */
 
 typedef struct fc_ent {
     uint64_t a, b;          /* key; a == 0 && b == 0 marks an empty slot */
@@ -47,8 +57,9 @@ typedef struct fc_ent {
 
 typedef struct fc_shard {
     pthread_mutex_t mu;
-    fc_ent *slot;
+    fc_ent *slot;           /* mask + 1 slots; replaced when it grows */
     uint32_t mask, n, max, hand;
+    uint32_t max_mask;      /* the array's final size - 1 */
     uint64_t *stamp;        /* invalidation stamps, stamp_mask + 1 */
     uint32_t stamp_mask;
     uint64_t floor;         /* fills below this commit are refused */
@@ -92,19 +103,19 @@ int rk__feat_cache_create(feat_cache **out, size_t max_keys, size_t max_bytes,
     c->max_val = max_val;
     size_t per = (max_keys + NSHARDS - 1) / NSHARDS;
     if (per < 1) per = 1;
-    /* Slots at load factor <= 1/2 keep linear probes short. */
+    /* Slots at load factor <= 1/2 keep linear probes short. The arrays
+     * start at INIT_SLOTS and grow with the entries (grow()). */
     uint32_t cap = 8;
     while (cap < 2 * per) cap <<= 1;
-    uint32_t ns = 64;
-    while (ns < per) ns <<= 1;
+    uint32_t init = cap < INIT_SLOTS ? cap : INIT_SLOTS;
     for (uint32_t i = 0; i < NSHARDS; i++) {
         fc_shard *s = &c->sh[i];
         pthread_mutex_init(&s->mu, NULL);
-        s->slot = rk_calloc(cap, sizeof *s->slot);
-        if (s->slot) advise_huge(s->slot, (size_t)cap * sizeof *s->slot);
-        s->stamp = rk_calloc(ns, sizeof *s->stamp);
-        s->mask = cap - 1;
-        s->stamp_mask = ns - 1;
+        s->slot = rk_calloc(init, sizeof *s->slot);
+        s->stamp = rk_calloc(init, sizeof *s->stamp);
+        s->mask = init - 1;
+        s->max_mask = cap - 1;
+        s->stamp_mask = init - 1;
         s->max = (uint32_t)per;
         s->max_bytes = max_bytes / NSHARDS;
         if (!s->slot || !s->stamp) {
@@ -139,6 +150,39 @@ static uint32_t probe(const fc_shard *s, fc_key k, uint64_t h)
     while (!empty(&s->slot[i]) && (s->slot[i].a != k.a || s->slot[i].b != k.b))
         i = (i + 1) & s->mask;
     return i;
+}
+
+/* Doubles s's slot array and its stamp table. Each new stamp starts as
+ * the old stamp its keys mapped to (index & old mask), so no key's stamp
+ * goes down. 0 on success; on failure the shard keeps its old arrays. */
+static int grow(fc_shard *s)
+{
+    uint32_t ncap = (s->mask + 1) * 2;
+    fc_ent *ns = rk_calloc(ncap, sizeof *ns);
+    uint64_t *nt = rk_calloc(ncap, sizeof *nt);
+    if (!ns || !nt) {
+        rk_free(ns);
+        rk_free(nt);
+        return RK_ENOMEM;
+    }
+    if ((size_t)ncap * sizeof *ns >= ((size_t)4 << 20)) advise_huge(ns, (size_t)ncap * sizeof *ns);
+    for (uint32_t i = 0; i < ncap; i++) nt[i] = s->stamp[i & s->stamp_mask];
+    for (uint32_t j = 0; j <= s->mask; j++) {
+        const fc_ent *e = &s->slot[j];
+        if (empty(e)) continue;
+        uint32_t i = (uint32_t)key_hash((fc_key){e->a, e->b}) & (ncap - 1);
+        while (!empty(&ns[i])) i = (i + 1) & (ncap - 1);
+        ns[i] = *e;
+    }
+    rk_free(s->slot);
+    rk_free(s->stamp);
+    /* Published with atomic stores for the lock-free prefetch. */
+    __atomic_store_n(&s->slot, ns, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->mask, ncap - 1, __ATOMIC_RELAXED);
+    s->stamp = nt;
+    s->stamp_mask = ncap - 1;
+    s->hand = 0;
+    return 0;
 }
 
 /* Frees slot i's value and closes the gap by backward shift, so probes
@@ -191,13 +235,20 @@ static fc_shard *shard_of(feat_cache *c, uint64_t h)
     return &c->sh[h >> (64 - SHARD_BITS)];
 }
 
+/* Prefetches the home slot of hash h without the lock: the array may be
+ * replaced meanwhile (see the file comment), and a prefetch of a stale
+ * address never faults. */
+static void prefetch_home(feat_cache *c, uint64_t h)
+{
+    fc_shard *s = shard_of(c, h);
+    fc_ent *slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
+    uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
+    __builtin_prefetch(&slot[(uint32_t)h & mask]);
+}
+
 void rk__feat_cache_prefetch(feat_cache *c, fc_key k)
 {
-    /* slot and mask never change after creation: no lock needed to find
-     * the line, and a prefetch reads nothing. */
-    uint64_t h = key_hash(k);
-    const fc_shard *s = shard_of(c, h);
-    __builtin_prefetch(&s->slot[(uint32_t)h & s->mask]);
+    prefetch_home(c, key_hash(k));
 }
 
 int rk__feat_cache_get(feat_cache *c, fc_key k, uint64_t ver, void *buf,
@@ -223,6 +274,81 @@ int rk__feat_cache_get(feat_cache *c, fc_key k, uint64_t ver, void *buf,
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+/* Distances, in keys, of the two prefetch stages of a batch: the home
+ * slot PF_SLOT keys ahead, then (once it has arrived, and under the
+ * shard's lock so the entry is stable) the value PF_VAL keys ahead. */
+#define PF_SLOT 16
+#define PF_VAL 6
+
+void rk__feat_cache_get_many(feat_cache *c, uint64_t ver, fc_get *q, size_t n,
+                             rk_arena *arena)
+{
+    if (!n) return;
+    if (ver > atomic_load_explicit(&c->applied, memory_order_acquire)) {
+        size_t live = 0;
+        for (size_t i = 0; i < n; i++)
+            if (q[i].rc == FC_MISS) {
+                q[i].rc = FC_BYPASS;
+                live++;
+            }
+        atomic_fetch_add_explicit(&c->bypassed, live, memory_order_relaxed);
+        return;
+    }
+    /* Counting sort of the live queries by shard. */
+    uint32_t cnt[NSHARDS + 1];
+    memset(cnt, 0, sizeof cnt);
+    for (size_t i = 0; i < n; i++)
+        if (q[i].rc == FC_MISS) {
+            q[i].h = key_hash(q[i].k);
+            cnt[(q[i].h >> (64 - SHARD_BITS)) + 1]++;
+        }
+    for (uint32_t i = 0; i < NSHARDS; i++) cnt[i + 1] += cnt[i];
+    size_t m = cnt[NSHARDS];
+    uint32_t *ord = rk_arena_alloc(arena, (m ? m : 1) * sizeof *ord);
+    if (!ord) return; /* every query stays a miss */
+    uint32_t pos[NSHARDS];
+    memcpy(pos, cnt, sizeof pos);
+    for (size_t i = 0; i < n; i++)
+        if (q[i].rc == FC_MISS) ord[pos[q[i].h >> (64 - SHARD_BITS)]++] = (uint32_t)i;
+    for (size_t j = 0; j < m && j < PF_SLOT; j++) prefetch_home(c, q[ord[j]].h);
+    for (uint32_t si = 0; si < NSHARDS; si++) {
+        size_t j0 = cnt[si], j1 = cnt[si + 1];
+        if (j0 == j1) continue;
+        fc_shard *s = &c->sh[si];
+        pthread_mutex_lock(&s->mu);
+        for (size_t j = j0; j < j1; j++) {
+            if (j + PF_SLOT < m) prefetch_home(c, q[ord[j + PF_SLOT]].h);
+            if (j + PF_VAL < j1) {
+                /* Same shard, lock held: the home slot is stable. */
+                const fc_get *x = &q[ord[j + PF_VAL]];
+                const fc_ent *e = &s->slot[(uint32_t)x->h & s->mask];
+                if (e->a == x->k.a && e->b == x->k.b && e->data) {
+                    __builtin_prefetch(e->data);
+                    if (e->len > 64) __builtin_prefetch(e->data + 64);
+                }
+            }
+            fc_get *g = &q[ord[j]];
+            fc_ent *e = &s->slot[probe(s, g->k, g->h)];
+            if (!empty(e) && e->ver <= ver) {
+                unsigned char *d = rk_arena_alloc(arena, e->len);
+                if (!d) {
+                    s->misses++;
+                    continue;
+                }
+                if (e->len) memcpy(d, e->data, e->len);
+                g->val = d;
+                g->len = e->len;
+                g->rc = e->present ? FC_HIT : FC_ABSENT;
+                e->ref = 1;
+                s->hits++;
+            } else {
+                s->misses++;
+            }
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 void rk__feat_cache_fill(feat_cache *c, fc_key k, uint64_t ver, const void *val,
@@ -268,6 +394,17 @@ void rk__feat_cache_fill(feat_cache *c, fc_key k, uint64_t ver, const void *val,
             return;
         }
         i = probe(s, k, h); /* eviction moved entries */
+    }
+    if (2 * (s->n + 1) > s->mask + 1 && s->mask < s->max_mask) {
+        /* Over half full: grow. Without memory the shard stays as it is
+         * and the fill is dropped once the array is 3/4 full. */
+        if (!grow(s)) {
+            i = probe(s, k, h);
+        } else if (4 * (s->n + 1) > 3 * (s->mask + 1)) {
+            pthread_mutex_unlock(&s->mu);
+            rk_free(d);
+            return;
+        }
     }
     fc_ent *e = &s->slot[i];
     e->a = k.a;

@@ -76,6 +76,15 @@ struct rk_feat_source {
     unsigned char *blob[2];               /* entity blobs: user, item */
     rk_attr_val *vals[2];                 /* their decoded attributes */
     RK_VEC(const char *) lists[2];        /* list attribute pointers */
+    /* The candidates' cache probes, made in one batch before the item
+     * loop (batch_probe): per item bstride queries, the item's record
+     * first when bent, then one per item-level group with a column in
+     * gcol (-1: probed one by one). NULL when the request is not batched. */
+    fc_get *bq;
+    size_t bq_n, cur;                     /* items in bq; the current one */
+    uint32_t bstride;
+    uint8_t bent;
+    int32_t *gcol;
 };
 
 /* Entities whose encoded used attributes exceed this are not cached. */
@@ -104,6 +113,7 @@ int rk_feat_source_create(rk_feat_source **out, const rk_feat_spec *s)
     src->memo = rk_calloc(MEMO_SLOTS, sizeof *src->memo);
     src->ctxh = rk_calloc(ng, sizeof *src->ctxh);
     src->ctxok = rk_calloc(ng, sizeof *src->ctxok);
+    src->gcol = rk_calloc(ng, sizeof *src->gcol);
     src->blobcap = FEAT_ENT_BLOB_MAX;
     for (int i = 0; i < 2; i++) {
         src->blob[i] = rk_malloc(src->blobcap);
@@ -117,7 +127,7 @@ int rk_feat_source_create(rk_feat_source **out, const rk_feat_spec *s)
     src->bag.max = RK_FVEC_MAX_SPARSE;
     if (!src->num || !src->c0 || !src->cn || !src->b0 || !src->bn || !src->rec ||
         !src->reclen || !src->keyed || !src->upos || !src->ipos || !src->rownum ||
-        !src->rowcat || !src->rowcatlen || !src->memo || !src->ctxh || !src->ctxok ||
+        !src->rowcat || !src->rowcatlen || !src->memo || !src->ctxh || !src->ctxok || !src->gcol ||
         !src->blob[0] || !src->blob[1] || !src->vals[0] || !src->vals[1]) {
         rk_feat_source_destroy(src);
         return RK_ENOMEM;
@@ -147,6 +157,7 @@ void rk_feat_source_destroy(rk_feat_source *src)
     rk_free(src->memo);
     rk_free(src->ctxh);
     rk_free(src->ctxok);
+    rk_free(src->gcol);
     for (int i = 0; i < 2; i++) {
         rk_free(src->blob[i]);
         rk_free(src->vals[i]);
@@ -169,8 +180,9 @@ static int reader_fail(rk_feat_source *src, int rc, const char *what)
                       src->r ? rk_reader_errmsg(src->r) : rk_strerror(rc));
 }
 
-int rk__feat_src_get(rk_feat_source *src, const unsigned char *key,
-                     const unsigned char **rec, size_t *len, rk_err *err)
+/* rk__feat_src_get with the key's batch probe pre (NULL: probe now). */
+static int src_get(rk_feat_source *src, const unsigned char *key, const fc_get *pre,
+                   const unsigned char **rec, size_t *len, rk_err *err)
 {
     *rec = NULL;
     *len = 0;
@@ -181,7 +193,15 @@ int rk__feat_src_get(rk_feat_source *src, const unsigned char *key,
     if (!src->r) return 0;
     fc_key ck = {rk__rd64(key + 1), rk__rd64(key + 9)};
     int cached = FC_BYPASS;
-    if (src->cache) {
+    if (pre) {
+        cached = pre->rc;
+        if (cached == FC_HIT) {
+            *rec = pre->val;
+            *len = pre->len;
+            return 0;
+        }
+        if (cached == FC_ABSENT) return 0;
+    } else if (src->cache) {
         /* The record is copied into the request's arena: the shard lock is
          * not held while the caller reads it. Its size is the group's. */
         const agroup *g = rk__feat_group_by_layout(src->s, ck.a);
@@ -209,6 +229,12 @@ int rk__feat_src_get(rk_feat_source *src, const unsigned char *key,
     *rec = v;
     *len = n;
     return 0;
+}
+
+int rk__feat_src_get(rk_feat_source *src, const unsigned char *key,
+                     const unsigned char **rec, size_t *len, rk_err *err)
+{
+    return src_get(src, key, NULL, rec, len, err);
 }
 
 /* ---- entities --------------------------------------------------------------- */
@@ -298,9 +324,9 @@ static size_t blob_encode(const rk_entity_view *v, uint32_t max_attr,
 }
 
 /* Rebuilds a view over blob (which must stay put while the view is used). */
-static int blob_decode(rk_feat_source *src, int which, rk_entity_view *v)
+static int blob_decode(rk_feat_source *src, int which, const unsigned char *buf,
+                       rk_entity_view *v)
 {
-    const unsigned char *buf = src->blob[which];
     rk_attr_val *vals = src->vals[which];
     uint32_t hdr[2], h2[2];
     memcpy(hdr, buf, 8);
@@ -362,14 +388,27 @@ static int read_entity(rk_feat_source *src, rk_entity e, const char *id,
     if (!src->r || (!id && !has_dense)) return 0;
     int which = e == RK_ENTITY_ITEM, cached = FC_BYPASS;
     fc_key ck = {0, 0};
-    if (src->cache && id) {
+    const fc_get *pre = which && src->bq && src->bent && id
+                            ? &src->bq[src->cur * src->bstride] : NULL;
+    if (pre) {
+        /* Probed in the request's batch (the blob is in the arena). */
+        ck = pre->k;
+        cached = pre->rc;
+        if (cached == FC_ABSENT) return 0;
+        if (cached == FC_HIT) {
+            int rc = blob_decode(src, which, pre->val, v);
+            if (rc) return rk_err_set(src->err, rc, "features: out of memory");
+            *found = 1;
+            return 0;
+        }
+    } else if (src->cache && id) {
         size_t n;
         ck = rk__feat_cache_entity_key((uint8_t)e, id, len);
         cached = rk__feat_cache_get(src->cache, ck, src->ver, src->blob[which],
                                     src->blobcap, &n);
         if (cached == FC_ABSENT) return 0;
         if (cached == FC_HIT) {
-            int rc = blob_decode(src, which, v);
+            int rc = blob_decode(src, which, src->blob[which], v);
             if (rc) return rk_err_set(src->err, rc, "features: out of memory");
             *found = 1;
             return 0;
@@ -436,8 +475,16 @@ static int fetch_group(rk_feat_source *src, uint32_t gi)
     unsigned char key[FEAT_KEY_LEN];
     rk__feat_agg_key(g, parts, key);
     src->keyed[gi] = 1;
-    if (!g->item_level || g->has_item_part)
-        return rk__feat_src_get(src, key, &src->rec[gi], &src->reclen[gi], src->err);
+    if (!g->item_level || g->has_item_part) {
+        const fc_get *pre = NULL;
+        if (src->bq && g->item_level && src->gcol[gi] >= 0) {
+            pre = &src->bq[src->cur * src->bstride + src->bent + (uint32_t)src->gcol[gi]];
+            /* The batch could not derive the key (a part missing), so this
+             * is a fresh probe; never the case when fetch_group got here. */
+            if (pre->rc < 0) pre = NULL;
+        }
+        return src_get(src, key, pre, &src->rec[gi], &src->reclen[gi], src->err);
+    }
     /* Shared by candidates: look up once per request. The key hash is
      * xxh3 output, so its low bits index the memo; a full slot is simply
      * overwritten. */
@@ -496,6 +543,71 @@ static void prefetch_item(const rk_feat_source *src, const rk_feat_item *it)
         rk__feat_agg_key(g, parts, key);
         rk__feat_cache_prefetch(src->cache, (fc_key){rk__rd64(key + 1), rk__rd64(key + 9)});
     }
+}
+
+/* Probes the cache for every candidate at once, before the item loop:
+ * the item's record when entity is set, and the keys of item-level groups
+ * that contain the item and no item attribute (the others need the
+ * item's record first and go one by one, most of them through the memo).
+ * One lock per shard instead of one per key, and slots and values
+ * prefetched ahead (rk__feat_cache_get_many). Leaves src->bq NULL, and
+ * the loop probing key by key, when the cache is off or the arena full. */
+static void batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
+                        int entity)
+{
+    const rk_feat_spec *s = src->s;
+    src->bq = NULL;
+    if (!src->cache || !n) return;
+    uint32_t ncol = 0;
+    for (uint32_t gi = 0; gi < s->ngroups; gi++) {
+        const agroup *g = &s->g[gi];
+        src->gcol[gi] = g->item_level && g->has_item_part && !g->uses_item_attr
+                            ? (int32_t)ncol++ : -1;
+    }
+    uint32_t stride = (entity ? 1u : 0u) + ncol;
+    if (!stride) return;
+    fc_get *q = rk_arena_alloc(&src->arena, n * stride * sizeof *q);
+    if (!q) return;
+    for (size_t i = 0; i < n; i++) {
+        const rk_feat_item *it = &items[i];
+        fc_get *row = q + i * stride;
+        for (uint32_t j = 0; j < stride; j++) {
+            row[j].val = NULL;
+            row[j].len = 0;
+            row[j].rc = -1;
+        }
+        if (!it->id) continue;
+        if (entity) {
+            row[0].k = rk__feat_cache_entity_key(RK_ENTITY_ITEM, it->id, it->len);
+            row[0].rc = FC_MISS;
+        }
+        uint64_t ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
+        for (uint32_t gi = 0; gi < s->ngroups; gi++) {
+            if (src->gcol[gi] < 0) continue;
+            const agroup *g = &s->g[gi];
+            uint64_t parts[FEAT_MAX_PARTS];
+            uint32_t k;
+            /* The parts as fetch_group derives them. */
+            for (k = 0; k < g->nparts; k++) {
+                const kpart *kp = &g->part[k];
+                if (kp->kind == KP_ITEM) parts[k] = ih;
+                else if (kp->kind == KP_USER && src->has_user) parts[k] = src->uh;
+                else if (kp->kind == KP_CTX && src->ctxok[gi][k]) parts[k] = src->ctxh[gi][k];
+                else break;
+            }
+            if (k < g->nparts) continue;
+            unsigned char key[FEAT_KEY_LEN];
+            rk__feat_agg_key(g, parts, key);
+            fc_get *x = &row[(entity ? 1 : 0) + (uint32_t)src->gcol[gi]];
+            x->k = (fc_key){rk__rd64(key + 1), rk__rd64(key + 9)};
+            x->rc = FC_MISS;
+        }
+    }
+    rk__feat_cache_get_many(src->cache, src->ver, q, n * stride, &src->arena);
+    src->bq = q;
+    src->bq_n = n;
+    src->bstride = stride;
+    src->bent = (uint8_t)(entity != 0);
 }
 
 /* ---- raw extraction --------------------------------------------------------------- */
@@ -820,6 +932,7 @@ static int request_begin(rk_feat_source *src, const rk_feat_request *req,
     src->item = NULL;
     src->q_ready = 0;
     src->gen++;
+    src->bq = NULL;
     rk_arena_reset(&src->arena);
     src->cache = !src->st && src->r ? s->cache : NULL;
     if (src->cache) src->ver = rk_reader_txn(src->r);
@@ -928,10 +1041,13 @@ int rk_feat_compute_batch(rk_feat_source *src, const rk_feat_request *req,
         return rk_err_set(err, RK_ESTATE, "features: the spec has transforms that "
                           "need fitting (rk_feat_fit)");
     int rc = request_begin(src, req, 1);
-    for (size_t i = 0; !rc && i < n && i < PREFETCH_AHEAD; i++) prefetch_item(src, &items[i]);
+    if (!rc) batch_probe(src, items, n, s->uses_item_entity);
+    for (size_t i = 0; !rc && !src->bq && i < n && i < PREFETCH_AHEAD; i++)
+        prefetch_item(src, &items[i]);
     for (size_t i = 0; !rc && i < (n ? n : 1); i++) {
         const rk_feat_item *it = n ? &items[i] : NULL;
-        if (i + PREFETCH_AHEAD < n) prefetch_item(src, &items[i + PREFETCH_AHEAD]);
+        src->cur = i;
+        if (!src->bq && i + PREFETCH_AHEAD < n) prefetch_item(src, &items[i + PREFETCH_AHEAD]);
         rc = item_begin(src, it);
         if (!rc) rc = item_extract(src);
         if (!rc && (rc = rk_fvec_reset(&out[i], s->ndense)))
@@ -958,18 +1074,22 @@ int rk_feat_fetch(rk_feat_source *src, const rk_feat_request *req,
     int rc = request_begin(src, req, 0);
     for (uint32_t gi = 0; gi < s->ngroups; gi++)
         if (!s->g[gi].item_level && src->rec[gi]) cnt++;
-    for (size_t i = 0; !rc && i < n && i < PREFETCH_AHEAD; i++) prefetch_item(src, &items[i]);
+    /* Only keys need the item's record; skip it otherwise. */
+    int need = 0;
+    for (uint32_t gi = 0; gi < s->ngroups; gi++)
+        if (s->g[gi].item_level && s->g[gi].uses_item_attr) need = 1;
+    if (!rc) batch_probe(src, items, n, need);
+    for (size_t i = 0; !rc && !src->bq && i < n && i < PREFETCH_AHEAD; i++)
+        prefetch_item(src, &items[i]);
     for (size_t i = 0; !rc && i < n; i++) {
-        /* Only keys need the item's record; skip it otherwise. */
         const rk_feat_item *it = &items[i];
-        if (i + PREFETCH_AHEAD < n) prefetch_item(src, &items[i + PREFETCH_AHEAD]);
+        src->cur = i;
+        if (!src->bq && i + PREFETCH_AHEAD < n) prefetch_item(src, &items[i + PREFETCH_AHEAD]);
         src->item = it;
         src->has_item = it->id != NULL;
         src->has_iv = 0;
         if (src->has_item) src->ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
-        int need = 0, got;
-        for (uint32_t gi = 0; gi < s->ngroups; gi++)
-            if (s->g[gi].item_level && s->g[gi].uses_item_attr) need = 1;
+        int got;
         if (need) {
             rc = read_entity(src, RK_ENTITY_ITEM, it->id, it->len, it->has_dense,
                              it->dense, &src->iv, &got);

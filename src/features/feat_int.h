@@ -337,6 +337,22 @@ void rk__feat_cache_destroy(feat_cache *c);
  * longer than cap is a miss. Thread-safe. */
 int rk__feat_cache_get(feat_cache *c, fc_key k, uint64_t ver, void *buf,
                        size_t cap, size_t *len);
+/* One query of a batch: k in; rc FC_MISS to probe (anything else is
+ * skipped); out: rc, and on FC_HIT val/len, a copy in the arena valid
+ * until it is reset. h is scratch. */
+typedef struct fc_get {
+    fc_key k;
+    uint64_t h;
+    const unsigned char *val;
+    uint32_t len;
+    int rc;
+} fc_get;
+/* Probes a batch of keys for a reader at commit ver, like
+ * rk__feat_cache_get each, taking each shard's lock once. Values of any
+ * length are copied into arena (a query whose copy does not fit stays a
+ * miss). Thread-safe; the arena is the caller's. */
+void rk__feat_cache_get_many(feat_cache *c, uint64_t ver, fc_get *q, size_t n,
+                             rk_arena *arena);
 /* Offers the value read from snapshot ver (present 0: no value); refused
  * when a later commit changed the key. Thread-safe. */
 void rk__feat_cache_fill(feat_cache *c, fc_key k, uint64_t ver, const void *val,
