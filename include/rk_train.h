@@ -356,10 +356,12 @@ int rk_eval_report_json(const rk_eval_report *r, rk_buf *out);
  * writes into models_dir/<name>/.tmp-<version>/ (the model's files and
  * meta.json = meta_json, a JSON object, fsync'd), renames it to
  * models_dir/<name>/<version>/ and then atomically points
- * models_dir/<name>/current (a symlink) at it. Versions are 1, 2, ...;
- * only the newest `keep` versions stay (0 = 3). Readers that follow
- * `current` never see a half-written version. *version (may be NULL)
- * gets the number. Not safe against concurrent publishers of one name.
+ * models_dir/<name>/current (a symlink) at it, through the model registry
+ * (below): the new version is promoted without a gate, the newest `keep`
+ * versions (0 = 3) stay, and the current and previous versions are never
+ * removed. Readers that follow `current` never see a half-written
+ * version. *version (may be NULL) gets the number. Publishers of one name
+ * take the registry's per-name lock, so concurrent publishers are safe.
  * Errors: RK_EIO (with the path), RK_EUNSUPPORTED, model errors.
  */
 int rk_train_publish(const rk_eval_model *m, const char *models_dir,
