@@ -134,6 +134,10 @@ int rk_calib_platt_fit(const float *p, const float *y, const float *w,
         double da = -(hbb * ga - hab * gb) / det;
         double db = -(-hab * ga + haa * gb) / det;
         double slope = ga * da + gb * db, step = 1;
+        /* The Newton decrement -slope bounds what a full step can still
+         * gain; once that is below rounding of the loss, stop, instead of
+         * line-searching through dozens of halvings for nothing. */
+        if (!(-slope > 1e-12 * (F + 1))) break;
         /* Backtracking: halve until the loss drops enough (Armijo). */
         while (step >= 1e-10) {
             double na = a + step * da, nb = b + step * db;
