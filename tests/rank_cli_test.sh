@@ -103,6 +103,41 @@ done
     { killed_ok=0; cat "$T/after.out"; }
 if [ $killed_ok -eq 1 ]; then ok sigkill_during_train; else bad sigkill_during_train; fi
 
+# Without --dataset the rows come from replaying the event log with the
+# config's features: the demo platform's impressions labelled by clicks.
+E="$T/demo"
+"$RANKD" demo --data "$E" --users 200 --items 500 --sessions 2000 >/dev/null 2>&1
+cat >>"$E/rankd.yaml" <<'YAML'
+features:
+  hash_bits: 18
+  defs:
+    duration: {kind: attribute, entity: item, attr: duration, log1p: true}
+    category: {kind: attribute, entity: item, attr: category}
+    item_ctr: {kind: rate, key: item, num: [click], den: [impression], windows: [1d], prior: {mean: 0.05, strength: 20}}
+    user_cat_ctr: {kind: rate, key: [user, item.category], num: [click], den: [impression], half_life: 3d}
+    hour: {kind: context, field: hour}
+YAML
+"$RANKD" train --data "$E" --config "$E/rankd.yaml" --ranker ftrl --json --name feed \
+    >"$T/replay.json" 2>"$T/replay.err"
+rc=$?
+if [ $rc -eq 0 ] && jq -e '.train_rows > 1000 and .valid.auc > 0.55 and .valid.gauc > 0 and
+                           .promoted == true' "$T/replay.json" >/dev/null &&
+   "$RANKD" models show feed --data "$E" --json | jq -e '.meta.feature_schema_hash != null' \
+        >/dev/null 2>&1; then
+    ok train_from_event_log_replay
+else
+    bad train_from_event_log_replay "exit $rc" "$(cat "$T/replay.json" "$T/replay.err")"
+fi
+sed -i 's/log1p: true/transforms: [log1p]/' "$E/rankd.yaml"
+"$RANKD" train --data "$E" --config "$E/rankd.yaml" --ranker ftrl >"$T/badconf.out" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q "rankd.yaml:[0-9]*: unknown key 'transforms' in features.defs.duration" \
+        "$T/badconf.out"; then
+    ok feature_config_error_names_line
+else
+    bad feature_config_error_names_line "exit $rc" "$(cat "$T/badconf.out")"
+fi
+
 "$RANKD" train --data "$D" --ranker fm --dataset nope --no-publish >"$T/nope.out" 2>&1
 rc=$?
 if [ $rc -ne 0 ] && grep -q "no dataset 'nope' in the store" "$T/nope.out"; then
