@@ -131,8 +131,11 @@ void rk_mem_fail_at(uint64_t n, int persist);
  * test loop "fail the 1st, 2nd, ... Nth" until an operation succeeds. */
 uint64_t rk_mem_attempts(void);
 /* Routes the allocations of the libraries that allow it (jansson) through
- * rk_malloc, so they are counted, limited and fault-injected too. Process
- * wide: call at start-up, before other threads run. */
+ * the counting allocator, so they show in bytes in use and the peak. They
+ * are never refused by the limit or by fault injection: jansson 2.14
+ * corrupts or crashes when an allocation fails in the middle of a token,
+ * so its inputs are bounded instead. Process wide: call at start-up,
+ * before other threads run. */
 void rk_mem_hook_libraries(void);
 
 /* ------------------------------------------------------------------------ */

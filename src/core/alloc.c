@@ -153,7 +153,25 @@ uint64_t rk_mem_attempts(void)
 }
 
 /* jansson takes plain malloc/free-shaped hooks. */
-static void *json_malloc_hook(size_t n) { return rk_malloc(n); }
+/* jansson's allocations are counted (bytes in use, peak) but never refused:
+ * jansson 2.14 does not survive an allocation failure in the middle of a
+ * token longer than 15 bytes (it drops characters or crashes), so a limit
+ * or an injected failure there would corrupt a document instead of
+ * failing cleanly. What it allocates is bounded by the inputs rankd gives
+ * it (capped bodies, files and records). */
+static void *json_malloc_hook(size_t n)
+{
+    if (n > SIZE_MAX - HDR) return NULL;
+    unsigned char *p = malloc(n + HDR);
+    if (!p) return NULL;
+    size_t now = atomic_fetch_add(&mem_in_use, n) + n;
+    size_t peak = atomic_load(&mem_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&mem_peak, &peak, now)) {
+    }
+    atomic_fetch_add(&mem_allocs, 1);
+    memcpy(p, &n, sizeof n);
+    return p + HDR;
+}
 static void json_free_hook(void *p) { rk_free(p); }
 
 void rk_mem_hook_libraries(void)
