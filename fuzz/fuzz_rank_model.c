@@ -162,7 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(buf, data, size);
         if (pass) {
             if (size < 16) break;
-            rk__put_u64(buf + size - 8, rk_hash64(buf, size - 8, 0));
+            rk_put_u64(buf + size - 8, rk_hash64(buf, size - 8, 0));
         }
         try_ftrl(buf, size);
         try_fm(buf, size);

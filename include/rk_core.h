@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -239,6 +240,59 @@ int rk_parse_f64(const char *s, size_t n, double *out);
 size_t rk_utf8_valid_prefix(const char *s, size_t n);
 /* Appends Latin-1 bytes converted to UTF-8. */
 int rk_buf_put_latin1(rk_buf *b, const char *s, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Little-endian fields of file and record formats                           */
+/* ------------------------------------------------------------------------ */
+/* Byte-wise, so they work at any alignment and give the same bytes on any
+ * host. The caller guarantees the room. */
+static inline void rk_put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+static inline void rk_put_u64(unsigned char *p, uint64_t v)
+{
+    rk_put_u32(p, (uint32_t)v);
+    rk_put_u32(p + 4, (uint32_t)(v >> 32));
+}
+static inline void rk_put_f32(unsigned char *p, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    rk_put_u32(p, u);
+}
+static inline void rk_put_f64(unsigned char *p, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    rk_put_u64(p, u);
+}
+static inline uint32_t rk_get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+static inline uint64_t rk_get_u64(const unsigned char *p)
+{
+    return (uint64_t)rk_get_u32(p) | (uint64_t)rk_get_u32(p + 4) << 32;
+}
+static inline float rk_get_f32(const unsigned char *p)
+{
+    uint32_t u = rk_get_u32(p);
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+static inline double rk_get_f64(const unsigned char *p)
+{
+    uint64_t u = rk_get_u64(p);
+    double v;
+    memcpy(&v, &u, 8);
+    return v;
+}
 
 /* 64-bit and 128-bit hashes (xxh3) of a byte string; p may be NULL when
  * n is 0. The 128-bit one is written in canonical (big-endian) byte order

@@ -404,17 +404,17 @@ TEST(load_refuses_damage)
     CHECK_EQ_INT(rk_fm_load(&l, c, b.len, &err), RK_ECORRUPT);
     CHECK_CONTAINS(err.msg, "bad magic");
     memcpy(c, b.data, b.len);
-    rk__put_u32(c + 8, 9);
-    rk__put_u64(c + b.len - 8, rk_hash64(c, b.len - 8, 0));
+    rk_put_u32(c + 8, 9);
+    rk_put_u64(c + b.len - 8, rk_hash64(c, b.len - 8, 0));
     CHECK_EQ_INT(rk_fm_load(&l, c, b.len, &err), RK_EVERSION);
     memcpy(c, b.data, b.len);
-    rk__put_u32(c + 20, 0); /* k = 0 */
-    rk__put_u64(c + b.len - 8, rk_hash64(c, b.len - 8, 0));
+    rk_put_u32(c + 20, 0); /* k = 0 */
+    rk_put_u64(c + b.len - 8, rk_hash64(c, b.len - 8, 0));
     CHECK_EQ_INT(rk_fm_load(&l, c, b.len, &err), RK_ECORRUPT);
     CHECK_CONTAINS(err.msg, "k 0");
     memcpy(c, b.data, b.len);
-    rk__put_f32(c + 96 + 4 + 16 + 4, -1.0f); /* a negative AdaGrad sum */
-    rk__put_u64(c + b.len - 8, rk_hash64(c, b.len - 8, 0));
+    rk_put_f32(c + 96 + 4 + 16 + 4, -1.0f); /* a negative AdaGrad sum */
+    rk_put_u64(c + b.len - 8, rk_hash64(c, b.len - 8, 0));
     CHECK_EQ_INT(rk_fm_load(&l, c, b.len, &err), RK_ECORRUPT);
     CHECK_CONTAINS(err.msg, "record 0");
     CHECK(l == NULL);

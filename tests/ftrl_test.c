@@ -583,7 +583,7 @@ TEST(save_load_round_trip)
 
 static void fix_checksum(unsigned char *p, size_t n)
 {
-    rk__put_u64(p + n - 8, rk_hash64(p, n - 8, 0));
+    rk_put_u64(p + n - 8, rk_hash64(p, n - 8, 0));
 }
 
 TEST(load_refuses_damage)
@@ -619,28 +619,28 @@ TEST(load_refuses_damage)
     CHECK_CONTAINS(err.msg, "bad magic");
     /* A newer version is a version error, not corruption. */
     memcpy(c, b.data, b.len);
-    rk__put_u32(c + 8, 2);
+    rk_put_u32(c + 8, 2);
     fix_checksum(c, b.len);
     CHECK_EQ_INT(rk_ftrl_load(&l, c, b.len, &err), RK_EVERSION);
     CHECK_CONTAINS(err.msg, "version 2 is newer");
     /* Checksummed but inconsistent contents. */
     memcpy(c, b.data, b.len);
-    rk__put_u32(c + 16, 0);
+    rk_put_u32(c + 16, 0);
     fix_checksum(c, b.len);
     CHECK_EQ_INT(rk_ftrl_load(&l, c, b.len, &err), RK_ECORRUPT);
     CHECK_CONTAINS(err.msg, "dim 0");
     memcpy(c, b.data, b.len);
-    rk__put_f64(c + 24, -1);
+    rk_put_f64(c + 24, -1);
     fix_checksum(c, b.len);
     CHECK_EQ_INT(rk_ftrl_load(&l, c, b.len, &err), RK_ECORRUPT);
     CHECK_CONTAINS(err.msg, "alpha");
     memcpy(c, b.data, b.len);
-    rk__put_u32(c + 80 + 12, 0); /* second record's index below the first */
+    rk_put_u32(c + 80 + 12, 0); /* second record's index below the first */
     fix_checksum(c, b.len);
     CHECK_EQ_INT(rk_ftrl_load(&l, c, b.len, &err), RK_ECORRUPT);
     CHECK_CONTAINS(err.msg, "record 1");
     memcpy(c, b.data, b.len);
-    rk__put_f32(c + 80 + 8, -1.0f); /* negative sqrt(n) */
+    rk_put_f32(c + 80 + 8, -1.0f); /* negative sqrt(n) */
     fix_checksum(c, b.len);
     CHECK_EQ_INT(rk_ftrl_load(&l, c, b.len, &err), RK_ECORRUPT);
     CHECK(l == NULL);

@@ -346,8 +346,11 @@ static int publish(const rank_args *a, const cli_env *env, const rk_feat_spec *s
     (void)rk_buf_printf(&params, ",\"downsample\":%g,\"seed\":%llu}", a->downsample,
                         (unsigned long long)a->seed);
     rk_trainset_summary ts, vs;
-    rk_trainset_summarize(train, &ts);
-    rk_trainset_summarize(valid, &vs);
+    if ((rc = rk_trainset_summarize(train, &ts)) ||
+        (rc = rk_trainset_summarize(valid, &vs))) {
+        rk_err_set(err, rc, "publish: %s", rk_strerror(rc));
+        goto out;
+    }
     rk_model_meta meta = {0};
     meta.name = a->name;
     meta.kind = rk_ranker_kind_name(a->o.kind);

@@ -25,6 +25,15 @@ static _Atomic uint64_t mem_attempts;
 static _Atomic uint64_t mem_fail_n;     /* 0 = no injection */
 static _Atomic int mem_fail_persist;
 
+/* Records one allocation that brought bytes in use to `now`. */
+static void mem_counted(size_t now)
+{
+    size_t peak = atomic_load(&mem_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&mem_peak, &peak, now)) {
+    }
+    atomic_fetch_add(&mem_allocs, 1);
+}
+
 /* Decides whether an allocation of `grow` more bytes may proceed and, if
  * so, accounts for it. */
 static int mem_admit(size_t grow)
@@ -42,10 +51,7 @@ static int mem_admit(size_t grow)
         atomic_fetch_add(&mem_failures, 1);
         return 0;
     }
-    size_t peak = atomic_load(&mem_peak);
-    while (now > peak && !atomic_compare_exchange_weak(&mem_peak, &peak, now)) {
-    }
-    atomic_fetch_add(&mem_allocs, 1);
+    mem_counted(now);
     return 1;
 }
 
@@ -164,11 +170,7 @@ static void *json_malloc_hook(size_t n)
     if (n > SIZE_MAX - HDR) return NULL;
     unsigned char *p = malloc(n + HDR);
     if (!p) return NULL;
-    size_t now = atomic_fetch_add(&mem_in_use, n) + n;
-    size_t peak = atomic_load(&mem_peak);
-    while (now > peak && !atomic_compare_exchange_weak(&mem_peak, &peak, now)) {
-    }
-    atomic_fetch_add(&mem_allocs, 1);
+    mem_counted(atomic_fetch_add(&mem_in_use, n) + n);
     memcpy(p, &n, sizeof n);
     return p + HDR;
 }

@@ -93,34 +93,9 @@ void rk_fvec_as_sparse(const rk_fvec *v, uint32_t *idx_buf, float *val_buf,
     out->n = n;
 }
 
-static void put_u32(unsigned char *p, uint32_t x)
-{
-    p[0] = (unsigned char)x;
-    p[1] = (unsigned char)(x >> 8);
-    p[2] = (unsigned char)(x >> 16);
-    p[3] = (unsigned char)(x >> 24);
-}
 
-static uint32_t get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
 
-static void put_f32(unsigned char *p, float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    put_u32(p, x);
-}
 
-static float get_f32(const unsigned char *p)
-{
-    uint32_t x = get_u32(p);
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
 
 int rk_fvec_encode(const rk_fvec *v, rk_buf *out)
 {
@@ -128,13 +103,13 @@ int rk_fvec_encode(const rk_fvec *v, rk_buf *out)
     int rc = rk_buf_reserve(out, n);
     if (rc) return rc;
     unsigned char *p = (unsigned char *)out->data + out->len;
-    put_u32(p, v->ndense);
-    put_u32(p + 4, v->nsparse);
+    rk_put_u32(p, v->ndense);
+    rk_put_u32(p + 4, v->nsparse);
     p += 8;
-    for (uint32_t j = 0; j < v->ndense; j++, p += 4) put_f32(p, v->dense[j]);
+    for (uint32_t j = 0; j < v->ndense; j++, p += 4) rk_put_f32(p, v->dense[j]);
     for (uint32_t i = 0; i < v->nsparse; i++, p += 8) {
-        put_u32(p, v->idx[i]);
-        put_f32(p + 4, v->val[i]);
+        rk_put_u32(p, v->idx[i]);
+        rk_put_f32(p + 4, v->val[i]);
     }
     out->len += n;
     return 0;
@@ -146,7 +121,7 @@ int rk_fvec_decode(rk_fvec *v, const void *data, size_t n, size_t *used,
     const unsigned char *p = data;
     if (n < 8)
         return rk_err_set(err, RK_ECORRUPT, "feature vector: %zu bytes, header needs 8", n);
-    uint32_t nd = get_u32(p), ns = get_u32(p + 4);
+    uint32_t nd = rk_get_u32(p), ns = rk_get_u32(p + 4);
     if (nd > MAX_DENSE || ns > RK_FVEC_MAX_SPARSE)
         return rk_err_set(err, RK_ECORRUPT,
                           "feature vector: %u dense / %u sparse values exceed the limits",
@@ -159,10 +134,10 @@ int rk_fvec_decode(rk_fvec *v, const void *data, size_t n, size_t *used,
     if (rc == 0) rc = reserve(v, ns);
     if (rc) return rk_err_set(err, rc, "feature vector: out of memory");
     p += 8;
-    for (uint32_t j = 0; j < nd; j++, p += 4) v->dense[j] = get_f32(p);
+    for (uint32_t j = 0; j < nd; j++, p += 4) v->dense[j] = rk_get_f32(p);
     for (uint32_t i = 0; i < ns; i++, p += 8) {
-        v->idx[i] = get_u32(p);
-        v->val[i] = get_f32(p + 4);
+        v->idx[i] = rk_get_u32(p);
+        v->val[i] = rk_get_f32(p + 4);
     }
     v->nsparse = ns;
     if (used) *used = need;

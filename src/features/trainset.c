@@ -424,9 +424,8 @@ int rk_trainset_downsample(rk_trainset *t, double rate, int reweight,
 
 double rk_trainset_calibrate(const rk_trainset *t, double q)
 {
-    double r = t->neg_rate;
-    if (r >= 1 || t->neg_reweighted) return q;
-    return q / (q + (1 - q) / r);
+    if (t->neg_rate >= 1 || t->neg_reweighted) return q;
+    return rk_calib_downsample(q, t->neg_rate);
 }
 
 int rk_trainset_class_weights(rk_trainset *t, double pos_w, double neg_w)
@@ -726,59 +725,13 @@ static const unsigned char MAGIC[8] = {'R', 'K', 'T', 'S', 'E', 'T', '\r', '\n'}
 #define ROW_HDR 24      /* label, weight, group, ts */
 #define FLAG_REWEIGHTED 1u
 
-static void put_u32(unsigned char *p, uint32_t x)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(x >> (8 * i));
-}
 
-static void put_u64(unsigned char *p, uint64_t x)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(x >> (8 * i));
-}
 
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t x = 0;
-    for (int i = 0; i < 4; i++) x |= (uint32_t)p[i] << (8 * i);
-    return x;
-}
 
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t x = 0;
-    for (int i = 0; i < 8; i++) x |= (uint64_t)p[i] << (8 * i);
-    return x;
-}
 
-static void put_f32(unsigned char *p, float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    put_u32(p, x);
-}
 
-static float get_f32(const unsigned char *p)
-{
-    uint32_t x = get_u32(p);
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
 
-static void put_f64(unsigned char *p, double d)
-{
-    uint64_t x;
-    memcpy(&x, &d, 8);
-    put_u64(p, x);
-}
 
-static double get_f64(const unsigned char *p)
-{
-    uint64_t x = get_u64(p);
-    double d;
-    memcpy(&d, &x, 8);
-    return d;
-}
 
 static int write_all(int fd, const void *p, size_t n)
 {
@@ -814,20 +767,20 @@ static int encode_body(const rk_trainset *t, wr *w)
 {
     unsigned char h[HDR_SIZE];
     memcpy(h, MAGIC, 8);
-    put_u32(h + 8, FILE_VERSION);
-    put_u32(h + 12, t->ndense);
-    put_u32(h + 16, t->hash_bits);
-    put_u32(h + 20, t->neg_reweighted ? FLAG_REWEIGHTED : 0);
-    put_f64(h + 24, t->neg_rate);
-    put_u64(h + 32, t->n);
-    put_u64(h + 40, t->ns);
+    rk_put_u32(h + 8, FILE_VERSION);
+    rk_put_u32(h + 12, t->ndense);
+    rk_put_u32(h + 16, t->hash_bits);
+    rk_put_u32(h + 20, t->neg_reweighted ? FLAG_REWEIGHTED : 0);
+    rk_put_f64(h + 24, t->neg_rate);
+    rk_put_u64(h + 32, t->n);
+    rk_put_u64(h + 40, t->ns);
     int rc = rk_buf_append(&w->buf, h, sizeof h);
     for (size_t i = 0; rc == 0 && i < t->n; i++) {
         unsigned char r[ROW_HDR];
-        put_f32(r, t->label[i]);
-        put_f32(r + 4, t->weight[i]);
-        put_u64(r + 8, t->group[i]);
-        put_u64(r + 16, (uint64_t)t->ts[i]);
+        rk_put_f32(r, t->label[i]);
+        rk_put_f32(r + 4, t->weight[i]);
+        rk_put_u64(r + 8, t->group[i]);
+        rk_put_u64(r + 16, (uint64_t)t->ts[i]);
         rk_trow row;
         rk_trainset_get(t, i, &row);
         rc = rk_buf_append(&w->buf, r, sizeof r);
@@ -877,7 +830,7 @@ int rk_trainset_save(const rk_trainset *t, const char *path, rk_err *err)
     int rc = encode_body(t, &w);
     if (rc == 0) {
         unsigned char sum[8];
-        put_u64(sum, XXH3_64bits_digest(&w.st));
+        rk_put_u64(sum, XXH3_64bits_digest(&w.st));
         if (write_all(w.fd, sum, 8)) rc = RK_EIO;
     }
     int e = errno;
@@ -963,10 +916,10 @@ static int load_body(rk_trainset **out, rd *r, const char *name,
                           rc == RK_EIO ? "read failed" : "out of memory");
     if (memcmp(h, MAGIC, 8) != 0)
         return rk_err_set(err, RK_ECORRUPT, "%s: not a rankd training set (bad magic)", name);
-    uint32_t ver = get_u32(h + 8), nd = get_u32(h + 12), hb = get_u32(h + 16);
-    uint32_t flags = get_u32(h + 20);
-    double rate = get_f64(h + 24);
-    uint64_t rows = get_u64(h + 32), pairs = get_u64(h + 40);
+    uint32_t ver = rk_get_u32(h + 8), nd = rk_get_u32(h + 12), hb = rk_get_u32(h + 16);
+    uint32_t flags = rk_get_u32(h + 20);
+    double rate = rk_get_f64(h + 24);
+    uint64_t rows = rk_get_u64(h + 32), pairs = rk_get_u64(h + 40);
     if (ver != FILE_VERSION)
         return rk_err_set(err, RK_EVERSION,
                           "%s: training set format version %u, this build reads %u",
@@ -1013,10 +966,10 @@ static int load_body(rk_trainset **out, rd *r, const char *name,
     for (uint64_t i = 0; i < rows && rc == 0; i++) {
         const unsigned char *p;
         if ((rc = rd_take(r, ROW_HDR + 8, &p, 1))) break;
-        float label = get_f32(p), weight = get_f32(p + 4);
-        uint64_t group = get_u64(p + 8);
-        int64_t ts = (int64_t)get_u64(p + 16);
-        uint32_t vd = get_u32(p + 24), vs = get_u32(p + 28);
+        float label = rk_get_f32(p), weight = rk_get_f32(p + 4);
+        uint64_t group = rk_get_u64(p + 8);
+        int64_t ts = (int64_t)rk_get_u64(p + 16);
+        uint32_t vd = rk_get_u32(p + 24), vs = rk_get_u32(p + 28);
         if (vd != nd || vs > left || vs > RK_FVEC_MAX_SPARSE) {
             rc = rk_err_set(err, RK_ECORRUPT,
                             "%s: row %llu: %u dense / %u sparse values, expected %u / at most %llu",
@@ -1031,10 +984,10 @@ static int load_body(rk_trainset **out, rd *r, const char *name,
         if ((rc = rd_take(r, vlen, &p, 1))) break;
         rc = rk_fvec_reset(&v, nd);
         for (uint32_t s = 0; rc == 0 && s < vs; s++)
-            rc = rk_fvec_push(&v, get_u32(p + 4 * (size_t)nd + 8 * (size_t)s),
-                              get_f32(p + 4 * (size_t)nd + 8 * (size_t)s + 4));
+            rc = rk_fvec_push(&v, rk_get_u32(p + 4 * (size_t)nd + 8 * (size_t)s),
+                              rk_get_f32(p + 4 * (size_t)nd + 8 * (size_t)s + 4));
         if (rc) break;
-        for (uint32_t j = 0; j < nd; j++) v.dense[j] = get_f32(p + 4 * (size_t)j);
+        for (uint32_t j = 0; j < nd; j++) v.dense[j] = rk_get_f32(p + 4 * (size_t)j);
         rc = rk_trainset_add(t, &v, label, weight, group, ts);
         if (rc == RK_EINVAL)
             rc = rk_err_set(err, RK_ECORRUPT,
@@ -1046,7 +999,7 @@ static int load_body(rk_trainset **out, rd *r, const char *name,
         const unsigned char *p;
         uint64_t want = XXH3_64bits_digest(&r->st);
         rc = rd_take(r, 8, &p, 0);
-        if (rc == 0 && get_u64(p) != want)
+        if (rc == 0 && rk_get_u64(p) != want)
             rc = rk_err_set(err, RK_ECORRUPT, "%s: training set checksum mismatch", name);
     }
     if (rc) {

@@ -414,20 +414,20 @@ int rk_calib_save(const rk_calib *c, rk_buf *out, rk_err *err)
     size_t start = out->len;
     unsigned char *p = (unsigned char *)out->data + start;
     memcpy(p, calib_magic, 8);
-    rk__put_u32(p + 8, CALIB_VERSION);
-    rk__put_u32(p + 12, CALIB_HDR);
-    rk__put_u32(p + 16, (uint32_t)c->p.method);
-    rk__put_u32(p + 20, (uint32_t)(c->p.platt_smooth | c->p.iso_step << 1 |
+    rk_put_u32(p + 8, CALIB_VERSION);
+    rk_put_u32(p + 12, CALIB_HDR);
+    rk_put_u32(p + 16, (uint32_t)c->p.method);
+    rk_put_u32(p + 20, (uint32_t)(c->p.platt_smooth | c->p.iso_step << 1 |
                                    c->fitted << 2));
-    rk__put_f64(p + 24, c->p.neg_rate);
-    rk__put_f64(p + 32, c->a);
-    rk__put_f64(p + 40, c->b);
-    rk__put_u64(p + 48, c->npts);
-    rk__put_u64(p + 56, 0);
+    rk_put_f64(p + 24, c->p.neg_rate);
+    rk_put_f64(p + 32, c->a);
+    rk_put_f64(p + 40, c->b);
+    rk_put_u64(p + 48, c->npts);
+    rk_put_u64(p + 56, 0);
     p += CALIB_HDR;
     for (size_t i = 0; i < c->npts; i++, p += 8) {
-        rk__put_f32(p, c->ix[i]);
-        rk__put_f32(p + 4, c->iy[i]);
+        rk_put_f32(p, c->ix[i]);
+        rk_put_f32(p + 4, c->iy[i]);
     }
     out->len = start + total - 8;
     rk__rank_model_put_checksum(out, start);
@@ -442,8 +442,8 @@ int rk_calib_load(rk_calib **out, const void *bytes, size_t n, rk_err *err)
     int rc = rk__rank_model_check_frame(p, n, calib_magic, CALIB_VERSION, CALIB_HDR,
                                    what, err);
     if (rc) return rc;
-    uint32_t method = rk__get_u32(p + 16), flags = rk__get_u32(p + 20);
-    uint64_t npts = rk__get_u64(p + 48), zero = rk__get_u64(p + 56);
+    uint32_t method = rk_get_u32(p + 16), flags = rk_get_u32(p + 20);
+    uint64_t npts = rk_get_u64(p + 48), zero = rk_get_u64(p + 56);
     if (method > 2 || flags > 7 || zero != 0)
         return rk_err_set(err, RK_ECORRUPT, "%s: bad method %u, flags 0x%x or "
                           "reserved field", what, method, flags);
@@ -452,9 +452,9 @@ int rk_calib_load(rk_calib **out, const void *bytes, size_t n, rk_err *err)
                           "points", what, n, (unsigned long long)npts);
     rc = rk__rank_model_check_tail(p, n, CALIB_HDR + (size_t)npts * 8 + 8, what, err);
     if (rc) return rc;
-    rk_calib_params prm = {rk__get_f64(p + 24), (rk_calib_method)method,
+    rk_calib_params prm = {rk_get_f64(p + 24), (rk_calib_method)method,
                            (int)(flags & 1), (int)(flags >> 1 & 1)};
-    double a = rk__get_f64(p + 32), b = rk__get_f64(p + 40);
+    double a = rk_get_f64(p + 32), b = rk_get_f64(p + 40);
     rk_err e = {0};
     if (check_params(&prm, &e) != 0)
         return rk_err_set(err, RK_ECORRUPT, "%s: %s", what, e.msg);
@@ -477,7 +477,7 @@ int rk_calib_load(rk_calib **out, const void *bytes, size_t n, rk_err *err)
         }
         const unsigned char *r = p + CALIB_HDR;
         for (size_t i = 0; i < npts; i++, r += 8) {
-            float x = rk__get_f32(r), y = rk__get_f32(r + 4);
+            float x = rk_get_f32(r), y = rk_get_f32(r + 4);
             if (!isfinite(x) || !(y >= 0.0f && y <= 1.0f) ||
                 (i && (!(x > c->ix[i - 1]) || !(y >= c->iy[i - 1])))) {
                 rk_calib_destroy(c);

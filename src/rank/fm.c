@@ -467,30 +467,30 @@ int rk_fm_save(const rk_fm *m, rk_buf *out, rk_err *err)
     size_t start = out->len;
     unsigned char *p = (unsigned char *)out->data + start;
     memcpy(p, fm_magic, 8);
-    rk__put_u32(p + 8, FM_VERSION);
-    rk__put_u32(p + 12, FM_HDR);
-    rk__put_u32(p + 16, m->dim);
-    rk__put_u32(p + 20, m->k);
-    rk__put_u32(p + 24, (uint32_t)m->p.optimizer);
-    rk__put_u32(p + 28, 0);
-    rk__put_f64(p + 32, m->p.lr);
-    rk__put_f64(p + 40, m->p.l2_w);
-    rk__put_f64(p + 48, m->p.l2_v);
-    rk__put_f64(p + 56, m->p.init_std);
-    rk__put_u64(p + 64, m->p.seed);
-    rk__put_f64(p + 72, m->w0);
-    rk__put_f64(p + 80, m->g0);
-    rk__put_u64(p + 88, count);
+    rk_put_u32(p + 8, FM_VERSION);
+    rk_put_u32(p + 12, FM_HDR);
+    rk_put_u32(p + 16, m->dim);
+    rk_put_u32(p + 20, m->k);
+    rk_put_u32(p + 24, (uint32_t)m->p.optimizer);
+    rk_put_u32(p + 28, 0);
+    rk_put_f64(p + 32, m->p.lr);
+    rk_put_f64(p + 40, m->p.l2_w);
+    rk_put_f64(p + 48, m->p.l2_v);
+    rk_put_f64(p + 56, m->p.init_std);
+    rk_put_u64(p + 64, m->p.seed);
+    rk_put_f64(p + 72, m->w0);
+    rk_put_f64(p + 80, m->g0);
+    rk_put_u64(p + 88, count);
     p += FM_HDR;
     for (uint32_t i = 0; i < m->dim; i++) {
         if (!is_touched(m, i)) continue;
-        rk__put_u32(p, i);
+        rk_put_u32(p, i);
         p += 4;
         const float *row = m->P + (size_t)i * m->stride;
-        for (uint32_t c = 0; c < m->stride; c++, p += 4) rk__put_f32(p, row[c]);
+        for (uint32_t c = 0; c < m->stride; c++, p += 4) rk_put_f32(p, row[c]);
         if (ada) {
             const float *acc = m->G + (size_t)i * m->stride;
-            for (uint32_t c = 0; c < m->stride; c++, p += 4) rk__put_f32(p, acc[c]);
+            for (uint32_t c = 0; c < m->stride; c++, p += 4) rk_put_f32(p, acc[c]);
         }
     }
     out->len = start + total - 8;
@@ -506,17 +506,17 @@ int rk_fm_load(rk_fm **out, const void *bytes, size_t n, rk_err *err)
     int rc = rk__rank_model_check_frame(p, n, fm_magic, FM_VERSION, FM_HDR, what, err);
     if (rc) return rc;
     rk_fm_params prm;
-    uint32_t dim = rk__get_u32(p + 16), zero = rk__get_u32(p + 28);
-    prm.k = rk__get_u32(p + 20);
-    uint32_t opt = rk__get_u32(p + 24);
+    uint32_t dim = rk_get_u32(p + 16), zero = rk_get_u32(p + 28);
+    prm.k = rk_get_u32(p + 20);
+    uint32_t opt = rk_get_u32(p + 24);
     prm.optimizer = opt == 1 ? RK_FM_ADAGRAD : RK_FM_SGD;
-    prm.lr = rk__get_f64(p + 32);
-    prm.l2_w = rk__get_f64(p + 40);
-    prm.l2_v = rk__get_f64(p + 48);
-    prm.init_std = rk__get_f64(p + 56);
-    prm.seed = rk__get_u64(p + 64);
-    double w0 = rk__get_f64(p + 72), g0 = rk__get_f64(p + 80);
-    uint64_t count = rk__get_u64(p + 88);
+    prm.lr = rk_get_f64(p + 32);
+    prm.l2_w = rk_get_f64(p + 40);
+    prm.l2_v = rk_get_f64(p + 48);
+    prm.init_std = rk_get_f64(p + 56);
+    prm.seed = rk_get_u64(p + 64);
+    double w0 = rk_get_f64(p + 72), g0 = rk_get_f64(p + 80);
+    uint64_t count = rk_get_u64(p + 88);
     rk_err e = {0};
     if (opt > 1 || zero != 0)
         return rk_err_set(err, RK_ECORRUPT, "%s: bad optimizer %u or "
@@ -540,7 +540,7 @@ int rk_fm_load(rk_fm **out, const void *bytes, size_t n, rk_err *err)
     const unsigned char *r = p + FM_HDR;
     int64_t prev = -1;
     for (uint64_t c = 0; c < count; c++) {
-        uint32_t i = rk__get_u32(r);
+        uint32_t i = rk_get_u32(r);
         int ok = (int64_t)i > prev && i < dim;
         float *row = NULL, *acc = NULL;
         if (ok) {
@@ -549,11 +549,11 @@ int rk_fm_load(rk_fm **out, const void *bytes, size_t n, rk_err *err)
         }
         r += 4;
         for (uint32_t q = 0; ok && q < m->stride; q++, r += 4) {
-            row[q] = rk__get_f32(r);
+            row[q] = rk_get_f32(r);
             ok = isfinite(row[q]);
         }
         for (uint32_t q = 0; ok && ada && q < m->stride; q++, r += 4) {
-            acc[q] = rk__get_f32(r);
+            acc[q] = rk_get_f32(r);
             ok = acc[q] >= 0 && isfinite(acc[q]);
         }
         if (!ok) {

@@ -159,7 +159,7 @@ int rk__rank_model_check_frame(const unsigned char *p, size_t n,
         return rk_err_set(err, RK_ECORRUPT, "%s: truncated: %zu bytes, "
                           "shorter than the header", what, n);
     }
-    uint32_t v = rk__get_u32(p + 8), h = rk__get_u32(p + 12);
+    uint32_t v = rk_get_u32(p + 8), h = rk_get_u32(p + 12);
     if (v == 0)
         return rk_err_set(err, RK_ECORRUPT, "%s: bad format version 0", what);
     if (v > version)
@@ -183,7 +183,7 @@ int rk__rank_model_check_tail(const unsigned char *p, size_t n, size_t expect_le
     if (n > expect_len)
         return rk_err_set(err, RK_ECORRUPT, "%s: %zu trailing bytes after "
                           "the model", what, n - expect_len);
-    if (rk_hash64(p, n - 8, 0) != rk__get_u64(p + n - 8))
+    if (rk_hash64(p, n - 8, 0) != rk_get_u64(p + n - 8))
         return rk_err_set(err, RK_ECORRUPT, "%s: checksum mismatch", what);
     return 0;
 }
@@ -191,7 +191,7 @@ int rk__rank_model_check_tail(const unsigned char *p, size_t n, size_t expect_le
 void rk__rank_model_put_checksum(rk_buf *b, size_t start)
 {
     uint64_t h = rk_hash64(b->data + start, b->len - start, 0);
-    rk__put_u64((unsigned char *)b->data + b->len, h);
+    rk_put_u64((unsigned char *)b->data + b->len, h);
     b->len += 8;
     b->data[b->len] = '\0';
 }
@@ -574,24 +574,24 @@ int rk_ftrl_save(const rk_ftrl *m, rk_buf *out, rk_err *err)
     size_t start = out->len;
     unsigned char *p = (unsigned char *)out->data + start;
     memcpy(p, ftrl_magic, 8);
-    rk__put_u32(p + 8, FTRL_VERSION);
-    rk__put_u32(p + 12, FTRL_HDR);
-    rk__put_u32(p + 16, m->dim);
-    rk__put_u32(p + 20, m->p.bias ? 1u : 0u);
-    rk__put_f64(p + 24, m->p.alpha);
-    rk__put_f64(p + 32, m->p.beta);
-    rk__put_f64(p + 40, m->p.l1);
-    rk__put_f64(p + 48, m->p.l2);
-    rk__put_f64(p + 56, m->bz);
-    rk__put_f64(p + 64, m->bs);
-    rk__put_u64(p + 72, count);
+    rk_put_u32(p + 8, FTRL_VERSION);
+    rk_put_u32(p + 12, FTRL_HDR);
+    rk_put_u32(p + 16, m->dim);
+    rk_put_u32(p + 20, m->p.bias ? 1u : 0u);
+    rk_put_f64(p + 24, m->p.alpha);
+    rk_put_f64(p + 32, m->p.beta);
+    rk_put_f64(p + 40, m->p.l1);
+    rk_put_f64(p + 48, m->p.l2);
+    rk_put_f64(p + 56, m->bz);
+    rk_put_f64(p + 64, m->bs);
+    rk_put_u64(p + 72, count);
     p += FTRL_HDR;
     for (uint32_t i = 0; i < m->dim; i++) {
         const rk__ftrl_rec *r = &m->st[i];
         if (r->z == 0.0f && r->s == 0.0f) continue;
-        rk__put_u32(p, i);
-        rk__put_f32(p + 4, r->z);
-        rk__put_f32(p + 8, r->s);
+        rk_put_u32(p, i);
+        rk_put_f32(p + 4, r->z);
+        rk_put_f32(p + 8, r->s);
         p += FTRL_REC;
     }
     out->len = start + total - 8;
@@ -607,8 +607,8 @@ int rk_ftrl_load(rk_ftrl **out, const void *bytes, size_t n, rk_err *err)
     int rc = rk__rank_model_check_frame(p, n, ftrl_magic, FTRL_VERSION, FTRL_HDR,
                                    what, err);
     if (rc) return rc;
-    uint32_t dim = rk__get_u32(p + 16), flags = rk__get_u32(p + 20);
-    uint64_t count = rk__get_u64(p + 72);
+    uint32_t dim = rk_get_u32(p + 16), flags = rk_get_u32(p + 20);
+    uint64_t count = rk_get_u64(p + 72);
     if (dim < 1 || dim > RK_FTRL_MAX_DIM)
         return rk_err_set(err, RK_ECORRUPT, "%s: dim %u outside [1, 2^30]",
                           what, dim);
@@ -621,10 +621,10 @@ int rk_ftrl_load(rk_ftrl **out, const void *bytes, size_t n, rk_err *err)
     rc = rk__rank_model_check_tail(p, n, FTRL_HDR + (size_t)count * FTRL_REC + 8,
                               what, err);
     if (rc) return rc;
-    rk_ftrl_params prm = {rk__get_f64(p + 24), rk__get_f64(p + 32),
-                          rk__get_f64(p + 40), rk__get_f64(p + 48),
+    rk_ftrl_params prm = {rk_get_f64(p + 24), rk_get_f64(p + 32),
+                          rk_get_f64(p + 40), rk_get_f64(p + 48),
                           (int)flags};
-    double bz = rk__get_f64(p + 56), bs = rk__get_f64(p + 64);
+    double bz = rk_get_f64(p + 56), bs = rk_get_f64(p + 64);
     if (!isfinite(bz) || !(bs >= 0) || !isfinite(bs) ||
         (!prm.bias && (bz != 0 || bs != 0)))
         return rk_err_set(err, RK_ECORRUPT, "%s: bad intercept state", what);
@@ -637,8 +637,8 @@ int rk_ftrl_load(rk_ftrl **out, const void *bytes, size_t n, rk_err *err)
     const unsigned char *r = p + FTRL_HDR;
     int64_t prev = -1;
     for (uint64_t c = 0; c < count; c++, r += FTRL_REC) {
-        uint32_t i = rk__get_u32(r);
-        float z = rk__get_f32(r + 4), s = rk__get_f32(r + 8);
+        uint32_t i = rk_get_u32(r);
+        float z = rk_get_f32(r + 4), s = rk_get_f32(r + 8);
         if ((int64_t)i <= prev || i >= dim || !isfinite(z) || !(s >= 0) ||
             !isfinite(s)) {
             rk_ftrl_destroy(m);

@@ -156,53 +156,6 @@ int rk__rank_sparse_merge(const rk_sparse *x, uint32_t *ibuf, float *vbuf,
  * bytes before it, seed 0). Numbers are little-endian whatever the host.
  * Writers reserve the exact size first so an append is all or nothing.
  */
-static inline void rk__put_u32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-static inline void rk__put_u64(unsigned char *p, uint64_t v)
-{
-    rk__put_u32(p, (uint32_t)v);
-    rk__put_u32(p + 4, (uint32_t)(v >> 32));
-}
-static inline void rk__put_f32(unsigned char *p, float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    rk__put_u32(p, u);
-}
-static inline void rk__put_f64(unsigned char *p, double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, 8);
-    rk__put_u64(p, u);
-}
-static inline uint32_t rk__get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-static inline uint64_t rk__get_u64(const unsigned char *p)
-{
-    return (uint64_t)rk__get_u32(p) | (uint64_t)rk__get_u32(p + 4) << 32;
-}
-static inline float rk__get_f32(const unsigned char *p)
-{
-    uint32_t u = rk__get_u32(p);
-    float v;
-    memcpy(&v, &u, 4);
-    return v;
-}
-static inline double rk__get_f64(const unsigned char *p)
-{
-    uint64_t u = rk__get_u64(p);
-    double v;
-    memcpy(&v, &u, 8);
-    return v;
-}
 
 /* Validates the frame of a model file of `what` ("FTRL model"): length at
  * least hdr_min + 8, magic, version (RK_EVERSION when newer than

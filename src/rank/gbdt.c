@@ -769,39 +769,19 @@ int rk_gbdt_predict(const rk_gbdt *m, const rk_dmat *x, float *out, unsigned fla
 #define VERSION 1u
 #define HEADER 32u
 
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
 
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
 
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
 
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 int rk_gbdt_save(const rk_gbdt *m, rk_buf *out)
 {
     if (!m || !out) return RK_EINVAL;
     unsigned char h[HEADER];
     memcpy(h, MAGIC, 8);
-    put_u32(h + 8, VERSION);
-    put_u32(h + 12, HEADER);
-    put_u64(h + 16, m->json_len);
-    put_u64(h + 24, rk_hash64(m->json, m->json_len, 0));
+    rk_put_u32(h + 8, VERSION);
+    rk_put_u32(h + 12, HEADER);
+    rk_put_u64(h + 16, m->json_len);
+    rk_put_u64(h + 24, rk_hash64(m->json, m->json_len, 0));
     /* Reserve both parts first so the append is all or nothing. */
     int rc = rk_buf_reserve(out, HEADER + m->json_len);
     if (rc == 0) rc = rk_buf_append(out, h, HEADER);
@@ -819,14 +799,14 @@ int rk_gbdt_load(rk_gbdt **out, const void *p, size_t n, rk_err *err)
         return rk_err_set(err, RK_ECORRUPT, "gbdt model: bad magic (not a rankd GBDT model)");
     if (n < HEADER)
         return rk_err_set(err, RK_ECORRUPT, "gbdt model: truncated header (%zu bytes)", n);
-    uint32_t ver = get_u32(b + 8), hsz = get_u32(b + 12);
+    uint32_t ver = rk_get_u32(b + 8), hsz = rk_get_u32(b + 12);
     if (ver != VERSION)
         return rk_err_set(err, RK_EVERSION, "gbdt model: format version %u, this build reads %u",
                           ver, VERSION);
     if (hsz != HEADER)
         return rk_err_set(err, RK_ECORRUPT, "gbdt model: header size %u, expected %u", hsz,
                           HEADER);
-    uint64_t len = get_u64(b + 16), sum = get_u64(b + 24);
+    uint64_t len = rk_get_u64(b + 16), sum = rk_get_u64(b + 24);
     if (len != n - HEADER)
         return rk_err_set(err, RK_ECORRUPT,
                           "gbdt model: header says %llu bytes of model, %zu present%s",

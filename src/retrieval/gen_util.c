@@ -336,20 +336,6 @@ int rk__nbrs_query(const rk__nbrs *nb, const rk_seed *seeds, size_t nseeds,
 
 #define HDR_SIZE 32
 
-static void put_u32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
 
 /* Writes n bytes and extends the checksum chain over them. */
 static int write_sec(FILE *f, const void *p, size_t n, uint64_t *h)
@@ -395,11 +381,11 @@ int rk__nbrs_save(const rk__nbrs *nb, const char magic[8], const double *meta,
     }
     unsigned char hdr[HDR_SIZE];
     memcpy(hdr, magic, 8);
-    put_u32(hdr + 8, RK__NBRS_VERSION);
-    put_u32(hdr + 12, nmeta);
-    put_u32(hdr + 16, nb->nitems);
-    put_u32(hdr + 20, nb->top_n);
-    put_u64(hdr + 24, nb->nnz);
+    rk_put_u32(hdr + 8, RK__NBRS_VERSION);
+    rk_put_u32(hdr + 12, nmeta);
+    rk_put_u32(hdr + 16, nb->nitems);
+    rk_put_u32(hdr + 20, nb->top_n);
+    rk_put_u64(hdr + 24, nb->nnz);
     uint64_t h = 0;
     /* An empty model (no items) still has ptr[0] = 0. */
     uint64_t zero = 0;
@@ -410,7 +396,7 @@ int rk__nbrs_save(const rk__nbrs *nb, const char magic[8], const double *meta,
               write_sec(f, nb->item, nb->nnz * sizeof(uint32_t), &h) ||
               write_sec(f, nb->score, nb->nnz * sizeof(float), &h);
     unsigned char tail[8];
-    put_u64(tail, h);
+    rk_put_u64(tail, h);
     if (!bad) bad = fwrite(tail, 1, 8, f) != 8;
     if (!bad) bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
     int saved = errno;
@@ -471,16 +457,16 @@ int rk__nbrs_load(rk__nbrs *nb, const char magic[8], double *meta,
                         path, magic);
         goto out;
     }
-    uint32_t version = get_u32(hdr + 8), fnmeta = get_u32(hdr + 12);
+    uint32_t version = rk_get_u32(hdr + 8), fnmeta = rk_get_u32(hdr + 12);
     if (version != RK__NBRS_VERSION) {
         rc = rk_err_set(err, RK_EVERSION,
                         "%s: format version %u, this build reads %u", path,
                         version, RK__NBRS_VERSION);
         goto out;
     }
-    nb->nitems = get_u32(hdr + 16);
-    nb->top_n = get_u32(hdr + 20);
-    nb->nnz = get_u64(hdr + 24);
+    nb->nitems = rk_get_u32(hdr + 16);
+    nb->top_n = rk_get_u32(hdr + 20);
+    nb->nnz = rk_get_u64(hdr + 24);
     /* Check the size before allocating anything, so a corrupt count cannot
      * ask for terabytes. Every term is bounded, so the sum cannot wrap. */
     if (fnmeta > 1024 || nb->nnz > (uint64_t)nb->nitems * nb->top_n ||
@@ -509,7 +495,7 @@ int rk__nbrs_load(rk__nbrs *nb, const char magic[8], double *meta,
         rc = rk_err_set(err, RK_EIO, "%s: read failed", path);
         goto out;
     }
-    if (get_u64(tail) != h) {
+    if (rk_get_u64(tail) != h) {
         rc = rk_err_set(err, RK_ECORRUPT, "%s: checksum mismatch", path);
         goto out;
     }

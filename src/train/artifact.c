@@ -48,37 +48,17 @@ int rk_model_kind_parse(const char *s, rk_model_kind *out, rk_err *err)
                       "calibration)", s);
 }
 
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
 
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
 
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 
 static void header(unsigned char h[RK_ARTIFACT_HEADER], uint32_t kind,
                    uint64_t len)
 {
     memcpy(h, magic, sizeof magic);
-    put_u32(h + 8, RK_ARTIFACT_VERSION);
-    put_u32(h + 12, kind);
-    put_u64(h + 16, len);
+    rk_put_u32(h + 8, RK_ARTIFACT_VERSION);
+    rk_put_u32(h + 12, kind);
+    rk_put_u64(h + 16, len);
 }
 
 static uint64_t checksum(const unsigned char *hdr, const void *payload,
@@ -97,7 +77,7 @@ int rk_artifact_encode(rk_model_kind kind, const void *payload, size_t len,
 {
     unsigned char h[RK_ARTIFACT_HEADER], t[RK_ARTIFACT_TRAILER];
     header(h, (uint32_t)kind, len);
-    put_u64(t, checksum(h, payload, len));
+    rk_put_u64(t, checksum(h, payload, len));
     int rc = rk_buf_reserve(out, sizeof h + len + sizeof t);
     rc = rc ? rc : rk_buf_append(out, h, sizeof h);
     rc = rc ? rc : rk_buf_append(out, payload, len);
@@ -134,7 +114,7 @@ int rk__artifact_write(const char *dir, const char *name, rk_model_kind kind,
     unsigned char h[RK_ARTIFACT_HEADER], t[RK_ARTIFACT_TRAILER];
     header(h, (uint32_t)kind, len);
     uint64_t sum = checksum(h, payload, len);
-    put_u64(t, sum);
+    rk_put_u64(t, sum);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return rk_err_set(err, RK_EIO, "cannot create %s: %s", tmp,
@@ -185,9 +165,9 @@ static int check_header(const unsigned char *p, uint64_t have,
         return rk_err_set(err, RK_ECORRUPT, "%s: truncated: %llu of at least "
                           "%llu bytes", what, (unsigned long long)have,
                           (unsigned long long)least);
-    out->version = get_u32(p + 8);
-    out->kind = get_u32(p + 12);
-    uint64_t len = get_u64(p + 16);
+    out->version = rk_get_u32(p + 8);
+    out->kind = rk_get_u32(p + 12);
+    uint64_t len = rk_get_u64(p + 16);
     if (out->version != RK_ARTIFACT_VERSION)
         return rk_err_set(err, RK_EVERSION, "%s: artifact format version %u; "
                           "this build reads version %u", what, out->version,
@@ -212,7 +192,7 @@ static int check_header(const unsigned char *p, uint64_t have,
 static int check_sum(const unsigned char *p, const char *what,
                      rk_artifact *out, rk_err *err)
 {
-    uint64_t stored = get_u64(p + RK_ARTIFACT_HEADER + out->len);
+    uint64_t stored = rk_get_u64(p + RK_ARTIFACT_HEADER + out->len);
     uint64_t sum = checksum(p, p + RK_ARTIFACT_HEADER, out->len);
     if (stored != sum)
         return rk_err_set(err, RK_ECORRUPT, "%s: checksum mismatch (stored "

@@ -666,8 +666,9 @@ int rk_ranker_evaluate(const rk_ranker *r, const rk_trainset *t,
         put_metric(out, "calibration", cm.calibration);
         /* The calibration check in absolute terms: the mean predicted
          * probability against the observed positive rate. */
-        put_metric(out, "mean_prediction", cm.weight > 0 ? cm.calibration *
-                   cm.positive_weight / cm.weight : NAN);
+        double swp = 0;
+        for (size_t i = 0; i < n; i++) swp += (double)w[i] * p[i];
+        put_metric(out, "mean_prediction", cm.weight > 0 ? swp / cm.weight : NAN);
         put_metric(out, "positive_rate", cm.weight > 0 ? cm.positive_weight /
                    cm.weight : NAN);
         if (have_groups) {
@@ -687,20 +688,6 @@ out:
 
 /* ---- serialisation -------------------------------------------------------------- */
 
-static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t get32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
 
 int rk_ranker_save(const rk_ranker *r, rk_buf *out, rk_err *err)
 {
@@ -708,14 +695,14 @@ int rk_ranker_save(const rk_ranker *r, rk_buf *out, rk_err *err)
     unsigned char h[HEADER];
     memset(h, 0, sizeof h);
     memcpy(h, MAGIC, 8);
-    put32(h + 8, VERSION);
-    put32(h + 12, (uint32_t)r->kind);
-    put32(h + 16, (uint32_t)r->task);
-    put32(h + 20, r->ndense);
-    put32(h + 24, r->hash_bits);
-    put32(h + 28, r->sparse_cols);
-    put32(h + 32, r->ndcg_k);
-    memcpy(h + 40, &r->neg_rate, 8);
+    rk_put_u32(h + 8, VERSION);
+    rk_put_u32(h + 12, (uint32_t)r->kind);
+    rk_put_u32(h + 16, (uint32_t)r->task);
+    rk_put_u32(h + 20, r->ndense);
+    rk_put_u32(h + 24, r->hash_bits);
+    rk_put_u32(h + 28, r->sparse_cols);
+    rk_put_u32(h + 32, r->ndcg_k);
+    rk_put_f64(h + 40, r->neg_rate);
     int rc = rk_buf_append(out, h, sizeof h);
     /* Each part is preceded by its length, patched once written. */
     for (int part = 0; !rc && part < 4; part++) {
@@ -739,7 +726,7 @@ int rk_ranker_save(const rk_ranker *r, rk_buf *out, rk_err *err)
         } else if (r->spec_len) {
             rc = rk_buf_append(out, r->spec, r->spec_len);
         }
-        if (!rc) put64((unsigned char *)out->data + at, out->len - at - 8);
+        if (!rc) rk_put_u64((unsigned char *)out->data + at, out->len - at - 8);
     }
     if (rc) {
         out->len = start;
@@ -781,18 +768,18 @@ int rk_ranker_load(rk_ranker **out, const void *data, size_t n, rk_err *err)
     if (n < HEADER || memcmp(p, MAGIC, 8) != 0)
         return rk_err_set(err, RK_ECORRUPT, "ranker: not a ranker payload "
                           "(bad magic or %zu bytes)", n);
-    if (get32(p + 8) != VERSION)
+    if (rk_get_u32(p + 8) != VERSION)
         return rk_err_set(err, RK_EVERSION, "ranker: format version %u, this "
-                          "build reads %u", get32(p + 8), VERSION);
+                          "build reads %u", rk_get_u32(p + 8), VERSION);
     rk_ranker *r = rk_calloc(1, sizeof *r);
     if (!r) return rk_err_set(err, RK_ENOMEM, "ranker: out of memory");
-    r->kind = (rk_ranker_kind)get32(p + 12);
-    r->task = (rk_ranker_task)get32(p + 16);
-    r->ndense = get32(p + 20);
-    r->hash_bits = get32(p + 24);
-    r->sparse_cols = get32(p + 28);
-    r->ndcg_k = get32(p + 32);
-    memcpy(&r->neg_rate, p + 40, 8);
+    r->kind = (rk_ranker_kind)rk_get_u32(p + 12);
+    r->task = (rk_ranker_task)rk_get_u32(p + 16);
+    r->ndense = rk_get_u32(p + 20);
+    r->hash_bits = rk_get_u32(p + 24);
+    r->sparse_cols = rk_get_u32(p + 28);
+    r->ndcg_k = rk_get_u32(p + 32);
+    r->neg_rate = rk_get_f64(p + 40);
     int rc = 0;
     if ((unsigned)r->kind > RK_RANKER_FM || (unsigned)r->task > RK_TASK_RANK ||
         r->hash_bits > 30 || r->ndense > (1u << 16) || r->sparse_cols > (1u << 20) ||
@@ -806,7 +793,7 @@ int rk_ranker_load(rk_ranker **out, const void *data, size_t n, rk_err *err)
             rc = rk_err_set(err, RK_ECORRUPT, "ranker: truncated");
             goto fail;
         }
-        uint64_t len = get64(p + at);
+        uint64_t len = rk_get_u64(p + at);
         at += 8;
         if (len > n - at) {
             rc = rk_err_set(err, RK_ECORRUPT, "ranker: truncated (part %d needs "
