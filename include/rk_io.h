@@ -245,6 +245,17 @@ void rk_io_parser_reset(rk_io_parser *p);
 int rk_io_parse(rk_io_parser *p, const char *rec, size_t len,
                 rk_io_record *out, rk_err *err);
 
+/*
+ * The same as rk_io_parse for a jsonl parser, from a JSON object already
+ * parsed with jansson (struct json_t, borrowed for the call): the HTTP API
+ * parses a request body once and feeds each event or entity object here.
+ * The record's pointers borrow from the parser as with rk_io_parse.
+ * RK_EINVAL when p is not a jsonl parser; otherwise rk_io_parse's errors.
+ */
+struct json_t;
+int rk_io_parse_json(rk_io_parser *p, const struct json_t *obj,
+                     rk_io_record *out, rk_err *err);
+
 /* ------------------------------------------------------------------------ */
 /* Import driver                                                             */
 /* ------------------------------------------------------------------------ */

@@ -379,6 +379,16 @@ void rk_ials_score_all(const rk_ials_model *model, const float *user_vec,
  * (RK_ECORRUPT), with the path and reason in err. */
 int rk_ials_save(const rk_ials_model *model, const char *path, rk_err *err);
 int rk_ials_load(const char *path, rk_ials_model **out, rk_err *err);
+/* The serving index of a model: HNSW, inner product, float32, default
+ * parameters (M 16, efConstruction 200), labels = dense item ids, over
+ * every item row. pool as rk_ann_add_batch (NULL: deterministic).
+ * rk_ials_build_index builds it and saves it to path (rk_ann_save), where
+ * `rankd train` puts it next to ials.bin as items.ann. Errors of
+ * rk_ann_create/add/save. */
+int rk_ials_index(const rk_ials_model *m, rk_pool *pool, rk_ann **out,
+                  rk_err *err);
+int rk_ials_build_index(const rk_ials_model *m, const char *path,
+                        rk_pool *pool, rk_err *err);
 
 /*
  * EASE (Steck 2019): item-item weights B = argmin |X - XB|^2 + lambda |B|^2

@@ -154,6 +154,9 @@ int rk_store_open(rk_store **out, const rk_store_opts *o,
 void rk_store_close(rk_store *s);
 /* The store's schema (merged). Borrowed, valid until close. */
 const rk_schema *rk_store_schema(const rk_store *s);
+/* The data directory the store was opened on (borrowed, valid until
+ * close). Models live under <path>/models. */
+const char *rk_store_path(const rk_store *s);
 /* Declares a new attribute durably (goes through the writer). Thread-safe. */
 int rk_store_declare_attr(rk_store *s, rk_entity e, const char *name,
                           rk_attr_type type, uint32_t dim, rk_err *err);

@@ -16,7 +16,8 @@
 
 /* Top-level config sections this version understands. */
 static const char *const conf_sections[] = {"store", "entities", "events",
-                                            "log", "retrieval", "eval", "features", "labels", NULL};
+                                            "log", "retrieval", "eval", "features", "labels",
+                                            "serve", "experiments", NULL};
 
 void cli_printf_err(const char *fmt, ...)
 {
@@ -429,6 +430,7 @@ static const struct {
     {"schema", cli_schema, "print the declared attributes and event types"},
     {"train", cli_train, "train the retrieval models and publish them under DIR/models"},
     {"eval", cli_eval, "evaluate retrieval models offline (Recall/NDCG/MAP@K)"},
+    {"serve", cli_serve, "serve the /v1 HTTP API (recommend, rank, score, events, ...)"},
     {"models", cli_models, "list, show, promote and roll back model versions"},
 };
 

@@ -398,6 +398,30 @@ static int row(rk_io_parser *p, json_t *o, rk_io_record *out, rk_err *err)
     return 0;
 }
 
+static int parse_object(rk_io_parser *p, json_t *o, rk_io_record *out,
+                        rk_err *err)
+{
+    if (!json_is_object(o))
+        return rk_err_set(err, RK_EPARSE, "expected a JSON object");
+    switch (p->kind) {
+    case RK_KIND_EVENTS: return event(p, o, out, err);
+    case RK_KIND_ROWS: return row(p, o, out, err);
+    default: return entity(p, o, out, err);
+    }
+}
+
+int rk_io_parse_json(rk_io_parser *p, const struct json_t *obj,
+                     rk_io_record *out, rk_err *err)
+{
+    if (!p || !obj || !out || p->fmt != RK_FMT_JSONL)
+        return rk_err_set(err, RK_EINVAL, "parse_json: needs a jsonl parser");
+    rk_arena_reset(&p->arena);
+    memset(out, 0, sizeof *out);
+    p->nrec++;
+    /* jansson's accessors take non-const pointers; nothing is modified. */
+    return parse_object(p, (json_t *)obj, out, err);
+}
+
 int rk__io_parse_jsonl(rk_io_parser *p, const char *rec, size_t len,
                        rk_io_record *out, rk_err *err)
 {
@@ -409,16 +433,7 @@ int rk__io_parse_jsonl(rk_io_parser *p, const char *rec, size_t len,
     if (!o)
         return rk_err_set(err, RK_EPARSE, "bad JSON at column %d: %s",
                           jerr.column, jerr.text);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return rk_err_set(err, RK_EPARSE, "expected a JSON object");
-    }
-    int rc;
-    switch (p->kind) {
-    case RK_KIND_EVENTS: rc = event(p, o, out, err); break;
-    case RK_KIND_ROWS: rc = row(p, o, out, err); break;
-    default: rc = entity(p, o, out, err); break;
-    }
+    int rc = parse_object(p, o, out, err);
     json_decref(o);
     return rc;
 }

@@ -445,6 +445,11 @@ const rk_schema *rk_store_schema(const rk_store *s)
     return s->schema;
 }
 
+const char *rk_store_path(const rk_store *s)
+{
+    return s->path;
+}
+
 int rk_store_declare_attr(rk_store *s, rk_entity e, const char *name,
                           rk_attr_type type, uint32_t dim, rk_err *err)
 {

@@ -65,7 +65,12 @@ static int ials_save(const void *self, const char *dir, rk_err *err)
     if (!a->m) return rk_err_set(err, RK_ESTATE, "ials: not trained");
     char path[4096];
     snprintf(path, sizeof path, "%s/ials.bin", dir);
-    return rk_ials_save(a->m, path, err);
+    int rc = rk_ials_save(a->m, path, err);
+    if (rc) return rc;
+    /* The serving index over the item factors goes into the same version,
+     * so a server maps it instead of building it at every start. */
+    snprintf(path, sizeof path, "%s/items.ann", dir);
+    return rk_ials_build_index(a->m, path, NULL, err);
 }
 
 static void ials_destroy(void *self)
