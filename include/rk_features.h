@@ -299,6 +299,20 @@ void rk_feat_detach(rk_feat_spec *spec, rk_store *s);
 int rk_feat_batch_event(const rk_feat_spec *spec, rk_batch *b,
                         const rk_event_in *ev, rk_reader *r, rk_err *err);
 
+/* Builds the state of aggregate groups that have never had any from the
+ * whole event log, for a spec attached to a store whose events were
+ * written without it (imported, or before the feature was declared).
+ * Each group is marked in the store once checked, so this runs once per
+ * group definition: groups already marked, or holding records merged
+ * live by rk_feat_batch_event, are left as they are (and marked). Call
+ * after rk_feat_attach and before serving writes: events written during
+ * the backfill must go through rk_feat_batch_event. Events imported later
+ * without the spec are not merged. *events (may be NULL) counts the
+ * events replayed, *groups the groups built. Errors: store errors,
+ * RK_ENOMEM. */
+int rk_feat_backfill(const rk_feat_spec *spec, rk_store *s, uint64_t *events,
+                     uint32_t *groups, rk_err *err);
+
 /* Deletes expired records (older than ttl at now_ms) and records of
  * groups the spec no longer has, through merge ops, so a concurrent update
  * is never lost. *deleted (may be NULL) counts them. Needs the spec

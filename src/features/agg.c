@@ -697,6 +697,149 @@ int rk_feat_batch_event(const rk_feat_spec *spec, rk_batch *b,
     return rc;
 }
 
+/* ---- backfill -------------------------------------------------------------------- */
+
+/* Group state in the store is marked with 'M' + layout -> the last event
+ * sequence number the backfill covered, so it runs once per group. */
+#define MARK_LEN 9
+
+static void mark_key(const agroup *g, unsigned char key[MARK_LEN])
+{
+    key[0] = 'M';
+    memcpy(key + 1, &g->layout, 8);
+}
+
+static int any_record(void *arg, const void *key, size_t klen, const void *val,
+                      size_t vlen)
+{
+    (void)key;
+    (void)klen;
+    (void)val;
+    (void)vlen;
+    *(int *)arg = 1;
+    return 1;
+}
+
+typedef struct backfill {
+    const rk_feat_spec *s;
+    rk_store *st;
+    rk_reader *r;
+    rk_batch *b;
+    const uint8_t *need;
+    feat_evops e;
+    uint64_t events, last_seq;
+    rk_err *err;
+} backfill;
+
+static int backfill_flush(backfill *w)
+{
+    if (!rk_batch_count(w->b)) return 0;
+    int rc = rk_store_write(w->st, w->b, NULL, w->err);
+    rk_batch_clear(w->b);
+    return rc;
+}
+
+static int backfill_event(void *arg, const rk_event *ev)
+{
+    backfill *w = arg;
+    const rk_feat_spec *s = w->s;
+    w->last_seq = ev->seq;
+    const rk_event_type_def *td =
+        rk_schema_event_type(rk_store_schema(w->st), ev->type);
+    if (!td) return 0;
+    uint32_t t;
+    for (t = 0; t < s->ntypes; t++)
+        if (!strcmp(s->type_names[t], td->name)) break;
+    if (t == s->ntypes || !s->nroute[t]) return 0;
+    const char *u, *it;
+    size_t ul, il;
+    if (rk_reader_external(w->r, RK_ENTITY_USER, ev->user, &u, &ul) ||
+        rk_reader_external(w->r, RK_ENTITY_ITEM, ev->item, &it, &il))
+        return 0;
+    feat_event fe = {0};
+    fe.type = t;
+    fe.has_user = 1;
+    fe.uh = rk__feat_part_hash(KP_USER, u, ul);
+    fe.has_item = 1;
+    fe.ih = rk__feat_part_hash(KP_ITEM, it, il);
+    fe.ts = ev->ts_ms;
+    fe.value = ev->value;
+    fe.has_value = (uint8_t)(ev->has_value != 0);
+    fe.ctx = ev->context;
+    fe.ctx_len = ev->context ? ev->context_len : 0;
+    item_attrs ia = {w->r, it, il, 0, {0}};
+    int rc = rk__feat_event_ops(s, &fe, item_attr_from_reader, &ia, &w->e);
+    for (uint32_t gi = 0; !rc && gi < s->ngroups; gi++)
+        if (!w->need[gi]) w->e.state[gi] = 0;
+    if (!rc) rc = append_merges(s, w->b, &w->e, fe.ts, w->err);
+    w->events++;
+    if (!rc && rk_batch_count(w->b) >= 20000) rc = backfill_flush(w);
+    return rc;
+}
+
+int rk_feat_backfill(const rk_feat_spec *spec, rk_store *s, uint64_t *events,
+                     uint32_t *groups, rk_err *err)
+{
+    if (events) *events = 0;
+    if (groups) *groups = 0;
+    if (!spec->ngroups) return 0;
+    rk_reader *r;
+    int rc = rk_store_reader(s, &r, err);
+    if (rc) return rc;
+    uint8_t *need = rk_calloc(spec->ngroups, 1);
+    backfill w = {spec, s, r, NULL, need, {0}, 0, 0, err};
+    uint32_t nneed = 0, nmark = 0;
+    if (!need) rc = rk_err_set(err, RK_ENOMEM, "backfill: out of memory");
+    for (uint32_t gi = 0; !rc && gi < spec->ngroups; gi++) {
+        unsigned char mk[MARK_LEN];
+        mark_key(&spec->g[gi], mk);
+        const void *v;
+        size_t vl;
+        if (!rk_reader_kv_get(r, RK_KV_AGG, mk, sizeof mk, &v, &vl)) continue;
+        /* Unmarked: records already there were merged live (a writer used
+         * rk_feat_batch_event from the start), so only mark it. */
+        unsigned char pre[9];
+        pre[0] = 'A';
+        memcpy(pre + 1, &spec->g[gi].layout, 8);
+        int found = 0;
+        (void)rk_reader_kv_scan(r, RK_KV_AGG, pre, sizeof pre, NULL, 0,
+                                any_record, &found);
+        need[gi] = (uint8_t)(found ? 2 : 1);
+        nmark++;
+        if (!found) nneed++;
+    }
+    if (!rc && nmark) rc = rk_batch_create(&w.b, s, 0);
+    if (!rc && nmark) rc = rk__feat_evops_init(&w.e, spec);
+    if (!rc && nneed) {
+        for (uint32_t gi = 0; gi < spec->ngroups; gi++)
+            if (need[gi] == 2) need[gi] = 0;
+        rc = rk_reader_scan_events(r, 0, backfill_event, &w);
+        if (rc && !err->msg[0])
+            rk_err_set(err, rc, "backfill: %s", rk_reader_errmsg(r));
+        for (uint32_t gi = 0; gi < spec->ngroups; gi++)
+            if (!need[gi]) need[gi] = 2;
+    }
+    if (!rc && nmark) {
+        /* Mark every group checked, in the last write of the backfill. */
+        unsigned char v8[8];
+        rk_put_u64(v8, w.last_seq);
+        for (uint32_t gi = 0; !rc && gi < spec->ngroups; gi++) {
+            if (!need[gi]) continue;
+            unsigned char mk[MARK_LEN];
+            mark_key(&spec->g[gi], mk);
+            rc = rk_batch_kv_put(w.b, RK_KV_AGG, mk, sizeof mk, v8, sizeof v8, err);
+        }
+        if (!rc) rc = backfill_flush(&w);
+    }
+    if (nmark) rk__feat_evops_free(&w.e);
+    rk_batch_destroy(w.b);
+    rk_free(need);
+    rk_reader_close(r);
+    if (!rc && events) *events = w.events;
+    if (!rc && groups) *groups = nneed;
+    return rc;
+}
+
 /* ---- sweep ------------------------------------------------------------------------ */
 
 typedef struct sweep {
