@@ -287,6 +287,14 @@ int rk_feat_tokenize(const char *s, size_t n, rk_feat_token_fn fn, void *arg);
  * RK_ENOMEM (sketch), RK_EINVAL. */
 int rk_feat_attach(rk_feat_spec *spec, rk_store *s, rk_err *err);
 void rk_feat_detach(rk_feat_spec *spec, rk_store *s);
+/* Lets spec (e.g. a ranker's fitted copy of the served definitions) read
+ * through the read cache of the attached spec: both must read the same
+ * aggregate groups and the same attribute ranges (RK_EINVAL otherwise),
+ * since cached values are raw records. attached must stay attached and
+ * alive while spec is used; destroying spec leaves the cache alone.
+ * RK_ESTATE when attached has no cache or spec has its own. */
+int rk_feat_share_cache(rk_feat_spec *spec, const rk_feat_spec *attached,
+                        rk_err *err);
 
 /* Appends the event (rk_batch_event) and one merge op per aggregate
  * record it updates to b: all or nothing (on error b is unchanged). r is
@@ -343,9 +351,12 @@ void rk_feat_online_stats_get(const rk_feat_spec *spec,
  * exactly what the reader's snapshot holds, so vectors are the same bit
  * for bit with the cache on or off. It serves readers of the store the
  * spec is attached to; sources bound to a replay state never use it.
- * Thread-safe (sharded, a mutex per shard; a request's candidate keys
- * take each shard's mutex once). The slot arrays grow with the entries,
- * so memory follows what is cached, within the two bounds.
+ * Thread-safe: writers take a shard's mutex; a request reads without
+ * locks (per-slot sequence numbers, values freed only once no request
+ * can still hold them; 64 requests at a time, more take the mutexes).
+ * The slot arrays grow with the entries, so memory follows what is
+ * cached, within the two bounds (values awaiting their free count
+ * against cache_mb).
  */
 typedef struct rk_feat_cache_stats {
     size_t entries, max_entries;       /* records and absent keys held */
@@ -356,6 +367,11 @@ typedef struct rk_feat_cache_stats {
     uint64_t refused;                  /* fills from snapshots already stale */
     uint64_t bypassed;                 /* reads racing a commit's hook */
     uint64_t applied;                  /* last commit the cache has seen */
+    size_t retired_bytes;              /* dropped values (and outgrown slot
+                                        * arrays) a request may still read;
+                                        * in bytes, freed when it ends */
+    uint64_t unpinned;                 /* requests that found every lock-free
+                                        * reader slot taken and locked */
 } rk_feat_cache_stats;
 /* Zeroes *out when the spec has no cache. Thread-safe. */
 void rk_feat_cache_stats_get(const rk_feat_spec *spec, rk_feat_cache_stats *out);

@@ -246,8 +246,15 @@ static double window_sum(const aslot *sl, const unsigned char *q, uint32_t wi,
     if (head - sl->nbuck + 1 > lo) lo = head - sl->nbuck + 1;
     if (head < hi) hi = head;
     double sum = 0;
-    for (int64_t b = lo; b <= hi; b++)
-        sum += rk__rdf64(q + 8 + 8 * (ch * sl->nbuck + floormod(b, sl->nbuck)));
+    if (lo > hi) return 0;
+    /* One division for the first bucket, then step around the ring: the
+     * same buckets added in the same order as b mod nbuck for each b. */
+    const unsigned char *row = q + 8 + 8u * ch * sl->nbuck;
+    uint32_t idx = (uint32_t)floormod(lo, sl->nbuck);
+    for (int64_t b = lo; b <= hi; b++) {
+        sum += rk__rdf64(row + 8u * idx);
+        if (++idx == sl->nbuck) idx = 0;
+    }
     return sum;
 }
 
@@ -506,8 +513,9 @@ static int feat_merge(void *arg, const void *key, size_t klen, const void *old,
 
 void rk__feat_online_free(rk_feat_spec *s)
 {
-    rk__feat_cache_destroy(s->cache);
+    if (!s->cache_shared) rk__feat_cache_destroy(s->cache);
     s->cache = NULL;
+    s->cache_shared = 0;
     if (!s->online) return;
     rk__feat_sketch_free(&s->online->sk);
     rk_free(s->online);
@@ -547,6 +555,30 @@ int rk_feat_attach(rk_feat_spec *spec, rk_store *s, rk_err *err)
     }
     /* Setting the hook publishes the store's current commit to the cache. */
     if (spec->cache) rk_store_set_commit_hook(s, cache_hook, spec->cache);
+    return 0;
+}
+
+int rk_feat_share_cache(rk_feat_spec *spec, const rk_feat_spec *attached,
+                        rk_err *err)
+{
+    if (!attached->cache)
+        return rk_err_set(err, RK_ESTATE, "features: the attached spec has no "
+                          "read cache");
+    if (spec->cache && !spec->cache_shared)
+        return rk_err_set(err, RK_ESTATE, "features: the spec has its own cache");
+    /* Cached values are raw records encoded by what the spec reads: the
+     * same aggregate groups (layouts) and the same attribute bounds give
+     * the same encoding, so the two specs may share entries. */
+    int same = spec->ngroups == attached->ngroups &&
+               spec->max_user_attr == attached->max_user_attr &&
+               spec->max_item_attr == attached->max_item_attr;
+    for (uint32_t i = 0; same && i < spec->ngroups; i++)
+        same = spec->g[i].layout == attached->g[i].layout;
+    if (!same)
+        return rk_err_set(err, RK_EINVAL, "features: the specs read different "
+                          "aggregates or attributes; the cache cannot be shared");
+    spec->cache = attached->cache;
+    spec->cache_shared = 1;
     return 0;
 }
 

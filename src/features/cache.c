@@ -4,9 +4,10 @@
  * request's ~1,500 lookups are hash probes instead of LMDB B-tree reads.
  *
  * Bounds: at most max_keys entries and max_bytes of values (both split
- * evenly over the shards); a full shard evicts with CLOCK (second chance:
- * a hit sets the entry's reference bit, the hand clears it and evicts the
- * first entry found clear). Absent keys are cached too, as empty entries.
+ * evenly over the shards; values waiting for reclamation count against
+ * max_bytes too); a full shard evicts with CLOCK (second chance: a hit
+ * sets the entry's reference bit, the hand clears it and evicts the first
+ * entry found clear). Absent keys are cached too, as empty entries.
  *
  * Coherence with the store. Every entry carries the commit number of the
  * reader snapshot it was read from (rk_reader_txn). The store's commit hook
@@ -24,18 +25,37 @@
  *     snapshot never lands after the invalidation of a newer commit.
  * So a cached read returns exactly the bytes the reader's snapshot holds.
  *
- * Threads: request threads probe and fill concurrently, the writer thread
- * invalidates; each shard has its own mutex, held for a probe and a copy
- * of the value (a few hundred bytes), never across a store read. A
- * request's candidate keys are probed together (rk__feat_cache_get_many):
- * sorted by shard, each shard's lock is taken once for all its keys, and
- * slots and values are prefetched ahead so their memory misses overlap.
+ * Threads. Writers (fills from request threads, invalidations from the
+ * store's writer) take the shard's mutex. Readers come in two kinds:
+ *   - pinned readers (rk__feat_cache_pin, one per request) probe without
+ *     any lock and borrow values in place. Each slot is a 64-byte line with
+ *     a sequence number, odd while a writer changes it (a seqlock): a
+ *     reader copies the slot's words and takes them only when the number
+ *     was even and unchanged. Values are immutable once published; a value
+ *     (or a slot array replaced by growth) that leaves the table is
+ *     retired, not freed, and freed only once no pinned reader can still
+ *     hold it (epochs below). A probe racing a writer can at worst miss (an
+ *     entry being shifted back over its gap), which only costs a store
+ *     read; it never returns bytes the snapshot does not hold, since the
+ *     slot's key, version and value pointer are read as one.
+ *   - unpinned readers (every reader slot busy) take the shard's mutex and
+ *     copy the value out (rk__feat_cache_get, rk__feat_cache_get_many).
+ *
+ * Epochs. A global counter; a pinned reader announces the counter's value
+ * in its reader slot before its first probe (then a full fence) and clears
+ * it when the request ends. Retiring takes a tag R with fetch-and-add on
+ * the counter after unlinking; the block is freed when every announced
+ * epoch is 0 or above R: a reader that read the counter after the
+ * increment also sees the unlink, and one whose announcement a reclaimer
+ * missed was ordered after the reclaimer's fence, so it sees the unlink
+ * too. A reader that stays pinned holds back frees only, never writers;
+ * fills stop when retired bytes fill the shard's byte bound.
  *
  * Memory: a shard's slot array starts small and doubles (rehashing under
  * the shard's lock) while it holds more than half its slots, up to twice
  * the shard's key bound, so a small deployment pays for the keys it holds.
- * The array pointer and mask are read without the lock only to prefetch:
- * a stale pair at worst prefetches a freed line, which never faults.
+ * A table carries its own mask, so a reader always sees an array and its
+ * size together.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -46,32 +66,68 @@
 #define SHARD_BITS 6
 #define NSHARDS (1u << SHARD_BITS)
 #define INIT_SLOTS 64u      /* slots per shard before the first growth */
+#define FC_READERS 64u      /* concurrently pinned readers */
+#define RECLAIM_BATCH 64u   /* retired blocks that trigger a reclaim */
+
+/* Relaxed atomic access to words read by lock-free readers. */
+#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define ST(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+/* Header of every block a reader may borrow: values and slot tables. */
+typedef struct fc_blk {
+    struct fc_blk *next;    /* retire list, oldest first */
+    uint64_t tag;           /* epoch counter when retired */
+    size_t bytes;           /* accounted size (value bytes or table bytes) */
+    uint32_t table;         /* 1: a slot table */
+    uint32_t pad;
+} fc_blk;
 
 typedef struct fc_ent {
+    _Alignas(64) uint32_t seq; /* odd while a writer changes the slot */
+    uint32_t len;
     uint64_t a, b;          /* key; a == 0 && b == 0 marks an empty slot */
     uint64_t ver;           /* commit number of the snapshot read */
-    uint32_t len;
-    uint8_t ref, present;
-    unsigned char *data;    /* rk_malloc'd, len bytes; NULL when len 0 */
+    unsigned char *data;    /* after an fc_blk; NULL when len 0 */
+    uint64_t aux;           /* the filler's word about the value */
+    uint8_t ref, present;   /* ref: written by readers, always atomic */
+    uint8_t auxst;          /* aux state (fc_get.auxst) */
 } fc_ent;
+
+typedef struct fc_tab {
+    fc_blk hdr;
+    uint32_t mask;
+    fc_ent *slot;           /* mask + 1 slots, 64-byte aligned, in this block */
+} fc_tab;
 
 typedef struct fc_shard {
     pthread_mutex_t mu;
-    fc_ent *slot;           /* mask + 1 slots; replaced when it grows */
-    uint32_t mask, n, max, hand;
-    uint32_t max_mask;      /* the array's final size - 1 */
+    fc_tab *tab;            /* replaced when it grows (readers load it) */
+    uint32_t n, max, hand;
+    uint32_t max_mask;      /* the table's final size - 1 */
     uint64_t *stamp;        /* invalidation stamps, stamp_mask + 1 */
     uint32_t stamp_mask;
     uint64_t floor;         /* fills below this commit are refused */
     size_t bytes, max_bytes;
+    fc_blk *rhead, *rtail;  /* retired blocks */
+    size_t rbytes, rtab;    /* retired value bytes, retired table bytes */
+    uint32_t nretired;
     uint64_t hits, misses, fills, evictions, invalidations, refused;
 } fc_shard;
 
+/* A pinned reader's announcement and counters, one line each. */
+typedef struct fc_reader {
+    _Alignas(64) _Atomic uint64_t epoch; /* 0: free */
+    _Atomic uint64_t hits, misses;
+} fc_reader;
+
 struct feat_cache {
-    fc_shard sh[NSHARDS];
-    size_t max_val;
+    fc_reader rd[FC_READERS];
+    _Alignas(64) _Atomic uint64_t epoch;
     _Atomic uint64_t applied;
-    _Atomic uint64_t bypassed;
+    _Atomic uint64_t bypassed, unpinned;
+    void *raw;              /* the allocation (this struct is aligned in it) */
+    size_t max_val;
+    fc_shard sh[NSHARDS];
 };
 
 static uint64_t key_hash(fc_key k)
@@ -94,16 +150,41 @@ static void advise_huge(void *p, size_t n)
 #endif
 }
 
+static size_t tab_bytes(uint32_t nslots)
+{
+    return sizeof(fc_tab) + 63 + (size_t)nslots * sizeof(fc_ent);
+}
+
+/* A zeroed table of nslots (a power of 2) slots, or NULL. */
+static fc_tab *tab_new(uint32_t nslots)
+{
+    size_t n = tab_bytes(nslots);
+    fc_tab *t = rk_calloc(1, n);
+    if (!t) return NULL;
+    t->hdr.bytes = n;
+    t->hdr.table = 1;
+    t->mask = nslots - 1;
+    t->slot = (fc_ent *)(((uintptr_t)(t + 1) + 63) & ~(uintptr_t)63);
+    if (n >= ((size_t)4 << 20)) advise_huge(t->slot, (size_t)nslots * sizeof(fc_ent));
+    return t;
+}
+
+static unsigned char *blk_data(fc_blk *b) { return (unsigned char *)(b + 1); }
+static fc_blk *data_blk(unsigned char *d) { return (fc_blk *)(void *)d - 1; }
+
 int rk__feat_cache_create(feat_cache **out, size_t max_keys, size_t max_bytes,
                           size_t max_val)
 {
     *out = NULL;
-    feat_cache *c = rk_calloc(1, sizeof *c);
-    if (!c) return RK_ENOMEM;
+    void *raw = rk_calloc(1, sizeof(feat_cache) + 63);
+    if (!raw) return RK_ENOMEM;
+    feat_cache *c = (feat_cache *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+    c->raw = raw;
     c->max_val = max_val;
+    atomic_store(&c->epoch, 1);
     size_t per = (max_keys + NSHARDS - 1) / NSHARDS;
     if (per < 1) per = 1;
-    /* Slots at load factor <= 1/2 keep linear probes short. The arrays
+    /* Slots at load factor <= 1/2 keep linear probes short. The tables
      * start at INIT_SLOTS and grow with the entries (grow()). */
     uint32_t cap = 8;
     while (cap < 2 * per) cap <<= 1;
@@ -111,14 +192,13 @@ int rk__feat_cache_create(feat_cache **out, size_t max_keys, size_t max_bytes,
     for (uint32_t i = 0; i < NSHARDS; i++) {
         fc_shard *s = &c->sh[i];
         pthread_mutex_init(&s->mu, NULL);
-        s->slot = rk_calloc(init, sizeof *s->slot);
+        s->tab = tab_new(init);
         s->stamp = rk_calloc(init, sizeof *s->stamp);
-        s->mask = init - 1;
         s->max_mask = cap - 1;
         s->stamp_mask = init - 1;
         s->max = (uint32_t)per;
         s->max_bytes = max_bytes / NSHARDS;
-        if (!s->slot || !s->stamp) {
+        if (!s->tab || !s->stamp) {
             rk__feat_cache_destroy(c);
             return RK_ENOMEM;
         }
@@ -127,103 +207,202 @@ int rk__feat_cache_create(feat_cache **out, size_t max_keys, size_t max_bytes,
     return 0;
 }
 
+static void blk_free_list(fc_blk *b)
+{
+    while (b) {
+        fc_blk *x = b->next;
+        rk_free(b);
+        b = x;
+    }
+}
+
 void rk__feat_cache_destroy(feat_cache *c)
 {
     if (!c) return;
     for (uint32_t i = 0; i < NSHARDS; i++) {
         fc_shard *s = &c->sh[i];
-        if (s->slot)
-            for (uint32_t j = 0; j <= s->mask; j++) rk_free(s->slot[j].data);
-        rk_free(s->slot);
+        if (s->tab) {
+            for (uint32_t j = 0; j <= s->tab->mask; j++)
+                if (s->tab->slot[j].data) rk_free(data_blk(s->tab->slot[j].data));
+            rk_free(s->tab);
+        }
+        blk_free_list(s->rhead);
         rk_free(s->stamp);
         pthread_mutex_destroy(&s->mu);
     }
-    rk_free(c);
+    rk_free(c->raw);
 }
 
 static int empty(const fc_ent *e) { return !e->a && !e->b; }
 
+/* ---- writers (shard lock held) -------------------------------------------- */
+
+/* Seqlock brackets around a change of slot e. */
+static void slot_begin(fc_ent *e)
+{
+    ST(e->seq, e->seq + 1);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void slot_end(fc_ent *e)
+{
+    __atomic_store_n(&e->seq, e->seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Writes an entry's words into slot e (seq and the reference bit aside). */
+static void slot_set(fc_ent *e, uint64_t a, uint64_t b, uint64_t ver, uint32_t len,
+                     uint8_t present, unsigned char *data, uint8_t ref, uint64_t aux,
+                     uint8_t auxst)
+{
+    slot_begin(e);
+    ST(e->aux, aux);
+    ST(e->auxst, auxst);
+    ST(e->a, a);
+    ST(e->b, b);
+    ST(e->ver, ver);
+    ST(e->len, len);
+    ST(e->present, present);
+    ST(e->data, data);
+    ST(e->ref, ref);
+    slot_end(e);
+}
+
+/* Frees the retired blocks no pinned reader can hold any more. */
+static void reclaim(feat_cache *c, fc_shard *s)
+{
+    if (!s->rhead) return;
+    atomic_thread_fence(memory_order_seq_cst);
+    uint64_t min = UINT64_MAX;
+    for (uint32_t i = 0; i < FC_READERS; i++) {
+        uint64_t e = atomic_load_explicit(&c->rd[i].epoch, memory_order_relaxed);
+        if (e && e < min) min = e;
+    }
+    while (s->rhead && s->rhead->tag < min) {
+        fc_blk *b = s->rhead;
+        s->rhead = b->next;
+        if (b->table) s->rtab -= b->bytes;
+        else s->rbytes -= b->bytes;
+        s->nretired--;
+        rk_free(b);
+    }
+    if (!s->rhead) s->rtail = NULL;
+}
+
+/* Puts a block that just left the table on the retire list. */
+static void retire(feat_cache *c, fc_shard *s, fc_blk *b)
+{
+    b->next = NULL;
+    b->tag = atomic_fetch_add_explicit(&c->epoch, 1, memory_order_seq_cst);
+    if (s->rtail) s->rtail->next = b;
+    else s->rhead = b;
+    s->rtail = b;
+    if (b->table) s->rtab += b->bytes;
+    else s->rbytes += b->bytes;
+    if (++s->nretired >= RECLAIM_BATCH) reclaim(c, s);
+}
+
+static void retire_value(feat_cache *c, fc_shard *s, unsigned char *d)
+{
+    if (d) retire(c, s, data_blk(d));
+}
+
 /* Slot of key k in s, or the empty slot ending its probe sequence. */
 static uint32_t probe(const fc_shard *s, fc_key k, uint64_t h)
 {
-    uint32_t i = (uint32_t)h & s->mask;
-    while (!empty(&s->slot[i]) && (s->slot[i].a != k.a || s->slot[i].b != k.b))
-        i = (i + 1) & s->mask;
+    const fc_tab *t = s->tab;
+    uint32_t i = (uint32_t)h & t->mask;
+    while (!empty(&t->slot[i]) && (t->slot[i].a != k.a || t->slot[i].b != k.b))
+        i = (i + 1) & t->mask;
     return i;
 }
 
-/* Doubles s's slot array and its stamp table. Each new stamp starts as
+/* Doubles s's slot table and its stamp table. Each new stamp starts as
  * the old stamp its keys mapped to (index & old mask), so no key's stamp
- * goes down. 0 on success; on failure the shard keeps its old arrays. */
-static int grow(fc_shard *s)
+ * goes down. The old table is retired (readers may be in it). 0 on
+ * success; on failure the shard keeps its old tables. */
+static int grow(feat_cache *c, fc_shard *s)
 {
-    uint32_t ncap = (s->mask + 1) * 2;
-    fc_ent *ns = rk_calloc(ncap, sizeof *ns);
-    uint64_t *nt = rk_calloc(ncap, sizeof *nt);
-    if (!ns || !nt) {
-        rk_free(ns);
+    fc_tab *o = s->tab;
+    uint32_t ncap = (o->mask + 1) * 2;
+    fc_tab *nt = tab_new(ncap);
+    uint64_t *ns = rk_calloc(ncap, sizeof *ns);
+    if (!nt || !ns) {
         rk_free(nt);
+        rk_free(ns);
         return RK_ENOMEM;
     }
-    if ((size_t)ncap * sizeof *ns >= ((size_t)4 << 20)) advise_huge(ns, (size_t)ncap * sizeof *ns);
-    for (uint32_t i = 0; i < ncap; i++) nt[i] = s->stamp[i & s->stamp_mask];
-    for (uint32_t j = 0; j <= s->mask; j++) {
-        const fc_ent *e = &s->slot[j];
+    for (uint32_t i = 0; i < ncap; i++) ns[i] = s->stamp[i & s->stamp_mask];
+    for (uint32_t j = 0; j <= o->mask; j++) {
+        const fc_ent *e = &o->slot[j];
         if (empty(e)) continue;
         uint32_t i = (uint32_t)key_hash((fc_key){e->a, e->b}) & (ncap - 1);
-        while (!empty(&ns[i])) i = (i + 1) & (ncap - 1);
-        ns[i] = *e;
+        while (!empty(&nt->slot[i])) i = (i + 1) & (ncap - 1);
+        fc_ent *x = &nt->slot[i];
+        x->a = e->a;
+        x->b = e->b;
+        x->ver = e->ver;
+        x->len = e->len;
+        x->present = e->present;
+        x->data = e->data;
+        x->aux = e->aux;
+        x->auxst = e->auxst;
+        x->ref = LD(e->ref);
     }
-    rk_free(s->slot);
+    /* Release: a reader that loads the new table sees its slots. */
+    __atomic_store_n(&s->tab, nt, __ATOMIC_RELEASE);
+    retire(c, s, &o->hdr);
     rk_free(s->stamp);
-    /* Published with atomic stores for the lock-free prefetch. */
-    __atomic_store_n(&s->slot, ns, __ATOMIC_RELAXED);
-    __atomic_store_n(&s->mask, ncap - 1, __ATOMIC_RELAXED);
-    s->stamp = nt;
+    s->stamp = ns;
     s->stamp_mask = ncap - 1;
     s->hand = 0;
     return 0;
 }
 
-/* Frees slot i's value and closes the gap by backward shift, so probes
- * never need tombstones. */
-static void remove_at(fc_shard *s, uint32_t i)
+/* Retires slot i's value and closes the gap by backward shift, so probes
+ * never need tombstones. Each slot changes under its seqlock; a reader
+ * walking the sequence meanwhile may miss the moving entry, never find a
+ * wrong one. */
+static void remove_at(feat_cache *c, fc_shard *s, uint32_t i)
 {
-    fc_ent *e = &s->slot[i];
+    fc_tab *t = s->tab;
+    fc_ent *e = &t->slot[i];
     s->bytes -= e->len;
-    rk_free(e->data);
-    memset(e, 0, sizeof *e);
+    unsigned char *d = e->data;
+    slot_set(e, 0, 0, 0, 0, 0, NULL, 0, 0, 0);
+    retire_value(c, s, d);
     s->n--;
     uint32_t j = i;
     for (;;) {
-        j = (j + 1) & s->mask;
-        fc_ent *x = &s->slot[j];
+        j = (j + 1) & t->mask;
+        fc_ent *x = &t->slot[j];
         if (empty(x)) break;
-        uint32_t home = (uint32_t)key_hash((fc_key){x->a, x->b}) & s->mask;
+        uint32_t home = (uint32_t)key_hash((fc_key){x->a, x->b}) & t->mask;
         /* x may move to i when i lies cyclically in [home, j). */
-        if (((j - home) & s->mask) >= ((j - i) & s->mask)) {
-            s->slot[i] = *x;
-            memset(x, 0, sizeof *x);
+        if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
+            slot_set(&t->slot[i], x->a, x->b, x->ver, x->len, x->present, x->data,
+                     LD(x->ref), x->aux, x->auxst);
+            slot_set(x, 0, 0, 0, 0, 0, NULL, 0, 0, 0);
             i = j;
         }
     }
 }
 
 /* CLOCK: clears reference bits until an unreferenced entry comes by. */
-static void evict_one(fc_shard *s)
+static void evict_one(feat_cache *c, fc_shard *s)
 {
-    for (uint32_t steps = 0; s->n && steps <= 2 * (s->mask + 1); steps++) {
+    fc_tab *t = s->tab;
+    for (uint32_t steps = 0; s->n && steps <= 2 * (t->mask + 1); steps++) {
         uint32_t i = s->hand;
-        fc_ent *e = &s->slot[i];
+        fc_ent *e = &t->slot[i];
         if (empty(e)) {
-            s->hand = (i + 1) & s->mask;
-        } else if (e->ref) {
-            e->ref = 0;
-            s->hand = (i + 1) & s->mask;
+            s->hand = (i + 1) & t->mask;
+        } else if (LD(e->ref)) {
+            ST(e->ref, 0);
+            s->hand = (i + 1) & t->mask;
         } else {
             /* The backward shift may pull a later entry into i: leave the
              * hand here so it is looked at. */
-            remove_at(s, i);
+            remove_at(c, s, i);
             s->evictions++;
             return;
         }
@@ -235,21 +414,141 @@ static fc_shard *shard_of(feat_cache *c, uint64_t h)
     return &c->sh[h >> (64 - SHARD_BITS)];
 }
 
-/* Prefetches the home slot of hash h without the lock: the array may be
- * replaced meanwhile (see the file comment), and a prefetch of a stale
- * address never faults. */
+/* Prefetches the home slot of hash h without the lock: the table may be
+ * replaced meanwhile, and a prefetch of a stale address never faults. */
 static void prefetch_home(feat_cache *c, uint64_t h)
 {
-    fc_shard *s = shard_of(c, h);
-    fc_ent *slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
-    uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
-    __builtin_prefetch(&slot[(uint32_t)h & mask]);
+    const fc_tab *t = __atomic_load_n(&shard_of(c, h)->tab, __ATOMIC_RELAXED);
+    __builtin_prefetch(&t->slot[(uint32_t)h & t->mask]);
 }
 
 void rk__feat_cache_prefetch(feat_cache *c, fc_key k)
 {
     prefetch_home(c, key_hash(k));
 }
+
+/* ---- pinned (lock-free) readers -------------------------------------------- */
+
+int rk__feat_cache_pin(feat_cache *c, uint32_t *hint)
+{
+    uint64_t e = atomic_load_explicit(&c->epoch, memory_order_acquire);
+    for (uint32_t k = 0; k < FC_READERS; k++) {
+        uint32_t i = (*hint + k) % FC_READERS;
+        uint64_t zero = 0;
+        if (atomic_load_explicit(&c->rd[i].epoch, memory_order_relaxed) ||
+            !atomic_compare_exchange_strong(&c->rd[i].epoch, &zero, e))
+            continue;
+        /* The announcement is ordered before every probe (see Epochs). */
+        atomic_thread_fence(memory_order_seq_cst);
+        *hint = i;
+        return (int)i;
+    }
+    atomic_fetch_add_explicit(&c->unpinned, 1, memory_order_relaxed);
+    return -1;
+}
+
+void rk__feat_cache_unpin(feat_cache *c, int rs)
+{
+    if (rs >= 0 && (uint32_t)rs < FC_READERS)
+        atomic_store_explicit(&c->rd[rs].epoch, 0, memory_order_release);
+}
+
+/* One lock-free probe of table t: FC_HIT/FC_ABSENT with g's val/len set,
+ * or FC_MISS. */
+static int find_in(const fc_tab *t, fc_get *g, uint64_t ver)
+{
+    uint32_t mask = t->mask, i = (uint32_t)g->h & mask;
+    for (uint32_t steps = 0; steps <= mask; steps++, i = (i + 1) & mask) {
+        fc_ent *e = &t->slot[i];
+        uint64_t a, b, ev, aux;
+        unsigned char *d;
+        uint32_t len, s1;
+        uint8_t pr, ast;
+        for (uint32_t tries = 0;; tries++) {
+            s1 = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
+            a = LD(e->a);
+            b = LD(e->b);
+            ev = LD(e->ver);
+            d = LD(e->data);
+            len = LD(e->len);
+            pr = LD(e->present);
+            aux = LD(e->aux);
+            ast = LD(e->auxst);
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (!(s1 & 1) && LD(e->seq) == s1) break;
+            /* A writer is in this slot; give up (a miss) rather than wait
+             * on a descheduled one. */
+            if (tries >= 64) return FC_MISS;
+        }
+        if (!a && !b) return FC_MISS;
+        if (a != g->k.a || b != g->k.b) continue;
+        if (ev > ver) return FC_MISS;
+        /* Second chance for CLOCK; skip the store when set, so hot keys'
+         * lines are not dirtied by every reader. */
+        if (!LD(e->ref)) ST(e->ref, 1);
+        g->val = d;
+        g->len = len;
+        g->aux = aux;
+        g->auxst = ast;
+        return pr ? FC_HIT : FC_ABSENT;
+    }
+    return FC_MISS;
+}
+
+/* Distance, in keys, of the home-slot prefetch of a batch. */
+#define PF_SLOT 32
+
+void rk__feat_cache_find_many(feat_cache *c, int rs, uint64_t ver, fc_get *q, size_t n)
+{
+    if (!n) return;
+    if (ver > atomic_load_explicit(&c->applied, memory_order_acquire)) {
+        size_t live = 0;
+        for (size_t i = 0; i < n; i++)
+            if (q[i].rc == FC_MISS) {
+                q[i].rc = FC_BYPASS;
+                live++;
+            }
+        atomic_fetch_add_explicit(&c->bypassed, live, memory_order_relaxed);
+        return;
+    }
+    /* Hash everything first: the prefetch needs the hashes ahead. */
+    for (size_t i = 0; i < n; i++)
+        if (q[i].rc == FC_MISS) q[i].h = key_hash(q[i].k);
+    size_t pf = 0, hits = 0, misses = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (; pf < n && pf < i + PF_SLOT; pf++)
+            if (q[pf].rc == FC_MISS) prefetch_home(c, q[pf].h);
+        fc_get *g = &q[i];
+        if (g->rc != FC_MISS) continue;
+        const fc_tab *t = __atomic_load_n(&shard_of(c, g->h)->tab, __ATOMIC_ACQUIRE);
+        g->rc = find_in(t, g, ver);
+        if (g->rc == FC_MISS) misses++;
+        else hits++;
+    }
+    fc_reader *r = &c->rd[rs];
+    atomic_store_explicit(&r->hits, atomic_load_explicit(&r->hits, memory_order_relaxed) + hits,
+                          memory_order_relaxed);
+    atomic_store_explicit(&r->misses,
+                          atomic_load_explicit(&r->misses, memory_order_relaxed) + misses,
+                          memory_order_relaxed);
+}
+
+int rk__feat_cache_find(feat_cache *c, int rs, fc_key k, uint64_t ver,
+                        const unsigned char **val, size_t *len)
+{
+    fc_get g;
+    memset(&g, 0, sizeof g);
+    g.k = k;
+    g.rc = FC_MISS;
+    g.val = NULL;
+    g.len = 0;
+    rk__feat_cache_find_many(c, rs, ver, &g, 1);
+    *val = g.val;
+    *len = g.len;
+    return g.rc;
+}
+
+/* ---- unpinned readers (shard lock) ----------------------------------------- */
 
 int rk__feat_cache_get(feat_cache *c, fc_key k, uint64_t ver, void *buf,
                        size_t cap, size_t *len)
@@ -262,11 +561,11 @@ int rk__feat_cache_get(feat_cache *c, fc_key k, uint64_t ver, void *buf,
     fc_shard *s = shard_of(c, h);
     int rc = FC_MISS;
     pthread_mutex_lock(&s->mu);
-    fc_ent *e = &s->slot[probe(s, k, h)];
+    fc_ent *e = &s->tab->slot[probe(s, k, h)];
     if (!empty(e) && e->ver <= ver && e->len <= cap) {
         if (e->len) memcpy(buf, e->data, e->len);
         *len = e->len;
-        e->ref = 1;
+        ST(e->ref, 1);
         rc = e->present ? FC_HIT : FC_ABSENT;
         s->hits++;
     } else {
@@ -276,10 +575,9 @@ int rk__feat_cache_get(feat_cache *c, fc_key k, uint64_t ver, void *buf,
     return rc;
 }
 
-/* Distances, in keys, of the two prefetch stages of a batch: the home
- * slot PF_SLOT keys ahead, then (once it has arrived, and under the
+/* Distances, in keys, of the two prefetch stages of a locked batch: the
+ * home slot PF_SLOT keys ahead, then (once it has arrived, and under the
  * shard's lock so the entry is stable) the value PF_VAL keys ahead. */
-#define PF_SLOT 16
 #define PF_VAL 6
 
 void rk__feat_cache_get_many(feat_cache *c, uint64_t ver, fc_get *q, size_t n,
@@ -318,19 +616,20 @@ void rk__feat_cache_get_many(feat_cache *c, uint64_t ver, fc_get *q, size_t n,
         if (j0 == j1) continue;
         fc_shard *s = &c->sh[si];
         pthread_mutex_lock(&s->mu);
+        const fc_tab *t = s->tab;
         for (size_t j = j0; j < j1; j++) {
             if (j + PF_SLOT < m) prefetch_home(c, q[ord[j + PF_SLOT]].h);
             if (j + PF_VAL < j1) {
                 /* Same shard, lock held: the home slot is stable. */
                 const fc_get *x = &q[ord[j + PF_VAL]];
-                const fc_ent *e = &s->slot[(uint32_t)x->h & s->mask];
+                const fc_ent *e = &t->slot[(uint32_t)x->h & t->mask];
                 if (e->a == x->k.a && e->b == x->k.b && e->data) {
                     __builtin_prefetch(e->data);
                     if (e->len > 64) __builtin_prefetch(e->data + 64);
                 }
             }
             fc_get *g = &q[ord[j]];
-            fc_ent *e = &s->slot[probe(s, g->k, g->h)];
+            fc_ent *e = &t->slot[probe(s, g->k, g->h)];
             if (!empty(e) && e->ver <= ver) {
                 unsigned char *d = rk_arena_alloc(arena, e->len);
                 if (!d) {
@@ -341,7 +640,7 @@ void rk__feat_cache_get_many(feat_cache *c, uint64_t ver, fc_get *q, size_t n,
                 g->val = d;
                 g->len = e->len;
                 g->rc = e->present ? FC_HIT : FC_ABSENT;
-                e->ref = 1;
+                ST(e->ref, 1);
                 s->hits++;
             } else {
                 s->misses++;
@@ -351,69 +650,85 @@ void rk__feat_cache_get_many(feat_cache *c, uint64_t ver, fc_get *q, size_t n,
     }
 }
 
+/* ---- fills and invalidation ------------------------------------------------- */
+
 void rk__feat_cache_fill(feat_cache *c, fc_key k, uint64_t ver, const void *val,
                          size_t len, int present)
+{
+    rk__feat_cache_fill_aux(c, k, ver, val, len, present, 0, 0);
+}
+
+void rk__feat_cache_fill_aux(feat_cache *c, fc_key k, uint64_t ver, const void *val,
+                             size_t len, int present, uint64_t aux, uint8_t auxst)
 {
     if (len > c->max_val) return;
     if (ver > atomic_load_explicit(&c->applied, memory_order_acquire)) return;
     uint64_t h = key_hash(k);
     fc_shard *s = shard_of(c, h);
     /* Copy outside the lock; most fills succeed. */
-    unsigned char *d = len ? rk_malloc(len) : NULL;
-    if (len && !d) return;
-    if (len) memcpy(d, val, len);
+    fc_blk *b = len ? rk_malloc(sizeof *b + len) : NULL;
+    if (len && !b) return;
+    unsigned char *d = NULL;
+    if (b) {
+        memset(b, 0, sizeof *b);
+        b->bytes = len;
+        d = blk_data(b);
+        memcpy(d, val, len);
+    }
     pthread_mutex_lock(&s->mu);
     if (ver < s->floor || ver < s->stamp[h & s->stamp_mask]) {
         s->refused++;
         pthread_mutex_unlock(&s->mu);
-        rk_free(d);
+        rk_free(b);
         return;
     }
     uint32_t i = probe(s, k, h);
-    if (!empty(&s->slot[i])) {
+    fc_ent *e = &s->tab->slot[i];
+    if (!empty(e)) {
         /* Present from another thread's fill: keep the older version, which
          * serves more snapshots (both hold the same bytes). */
-        if (s->slot[i].ver > ver) {
-            s->bytes -= s->slot[i].len;
-            rk_free(s->slot[i].data);
-            s->slot[i].data = d;
-            s->slot[i].len = (uint32_t)len;
-            s->slot[i].ver = ver;
-            s->bytes += len;
-            d = NULL;
+        if (e->ver > ver && s->bytes + s->rbytes + len <= s->max_bytes) {
+            unsigned char *old = e->data;
+            s->bytes = s->bytes - e->len + len;
+            slot_set(e, e->a, e->b, ver, (uint32_t)len, (uint8_t)(present != 0), d,
+                     LD(e->ref), aux, auxst);
+            retire_value(c, s, old);
+            b = NULL;
         }
         pthread_mutex_unlock(&s->mu);
-        rk_free(d);
+        rk_free(b);
         return;
     }
-    if (s->n >= s->max || s->bytes + len > s->max_bytes) {
-        while (s->n && (s->n >= s->max || s->bytes + len > s->max_bytes)) evict_one(s);
-        if (s->bytes + len > s->max_bytes) {
+    if (s->n >= s->max || s->bytes + s->rbytes + len > s->max_bytes) {
+        reclaim(c, s);
+        /* An evicted value is freed once no pinned reader can hold it.
+         * While readers hold half the byte bound, evicting for bytes would
+         * only empty the shard: the fill is dropped instead. */
+        while (s->n && (s->n >= s->max || (s->bytes + s->rbytes + len > s->max_bytes &&
+                                           s->rbytes <= s->max_bytes / 2))) {
+            evict_one(c, s);
+            reclaim(c, s);
+        }
+        if (s->n >= s->max || s->bytes + s->rbytes + len > s->max_bytes) {
             pthread_mutex_unlock(&s->mu);
-            rk_free(d);
+            rk_free(b);
             return;
         }
         i = probe(s, k, h); /* eviction moved entries */
     }
-    if (2 * (s->n + 1) > s->mask + 1 && s->mask < s->max_mask) {
+    if (2 * (s->n + 1) > s->tab->mask + 1 && s->tab->mask < s->max_mask) {
         /* Over half full: grow. Without memory the shard stays as it is
-         * and the fill is dropped once the array is 3/4 full. */
-        if (!grow(s)) {
+         * and the fill is dropped once the table is 3/4 full. */
+        if (!grow(c, s)) {
             i = probe(s, k, h);
-        } else if (4 * (s->n + 1) > 3 * (s->mask + 1)) {
+        } else if (4 * (s->n + 1) > 3 * (s->tab->mask + 1)) {
             pthread_mutex_unlock(&s->mu);
-            rk_free(d);
+            rk_free(b);
             return;
         }
     }
-    fc_ent *e = &s->slot[i];
-    e->a = k.a;
-    e->b = k.b;
-    e->ver = ver;
-    e->len = (uint32_t)len;
-    e->ref = 0;
-    e->present = (uint8_t)(present != 0);
-    e->data = d;
+    slot_set(&s->tab->slot[i], k.a, k.b, ver, (uint32_t)len, (uint8_t)(present != 0), d, 0,
+             aux, auxst);
     s->n++;
     s->bytes += len;
     s->fills++;
@@ -428,8 +743,8 @@ static void invalidate(feat_cache *c, fc_key k, uint64_t txn)
     uint64_t *st = &s->stamp[h & s->stamp_mask];
     if (*st < txn) *st = txn;
     uint32_t i = probe(s, k, h);
-    if (!empty(&s->slot[i])) {
-        remove_at(s, i);
+    if (!empty(&s->tab->slot[i])) {
+        remove_at(c, s, i);
         s->invalidations++;
     }
     pthread_mutex_unlock(&s->mu);
@@ -453,10 +768,12 @@ void rk__feat_cache_commit(feat_cache *c, uint64_t txn,
         for (uint32_t i = 0; i < NSHARDS; i++) {
             fc_shard *s = &c->sh[i];
             pthread_mutex_lock(&s->mu);
-            for (uint32_t j = 0; j <= s->mask; j++)
-                if (!empty(&s->slot[j])) {
-                    rk_free(s->slot[j].data);
-                    memset(&s->slot[j], 0, sizeof s->slot[j]);
+            fc_tab *t = s->tab;
+            for (uint32_t j = 0; j <= t->mask; j++)
+                if (!empty(&t->slot[j])) {
+                    unsigned char *d = t->slot[j].data;
+                    slot_set(&t->slot[j], 0, 0, 0, 0, 0, NULL, 0, 0, 0);
+                    retire_value(c, s, d);
                 }
             s->n = 0;
             s->bytes = 0;
@@ -474,6 +791,14 @@ void rk__feat_cache_commit(feat_cache *c, uint64_t txn,
             invalidate(c, rk__feat_cache_entity_key(x->entity, x->key, x->len), txn);
     }
     atomic_store_explicit(&c->applied, txn, memory_order_release);
+    /* Free what the pinned readers have let go since the last commit. */
+    for (uint32_t i = 0; i < NSHARDS; i++) {
+        fc_shard *s = &c->sh[i];
+        if (!__atomic_load_n(&s->rhead, __ATOMIC_RELAXED)) continue;
+        pthread_mutex_lock(&s->mu);
+        reclaim(c, s);
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 void rk__feat_cache_stats(feat_cache *c, rk_feat_cache_stats *o)
@@ -487,8 +812,10 @@ void rk__feat_cache_stats(feat_cache *c, rk_feat_cache_stats *o)
         o->max_entries += s->max;
         o->value_bytes += s->bytes;
         o->max_value_bytes += s->max_bytes;
-        o->bytes += s->bytes + (size_t)(s->mask + 1) * sizeof *s->slot +
-                    (size_t)(s->stamp_mask + 1) * sizeof *s->stamp + (size_t)s->n * 16;
+        o->bytes += s->bytes + s->tab->hdr.bytes + (size_t)(s->stamp_mask + 1) * sizeof *s->stamp +
+                    (size_t)s->n * sizeof(fc_blk) + s->rbytes + s->rtab +
+                    (size_t)s->nretired * sizeof(fc_blk);
+        o->retired_bytes += s->rbytes + s->rtab;
         o->hits += s->hits;
         o->misses += s->misses;
         o->fills += s->fills;
@@ -497,6 +824,12 @@ void rk__feat_cache_stats(feat_cache *c, rk_feat_cache_stats *o)
         o->refused += s->refused;
         pthread_mutex_unlock(&s->mu);
     }
+    for (uint32_t i = 0; i < FC_READERS; i++) {
+        o->hits += atomic_load_explicit(&c->rd[i].hits, memory_order_relaxed);
+        o->misses += atomic_load_explicit(&c->rd[i].misses, memory_order_relaxed);
+    }
+    o->bytes += sizeof *c;
+    o->unpinned = atomic_load_explicit(&c->unpinned, memory_order_relaxed);
     o->bypassed = atomic_load_explicit(&c->bypassed, memory_order_relaxed);
     o->applied = atomic_load_explicit(&c->applied, memory_order_acquire);
 }

@@ -33,6 +33,7 @@ typedef struct memo_ent {
     uint64_t gen, h;
     const unsigned char *rec;
     size_t len;
+    int32_t idx;                          /* batch_attr_keys: index in bq2 */
 } memo_ent;
 
 struct rk_feat_source {
@@ -85,6 +86,23 @@ struct rk_feat_source {
     uint32_t bstride;
     uint8_t bent;
     int32_t *gcol;
+    /* Item-level groups keyed by an item attribute (gcol2 >= 0), probed
+     * in a second batch once the candidates' records are known: per item
+     * ncol2 indices into bq2 (-1: a key part is missing). */
+    int32_t *gcol2;
+    uint32_t ncol2;
+    fc_get *bq2;
+    int32_t *bidx2;
+    /* Item attributes used as key parts (distinct), whose key-part hashes
+     * item blobs carry; kidx maps group part gi * FEAT_MAX_PARTS + k to
+     * its index here. */
+    uint32_t nka;
+    uint32_t *ka;
+    uint32_t *kidx;
+    /* Pinned lock-free cache reader of the current request (-1: none, the
+     * locked calls are used), and the slot to try first next time. */
+    int rs;
+    uint32_t rhint;
 };
 
 /* Entities whose encoded used attributes exceed this are not cached. */
@@ -114,6 +132,20 @@ int rk_feat_source_create(rk_feat_source **out, const rk_feat_spec *s)
     src->ctxh = rk_calloc(ng, sizeof *src->ctxh);
     src->ctxok = rk_calloc(ng, sizeof *src->ctxok);
     src->gcol = rk_calloc(ng, sizeof *src->gcol);
+    src->gcol2 = rk_calloc(ng, sizeof *src->gcol2);
+    src->ka = rk_calloc((size_t)ng * FEAT_MAX_PARTS, sizeof *src->ka);
+    src->kidx = rk_calloc((size_t)ng * FEAT_MAX_PARTS, sizeof *src->kidx);
+    src->rs = -1;
+    if (src->ka && src->kidx)
+        for (uint32_t gi = 0; gi < s->ngroups; gi++)
+            for (uint32_t k = 0; k < s->g[gi].nparts; k++) {
+                const kpart *kp = &s->g[gi].part[k];
+                if (kp->kind != KP_ITEM_ATTR) continue;
+                uint32_t j = 0;
+                while (j < src->nka && src->ka[j] != kp->attr) j++;
+                if (j == src->nka) src->ka[src->nka++] = kp->attr;
+                src->kidx[gi * FEAT_MAX_PARTS + k] = j;
+            }
     src->blobcap = FEAT_ENT_BLOB_MAX;
     for (int i = 0; i < 2; i++) {
         src->blob[i] = rk_malloc(src->blobcap);
@@ -128,6 +160,7 @@ int rk_feat_source_create(rk_feat_source **out, const rk_feat_spec *s)
     if (!src->num || !src->c0 || !src->cn || !src->b0 || !src->bn || !src->rec ||
         !src->reclen || !src->keyed || !src->upos || !src->ipos || !src->rownum ||
         !src->rowcat || !src->rowcatlen || !src->memo || !src->ctxh || !src->ctxok || !src->gcol ||
+        !src->gcol2 || !src->ka || !src->kidx ||
         !src->blob[0] || !src->blob[1] || !src->vals[0] || !src->vals[1]) {
         rk_feat_source_destroy(src);
         return RK_ENOMEM;
@@ -158,6 +191,9 @@ void rk_feat_source_destroy(rk_feat_source *src)
     rk_free(src->ctxh);
     rk_free(src->ctxok);
     rk_free(src->gcol);
+    rk_free(src->gcol2);
+    rk_free(src->ka);
+    rk_free(src->kidx);
     for (int i = 0; i < 2; i++) {
         rk_free(src->blob[i]);
         rk_free(src->vals[i]);
@@ -198,6 +234,15 @@ static int src_get(rk_feat_source *src, const unsigned char *key, const fc_get *
         if (cached == FC_HIT) {
             *rec = pre->val;
             *len = pre->len;
+            return 0;
+        }
+        if (cached == FC_ABSENT) return 0;
+    } else if (src->cache && src->rs >= 0) {
+        /* Pinned: the record is borrowed in place until request_end. */
+        const unsigned char *v;
+        cached = rk__feat_cache_find(src->cache, src->rs, ck, src->ver, &v, len);
+        if (cached == FC_HIT) {
+            *rec = v;
             return 0;
         }
         if (cached == FC_ABSENT) return 0;
@@ -257,7 +302,10 @@ static const rk_attr_val *view_attr(const rk_entity_view *v, const int32_t *pos,
  * Entity blobs: the attributes of a view that the spec uses (index below
  * max_user_attr / max_item_attr), flattened for the read cache. In-process
  * only, native byte order. Layout: u32 id, u32 flags, i64 updated_ms, u32
- * n, u32 0, then n fixed entries, then the payloads they point at by
+ * n, u32 nk, then nk key-part entries (u64 hash, u64 present: the hashes
+ * of the item attributes src->ka that aggregate keys use, so a batch
+ * derives keys from the blob's first line without decoding it; 0 for
+ * users), then n fixed entries, then the payloads they point at by
  * offset, each 8-byte aligned: string bytes; a list's u32 lengths then its
  * strings; a vector's floats.
  */
@@ -272,20 +320,46 @@ typedef struct blob_attr {
 #define BLOB_HDR 24
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
 
-/* Encodes v's used attributes into buf; 0 when it does not fit in cap. */
-static size_t blob_encode(const rk_entity_view *v, uint32_t max_attr,
-                          unsigned char *buf, size_t cap)
+#define BLOB_KEY 16
+/* States of an item record's cache aux word: the hash of key attribute
+ * ka[0], or that the item has no categorical value of it. */
+#define AUX_NOKEY 1
+#define AUX_KEY 2
+
+/* The key-part hash of item attribute attr in v, as fetch_group derives
+ * it from the view (the last value of attr wins, as in index_view); 0
+ * when v has no categorical value of it. */
+static int view_key_attr(const rk_entity_view *v, uint32_t attr, uint64_t *h)
+{
+    const rk_attr_val *a = NULL;
+    for (uint32_t i = 0; i < v->nattrs; i++)
+        if (v->attrs[i].attr == attr) a = &v->attrs[i];
+    if (!a || a->type != RK_ATTR_CATEGORICAL) return 0;
+    *h = rk__feat_part_hash(KP_ITEM_ATTR, a->str, a->len);
+    return 1;
+}
+
+/* Encodes v's used attributes into buf (with the key-part hashes of the
+ * nk attributes ka); 0 when it does not fit in cap. */
+static size_t blob_encode(const rk_entity_view *v, uint32_t max_attr, const uint32_t *ka,
+                          uint32_t nk, unsigned char *buf, size_t cap)
 {
     uint32_t n = 0;
     for (uint32_t i = 0; i < v->nattrs; i++)
         if (v->attrs[i].attr < max_attr) n++;
-    size_t off = BLOB_HDR + (size_t)n * sizeof(blob_attr);
+    size_t base = BLOB_HDR + (size_t)nk * BLOB_KEY;
+    size_t off = base + (size_t)n * sizeof(blob_attr);
     if (off > cap) return 0;
     uint32_t hdr[2] = {v->id, v->flags};
     memcpy(buf, hdr, 8);
     memcpy(buf + 8, &v->updated_ms, 8);
-    uint32_t h2[2] = {n, 0};
+    uint32_t h2[2] = {n, nk};
     memcpy(buf + 16, h2, 8);
+    for (uint32_t j = 0; j < nk; j++) {
+        uint64_t kh[2] = {0, 0};
+        kh[1] = (uint64_t)view_key_attr(v, ka[j], &kh[0]);
+        memcpy(buf + BLOB_HDR + (size_t)j * BLOB_KEY, kh, sizeof kh);
+    }
     uint32_t k = 0;
     for (uint32_t i = 0; i < v->nattrs; i++) {
         const rk_attr_val *a = &v->attrs[i];
@@ -317,7 +391,7 @@ static size_t blob_encode(const rk_entity_view *v, uint32_t max_attr,
         } else if (a->type == RK_ATTR_VECTOR && a->dim) {
             memcpy(p, a->vec, 4u * (size_t)a->dim);
         }
-        memcpy(buf + BLOB_HDR + (size_t)k++ * sizeof b, &b, sizeof b);
+        memcpy(buf + base + (size_t)k++ * sizeof b, &b, sizeof b);
         off = ALIGN8(off + need);
     }
     return off;
@@ -335,19 +409,21 @@ static int blob_decode(rk_feat_source *src, int which, const unsigned char *buf,
     v->id = hdr[0];
     v->flags = hdr[1];
     v->nattrs = h2[0];
+    /* The entries follow the key hashes. */
+    const unsigned char *ent = buf + BLOB_HDR + (size_t)h2[1] * BLOB_KEY;
     v->attrs = vals;
     src->lists[which].n = 0;
     size_t nl = 0;
     for (uint32_t i = 0; i < v->nattrs; i++) {
         blob_attr b;
-        memcpy(&b, buf + BLOB_HDR + (size_t)i * sizeof b, sizeof b);
+        memcpy(&b, ent + (size_t)i * sizeof b, sizeof b);
         if (b.type == RK_ATTR_CATEGORICAL_LIST) nl += b.n;
     }
     int rc = rk_vec_reserve(&src->lists[which], nl);
     if (rc) return rc;
     for (uint32_t i = 0; i < v->nattrs; i++) {
         blob_attr b;
-        memcpy(&b, buf + BLOB_HDR + (size_t)i * sizeof b, sizeof b);
+        memcpy(&b, ent + (size_t)i * sizeof b, sizeof b);
         rk_attr_val *a = &vals[i];
         memset(a, 0, sizeof *a);
         a->attr = b.attr;
@@ -391,12 +467,25 @@ static int read_entity(rk_feat_source *src, rk_entity e, const char *id,
     const fc_get *pre = which && src->bq && src->bent && id
                             ? &src->bq[src->cur * src->bstride] : NULL;
     if (pre) {
-        /* Probed in the request's batch (the blob is in the arena). */
+        /* Probed in the request's batch (the blob is borrowed from the
+         * cache or in the arena). */
         ck = pre->k;
         cached = pre->rc;
         if (cached == FC_ABSENT) return 0;
         if (cached == FC_HIT) {
             int rc = blob_decode(src, which, pre->val, v);
+            if (rc) return rk_err_set(src->err, rc, "features: out of memory");
+            *found = 1;
+            return 0;
+        }
+    } else if (src->cache && id && src->rs >= 0) {
+        const unsigned char *b;
+        size_t n;
+        ck = rk__feat_cache_entity_key((uint8_t)e, id, len);
+        cached = rk__feat_cache_find(src->cache, src->rs, ck, src->ver, &b, &n);
+        if (cached == FC_ABSENT) return 0;
+        if (cached == FC_HIT) {
+            int rc = blob_decode(src, which, b, v);
             if (rc) return rk_err_set(src->err, rc, "features: out of memory");
             *found = 1;
             return 0;
@@ -424,8 +513,12 @@ static int read_entity(rk_feat_source *src, rk_entity e, const char *id,
     if (rc) return reader_fail(src, rc, "entity read");
     if (cached == FC_MISS) {
         uint32_t max = which ? src->s->max_item_attr : src->s->max_user_attr;
-        size_t n = blob_encode(v, max, src->blob[which], src->blobcap);
-        if (n) rk__feat_cache_fill(src->cache, ck, src->ver, src->blob[which], n, 1);
+        size_t n = blob_encode(v, max, src->ka, which ? src->nka : 0, src->blob[which],
+                               src->blobcap);
+        /* The first key-part hash rides in the slot too (AUX_*). */
+        uint64_t kh = 0;
+        uint8_t ast = which && src->nka ? (view_key_attr(v, src->ka[0], &kh) ? AUX_KEY : AUX_NOKEY) : 0;
+        if (n) rk__feat_cache_fill_aux(src->cache, ck, src->ver, src->blob[which], n, 1, kh, ast);
     }
     *found = 1;
     return 0;
@@ -448,6 +541,20 @@ static int fetch_group(rk_feat_source *src, uint32_t gi)
     src->rec[gi] = NULL;
     src->reclen[gi] = 0;
     src->keyed[gi] = 0;
+    if (src->bq2 && src->gcol2[gi] >= 0) {
+        /* Derived and probed by batch_attr_keys: -1 a part is missing,
+         * -2 not batched (derive it here). */
+        int32_t x = src->bidx2[src->cur * src->ncol2 + (uint32_t)src->gcol2[gi]];
+        if (x == -1) return 0;
+        if (x >= 0) {
+            src->keyed[gi] = 1;
+            if (src->bq2[x].rc == FC_HIT) {
+                src->rec[gi] = src->bq2[x].val;
+                src->reclen[gi] = src->bq2[x].len;
+            }
+            return 0;
+        }
+    }
     for (uint32_t k = 0; k < g->nparts; k++) {
         const kpart *kp = &g->part[k];
         switch (kp->kind) {
@@ -552,12 +659,15 @@ static void prefetch_item(const rk_feat_source *src, const rk_feat_item *it)
  * One lock per shard instead of one per key, and slots and values
  * prefetched ahead (rk__feat_cache_get_many). Leaves src->bq NULL, and
  * the loop probing key by key, when the cache is off or the arena full. */
-static void batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
-                        int entity)
+static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_t n);
+
+static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
+                       int entity, int copy)
 {
     const rk_feat_spec *s = src->s;
     src->bq = NULL;
-    if (!src->cache || !n) return;
+    src->bq2 = NULL;
+    if (!src->cache || !n) return 0;
     uint32_t ncol = 0;
     for (uint32_t gi = 0; gi < s->ngroups; gi++) {
         const agroup *g = &s->g[gi];
@@ -565,9 +675,9 @@ static void batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n
                             ? (int32_t)ncol++ : -1;
     }
     uint32_t stride = (entity ? 1u : 0u) + ncol;
-    if (!stride) return;
+    if (!stride) return 0;
     fc_get *q = rk_arena_alloc(&src->arena, n * stride * sizeof *q);
-    if (!q) return;
+    if (!q) return 0;
     for (size_t i = 0; i < n; i++) {
         const rk_feat_item *it = &items[i];
         fc_get *row = q + i * stride;
@@ -575,6 +685,7 @@ static void batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n
             row[j].val = NULL;
             row[j].len = 0;
             row[j].rc = -1;
+            row[j].auxst = 0;
         }
         if (!it->id) continue;
         if (entity) {
@@ -603,11 +714,184 @@ static void batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n
             x->rc = FC_MISS;
         }
     }
-    rk__feat_cache_get_many(src->cache, src->ver, q, n * stride, &src->arena);
+    if (src->rs >= 0 && !copy)
+        rk__feat_cache_find_many(src->cache, src->rs, src->ver, q, n * stride);
+    else rk__feat_cache_get_many(src->cache, src->ver, q, n * stride, &src->arena);
     src->bq = q;
     src->bq_n = n;
     src->bstride = stride;
     src->bent = (uint8_t)(entity != 0);
+    return batch_attr_keys(src, items, n);
+}
+
+/* Starts loading the first lines of a probed value. */
+static void prefetch_val(const fc_get *g, uint32_t lines)
+{
+    if (g->rc != FC_HIT) return;
+    for (uint32_t k = 0; k < lines && 64u * k < g->len; k++)
+        __builtin_prefetch(g->val + 64u * k);
+}
+
+/* Items ahead whose record's first line phase B prefetches. */
+#define PF_BLOB 16
+
+/* The second batch (after batch_probe's first): keys of item-level groups
+ * that contain an item attribute (e.g. [user, item.category]), derived
+ * from the key-part hashes at the head of each candidate's cached record
+ * (no decoding), shared keys deduplicated through the memo, then probed
+ * in one batch. A candidate whose record missed the cache is read from
+ * the store here, offered to the cache and its blob kept in the arena for
+ * the item loop. Leaves bq2 NULL (every such group derived item by item)
+ * when there is nothing to batch or the arena is full. */
+static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_t n)
+{
+    const rk_feat_spec *s = src->s;
+    uint32_t ncol2 = 0;
+    for (uint32_t gi = 0; gi < s->ngroups; gi++) {
+        const agroup *g = &s->g[gi];
+        src->gcol2[gi] = g->item_level && g->uses_item_attr ? (int32_t)ncol2++ : -1;
+    }
+    src->ncol2 = ncol2;
+    if (!ncol2) return 0;
+    fc_get *q = rk_arena_alloc(&src->arena, n * ncol2 * sizeof *q);
+    int32_t *idx = rk_arena_alloc(&src->arena, n * ncol2 * sizeof *idx);
+    if (!q || !idx) return 0;
+    uint32_t stride = src->bstride;
+    size_t m = 0;
+    src->gen++; /* the memo holds bq2 indices below, then fresh records */
+    for (size_t i = 0; i < n; i++) {
+        if (src->bent && i + PF_BLOB < n && !src->bq[(i + PF_BLOB) * stride].auxst)
+            prefetch_val(&src->bq[(i + PF_BLOB) * stride], 1);
+        const rk_feat_item *it = &items[i];
+        int32_t *row = idx + i * ncol2;
+        for (uint32_t j = 0; j < ncol2; j++) row[j] = -1;
+        /* Without entity reads the item has no attributes (as item_begin);
+         * one named by dense id only is read item by item. */
+        if (!src->bent) continue;
+        if (!it->id) {
+            for (uint32_t j = 0; j < ncol2; j++) row[j] = -2;
+            continue;
+        }
+        fc_get *e = &src->bq[i * stride];
+        if (e->rc != FC_HIT && e->rc != FC_ABSENT) {
+            /* Not cached: read it now (read_entity fills the cache), and
+             * keep its blob for the item loop. */
+            rk_entity_view v;
+            int found, rc;
+            src->cur = i;
+            if ((rc = read_entity(src, RK_ENTITY_ITEM, it->id, it->len, it->has_dense,
+                                  it->dense, &v, &found)))
+                return rc;
+            size_t bn = found ? blob_encode(&v, s->max_item_attr, src->ka, src->nka,
+                                            src->blob[1], src->blobcap)
+                              : 0;
+            unsigned char *copy = bn ? rk_arena_memdup(&src->arena, src->blob[1], bn) : NULL;
+            e->auxst = 0;
+            if (!found) {
+                e->rc = FC_ABSENT;
+            } else if (copy) {
+                e->rc = FC_HIT;
+                e->val = copy;
+                e->len = (uint32_t)bn;
+            } else {
+                /* Too large to keep: the item loop reads it again. */
+                e->rc = FC_BYPASS;
+                for (uint32_t j = 0; j < ncol2; j++) row[j] = -2;
+                continue;
+            }
+        }
+        const unsigned char *blob = e->rc == FC_HIT ? e->val : NULL;
+        uint64_t ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
+        for (uint32_t gi = 0; gi < s->ngroups; gi++) {
+            if (src->gcol2[gi] < 0) continue;
+            const agroup *g = &s->g[gi];
+            uint64_t parts[FEAT_MAX_PARTS];
+            uint32_t k;
+            /* The parts as fetch_group derives them. */
+            for (k = 0; k < g->nparts; k++) {
+                const kpart *kp = &g->part[k];
+                if (kp->kind == KP_ITEM) {
+                    parts[k] = ih;
+                } else if (kp->kind == KP_USER && src->has_user) {
+                    parts[k] = src->uh;
+                } else if (kp->kind == KP_CTX && src->ctxok[gi][k]) {
+                    parts[k] = src->ctxh[gi][k];
+                } else if (kp->kind == KP_ITEM_ATTR && blob && e->auxst &&
+                           src->kidx[gi * FEAT_MAX_PARTS + k] == 0) {
+                    /* From the slot: the record itself is not touched. */
+                    if (e->auxst != AUX_KEY) break;
+                    parts[k] = e->aux;
+                } else if (kp->kind == KP_ITEM_ATTR && blob) {
+                    uint64_t kh[2];
+                    memcpy(kh, blob + BLOB_HDR +
+                                   (size_t)src->kidx[gi * FEAT_MAX_PARTS + k] * BLOB_KEY,
+                           sizeof kh);
+                    if (!kh[1]) break;
+                    parts[k] = kh[0];
+                } else {
+                    break;
+                }
+            }
+            if (k < g->nparts) continue;
+            unsigned char key[FEAT_KEY_LEN];
+            rk__feat_agg_key(g, parts, key);
+            fc_key ck = {rk__rd64(key + 1), rk__rd64(key + 9)};
+            int32_t *x = &row[src->gcol2[gi]];
+            if (!g->has_item_part) {
+                /* Shared by candidates: one probe per request. */
+                uint64_t h = ck.b ^ g->layout;
+                memo_ent *me = &src->memo[h & (MEMO_SLOTS - 1)];
+                if (me->gen == src->gen && me->h == h) {
+                    *x = me->idx;
+                    continue;
+                }
+                me->gen = src->gen;
+                me->h = h;
+                me->idx = (int32_t)m;
+            }
+            *x = (int32_t)m;
+            q[m].k = ck;
+            q[m].val = NULL;
+            q[m].len = 0;
+            q[m].rc = FC_MISS;
+            m++;
+        }
+    }
+    src->gen++;
+    if (src->rs >= 0) rk__feat_cache_find_many(src->cache, src->rs, src->ver, q, m);
+    else rk__feat_cache_get_many(src->cache, src->ver, q, m, &src->arena);
+    /* Misses read the store (and fill) now, so the item loop only reads
+     * results. */
+    for (size_t j = 0; j < m; j++) {
+        if (q[j].rc == FC_HIT || q[j].rc == FC_ABSENT) continue;
+        unsigned char key[FEAT_KEY_LEN];
+        key[0] = 'A';
+        rk__le64(key + 1, q[j].k.a);
+        rk__le64(key + 9, q[j].k.b);
+        const unsigned char *rec;
+        size_t len;
+        int rc = src_get(src, key, &q[j], &rec, &len, src->err);
+        if (rc) return rc;
+        q[j].rc = rec ? FC_HIT : FC_ABSENT;
+        q[j].val = rec;
+        q[j].len = (uint32_t)len;
+    }
+    src->bq2 = q;
+    src->bidx2 = idx;
+    return 0;
+}
+
+/* Candidates ahead of the one being computed whose probed values (record,
+ * aggregates) are prefetched, once batch_probe has located them. */
+#define VAL_AHEAD 3
+
+static void prefetch_values(const rk_feat_source *src, size_t i)
+{
+    for (uint32_t j = 0; j < src->bstride; j++) prefetch_val(&src->bq[i * src->bstride + j], 8);
+    for (uint32_t j = 0; src->bq2 && j < src->ncol2; j++) {
+        int32_t x = src->bidx2[i * src->ncol2 + j];
+        if (x >= 0) prefetch_val(&src->bq2[x], 4);
+    }
 }
 
 /* ---- raw extraction --------------------------------------------------------------- */
@@ -917,6 +1201,10 @@ static int emit(rk_feat_source *src, uint32_t fi, rk_fvec *out)
 
 static void request_end(rk_feat_source *src)
 {
+    if (src->rs >= 0) rk__feat_cache_unpin(src->cache, src->rs);
+    src->rs = -1;
+    src->bq = NULL;
+    src->bq2 = NULL;
     json_decref(src->ctx);
     src->ctx = NULL;
     src->has_uv = src->has_iv = 0;
@@ -933,9 +1221,17 @@ static int request_begin(rk_feat_source *src, const rk_feat_request *req,
     src->q_ready = 0;
     src->gen++;
     src->bq = NULL;
+    src->bq2 = NULL;
     rk_arena_reset(&src->arena);
+    if (src->rs >= 0) rk__feat_cache_unpin(src->cache, src->rs);
+    src->rs = -1;
     src->cache = !src->st && src->r ? s->cache : NULL;
-    if (src->cache) src->ver = rk_reader_txn(src->r);
+    if (src->cache) {
+        src->ver = rk_reader_txn(src->r);
+        /* Pinned for the whole request: records found in the cache are
+         * read in place until request_end. */
+        src->rs = rk__feat_cache_pin(src->cache, &src->rhint);
+    }
     src->cat.n = src->bag.n = 0;
     src->has_item = src->has_iv = src->has_uv = 0;
     json_decref(src->ctx);
@@ -1041,13 +1337,17 @@ int rk_feat_compute_batch(rk_feat_source *src, const rk_feat_request *req,
         return rk_err_set(err, RK_ESTATE, "features: the spec has transforms that "
                           "need fitting (rk_feat_fit)");
     int rc = request_begin(src, req, 1);
-    if (!rc) batch_probe(src, items, n, s->uses_item_entity);
+    /* The candidates' records are copied into the arena, in shard order
+     * with their misses overlapped: measured faster than reading them in
+     * place scattered over the heap, item after item. */
+    if (!rc) rc = batch_probe(src, items, n, s->uses_item_entity, 1);
     for (size_t i = 0; !rc && !src->bq && i < n && i < PREFETCH_AHEAD; i++)
         prefetch_item(src, &items[i]);
     for (size_t i = 0; !rc && i < (n ? n : 1); i++) {
         const rk_feat_item *it = n ? &items[i] : NULL;
         src->cur = i;
         if (!src->bq && i + PREFETCH_AHEAD < n) prefetch_item(src, &items[i + PREFETCH_AHEAD]);
+        if (src->bq && i + VAL_AHEAD < n) prefetch_values(src, i + VAL_AHEAD);
         rc = item_begin(src, it);
         if (!rc) rc = item_extract(src);
         if (!rc && (rc = rk_fvec_reset(&out[i], s->ndense)))
@@ -1078,7 +1378,7 @@ int rk_feat_fetch(rk_feat_source *src, const rk_feat_request *req,
     int need = 0;
     for (uint32_t gi = 0; gi < s->ngroups; gi++)
         if (s->g[gi].item_level && s->g[gi].uses_item_attr) need = 1;
-    if (!rc) batch_probe(src, items, n, need);
+    if (!rc) rc = batch_probe(src, items, n, need, 0);
     for (size_t i = 0; !rc && !src->bq && i < n && i < PREFETCH_AHEAD; i++)
         prefetch_item(src, &items[i]);
     for (size_t i = 0; !rc && i < n; i++) {
@@ -1090,7 +1390,9 @@ int rk_feat_fetch(rk_feat_source *src, const rk_feat_request *req,
         src->has_iv = 0;
         if (src->has_item) src->ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
         int got;
-        if (need) {
+        /* With the second batch the attribute keys are already resolved
+         * (only an item named by dense id alone still needs its record). */
+        if (need && (!src->bq2 || !it->id)) {
             rc = read_entity(src, RK_ENTITY_ITEM, it->id, it->len, it->has_dense,
                              it->dense, &src->iv, &got);
             if (!rc && got) {

@@ -186,6 +186,7 @@ struct rk_feat_spec {
     uint64_t hash;
     feat_online *online;        /* set by rk_feat_attach */
     struct feat_cache *cache;   /* read cache, set by rk_feat_attach */
+    int cache_shared;           /* cache borrowed from another spec */
 };
 
 /* ---- spec.c ---------------------------------------------------------- */
@@ -346,6 +347,8 @@ typedef struct fc_get {
     const unsigned char *val;
     uint32_t len;
     int rc;
+    uint64_t aux;       /* lock-free hits: the fill's aux word and state */
+    uint8_t auxst;
 } fc_get;
 /* Probes a batch of keys for a reader at commit ver, like
  * rk__feat_cache_get each, taking each shard's lock once. Values of any
@@ -353,10 +356,29 @@ typedef struct fc_get {
  * miss). Thread-safe; the arena is the caller's. */
 void rk__feat_cache_get_many(feat_cache *c, uint64_t ver, fc_get *q, size_t n,
                              rk_arena *arena);
+/* Pinned, lock-free reading (one pin per request): returns the reader
+ * slot (>= 0) to pass to the calls below, or -1 when every slot is taken
+ * (use the locked calls above). *hint is the caller's last slot, tried
+ * first. Values found stay allocated until unpin. */
+int rk__feat_cache_pin(feat_cache *c, uint32_t *hint);
+void rk__feat_cache_unpin(feat_cache *c, int rs);
+/* Like rk__feat_cache_get_many for pinned reader rs, without any lock: on
+ * FC_HIT val borrows the cache's bytes (valid until unpin). */
+void rk__feat_cache_find_many(feat_cache *c, int rs, uint64_t ver, fc_get *q,
+                              size_t n);
+/* One key of rk__feat_cache_find_many. */
+int rk__feat_cache_find(feat_cache *c, int rs, fc_key k, uint64_t ver,
+                        const unsigned char **val, size_t *len);
 /* Offers the value read from snapshot ver (present 0: no value); refused
  * when a later commit changed the key. Thread-safe. */
 void rk__feat_cache_fill(feat_cache *c, fc_key k, uint64_t ver, const void *val,
                          size_t len, int present);
+/* rk__feat_cache_fill with a word the filler derived from the value
+ * (auxst != 0 says it is set); lock-free hits return it with the entry, so
+ * a batch can use it without touching the value (an item record's first
+ * key-part hash). */
+void rk__feat_cache_fill_aux(feat_cache *c, fc_key k, uint64_t ver, const void *val,
+                             size_t len, int present, uint64_t aux, uint8_t auxst);
 /* The store's commit hook: drops the changed keys, then publishes txn. */
 void rk__feat_cache_commit(feat_cache *c, uint64_t txn,
                            const rk_commit_change *ch, size_t n);
