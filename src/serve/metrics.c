@@ -201,7 +201,8 @@ int sv_h_metrics(sv_req *q)
 
 int sv_h_healthz(sv_req *q)
 {
-    (void)rk_buf_puts(q->out, "{\"status\":\"ok\"}");
+    (void)rk_buf_printf(q->out, "{\"status\":\"ok\",\"request_id\":\"%s\"}",
+                        q->request_id);
     return 0;
 }
 

@@ -136,6 +136,12 @@ static int load_version(rk_server *s, sv_slot *sl, uint32_t v, sv_model **out,
                 rc = rk_feat_spec_load(&m->spec, sp, n, s->schema, err);
         }
         if (!rc) map_scores(m);
+        /* Read through the served spec's cache when the model reads the
+         * same aggregates (the usual case: trained from the config). */
+        rk_err e2 = {0};
+        if (!rc && s->online && rk_feat_share_cache(m->spec, s->online, &e2))
+            rk_log(s->log, RK_LOG_INFO, "serve", "%s %u: features read the "
+                   "store directly: %s", sl->name, v, e2.msg);
     } else if (sl->kind == SV_SLOT_FACTORS) {
         snprintf(path, sizeof path, "%s/ials.bin", dir);
         rc = rk_ials_load(path, &m->ials, err);

@@ -868,7 +868,6 @@ int sv_h_rank(sv_req *q)
     rk_err err = {0};
     int rc = (!rk || !ext || !feats) ? rk_err_set(&err, RK_ENOMEM, "out of memory")
                                      : rk_store_reader(s->store, &r, &err);
-    int any_feats = 0;
     for (size_t i = 0; !rc && i < n; i++) {
         json_t *e = json_array_get(cl, i);
         json_t *id = json_is_object(e) ? json_object_get(e, "id") : e;
@@ -920,7 +919,6 @@ int sv_h_rank(sv_req *q)
                                     "'%.64s'", i, key);
                 }
                 row[slot] = (float)json_number_value(v);
-                any_feats = 1;
             }
         }
     }
@@ -933,8 +931,7 @@ int sv_h_rank(sv_req *q)
     fr.context_len = c.ctx_len;
     fr.query = query;
     fr.query_len = qlen;
-    if (!rc) rc = rank_candidates(q, m, &fr, rk, ext, any_feats ? feats : feats,
-                                  n, &err);
+    if (!rc) rc = rank_candidates(q, m, &fr, rk, ext, feats, n, &err);
     if (rc) {
         sv_model_release(m);
         rk_reader_close(r);
