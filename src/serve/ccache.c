@@ -28,7 +28,6 @@ struct sv_ccache {
     uint32_t ttl_s;
     int off;
     atomic_uint_fast64_t hits, misses;
-    atomic_size_t bytes;
     pthread_mutex_t pmu;
     uint32_t pending[PENDING_MAX];
     size_t npending;
@@ -88,13 +87,8 @@ void sv_ccache_put(sv_ccache *c, uint32_t user, uint64_t stamp, int64_t now_ms,
     e->n = n;
     memcpy(e->c, cands, n * sizeof *cands);
     sv_umap_shard *sh = sv_umap_lock(&c->map, user);
-    centry *old = sv_umap_get(sh, user);
-    if (old) {
-        atomic_fetch_sub(&c->bytes, sizeof *old + old->n * sizeof *cands);
-        sv_umap_del(&c->map, sh, user);
-    }
+    if (sv_umap_get(sh, user)) sv_umap_del(&c->map, sh, user);
     if (sv_umap_put(&c->map, sh, user, e)) rk_free(e);
-    else atomic_fetch_add(&c->bytes, sizeof *e + n * sizeof *cands);
     sv_umap_unlock(sh);
 }
 
@@ -123,10 +117,22 @@ size_t sv_ccache_pending(sv_ccache *c, uint32_t *users, size_t cap)
 }
 
 void sv_ccache_stats(sv_ccache *c, size_t *entries, size_t *bytes,
-                     uint64_t *hits, uint64_t *misses)
+                     uint64_t *hits, uint64_t *misses, uint64_t *evictions)
 {
-    *entries = c->off ? 0 : sv_umap_size(&c->map);
-    *bytes = atomic_load(&c->bytes);
+    *entries = 0;
+    *bytes = 0;
+    for (size_t i = 0; !c->off && i < SV_UMAP_SHARDS; i++) {
+        sv_umap_shard *sh = &c->map.sh[i];
+        pthread_mutex_lock(&sh->mu);
+        size_t it = 0;
+        uint64_t v;
+        while (rk_map_next(sh->map, &it, NULL, NULL, &v)) {
+            (*entries)++;
+            *bytes += sizeof(centry) + ((centry *)(uintptr_t)v)->n * sizeof(rk_candidate);
+        }
+        pthread_mutex_unlock(&sh->mu);
+    }
+    *evictions = atomic_load(&c->map.evictions);
     *hits = atomic_load(&c->hits);
     *misses = atomic_load(&c->misses);
 }

@@ -125,6 +125,11 @@ uint64_t sv_history_version(sv_history *h, uint32_t user)
 
 size_t sv_history_users(sv_history *h) { return sv_umap_size(&h->map); }
 
+uint64_t sv_history_evictions(sv_history *h)
+{
+    return atomic_load(&h->map.evictions);
+}
+
 size_t sv_history_bytes(sv_history *h)
 {
     size_t n = 0;

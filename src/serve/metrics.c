@@ -139,24 +139,29 @@ int sv_h_metrics(sv_req *q)
                          "slot (0 = none).\n# TYPE rankd_model_version gauge\n");
     for (size_t i = 0; i < s->nslots; i++) {
         sv_model *m = sv_slot_acquire(&s->slots[i]);
+        if (!s->slots[i].name[0]) {
+            sv_model_release(m);
+            continue;
+        }
         (void)rk_buf_printf(b, "rankd_model_version{model=\"%s\"} %u\n",
-                            s->slots[i].name, m ? m->version : 0);
+                            s->slots[i].label, m ? m->version : 0);
         sv_model_release(m);
     }
     (void)rk_buf_puts(b, "# TYPE rankd_model_loads_total counter\n");
     for (size_t i = 0; i < s->nslots; i++)
+        if (s->slots[i].name[0])
         (void)rk_buf_printf(b, "rankd_model_loads_total{model=\"%s\","
                             "result=\"ok\"} %llu\nrankd_model_loads_total{"
                             "model=\"%s\",result=\"failed\"} %llu\n",
-                            s->slots[i].name,
+                            s->slots[i].label,
                             (unsigned long long)atomic_load(&s->slots[i].loads),
-                            s->slots[i].name,
+                            s->slots[i].label,
                             (unsigned long long)atomic_load(&s->slots[i].failures));
 
     /* caches */
     size_t ce, cb;
-    uint64_t ch, cm;
-    sv_ccache_stats(s->ccache, &ce, &cb, &ch, &cm);
+    uint64_t ch, cm, cev;
+    sv_ccache_stats(s->ccache, &ce, &cb, &ch, &cm, &cev);
     (void)rk_buf_puts(b, "# HELP rankd_cache_entries Entries per cache.\n"
                          "# TYPE rankd_cache_entries gauge\n");
     (void)rk_buf_printf(b, "rankd_cache_entries{cache=\"candidates\"} %zu\n"
@@ -186,6 +191,13 @@ int sv_h_metrics(sv_req *q)
                         (unsigned long long)ch, (unsigned long long)cm,
                         (unsigned long long)fc.hits,
                         (unsigned long long)fc.misses);
+    (void)rk_buf_printf(b, "# TYPE rankd_cache_evictions_total counter\n"
+                        "rankd_cache_evictions_total{cache=\"candidates\"} %llu\n"
+                        "rankd_cache_evictions_total{cache=\"histories\"} %llu\n"
+                        "rankd_cache_evictions_total{cache=\"features\"} %llu\n",
+                        (unsigned long long)cev,
+                        (unsigned long long)sv_history_evictions(s->hist),
+                        (unsigned long long)fc.evictions);
     rk_mem_stats ms;
     rk_mem_get_stats(&ms);
     (void)rk_buf_printf(b, "# TYPE rankd_memory_bytes gauge\n"
@@ -210,13 +222,25 @@ int sv_h_readyz(sv_req *q)
 {
     rk_server *s = q->srv;
     rk_buf *b = q->out;
-    (void)rk_buf_printf(b, "{\"status\":\"%s\",\"request_id\":\"%s\","
-                        "\"models\":{", s->ready ? "ready" : "starting",
-                        q->request_id);
+    /* Ready once every configured model that exists in the registry is
+     * loaded (a model never trained is not waited for). */
+    int ready = s->ready;
     for (size_t i = 0; i < s->nslots; i++) {
+        sv_slot *sl = &s->slots[i];
+        if (!sl->name[0]) continue;
+        pthread_mutex_lock(&sl->mu);
+        if (!sl->cur && !sl->absent) ready = 0;
+        pthread_mutex_unlock(&sl->mu);
+    }
+    (void)rk_buf_printf(b, "{\"status\":\"%s\",\"request_id\":\"%s\","
+                        "\"models\":{", ready ? "ready" : "loading",
+                        q->request_id);
+    size_t k = 0;
+    for (size_t i = 0; i < s->nslots; i++) {
+        if (!s->slots[i].name[0]) continue;
         sv_model *m = sv_slot_acquire(&s->slots[i]);
-        (void)rk_buf_printf(b, "%s", i ? "," : "");
-        sv_json_str(b, s->slots[i].name);
+        (void)rk_buf_printf(b, "%s", k++ ? "," : "");
+        sv_json_str(b, s->slots[i].label);
         (void)rk_buf_printf(b, ":%u", m ? m->version : 0);
         sv_model_release(m);
     }
@@ -225,6 +249,6 @@ int sv_h_readyz(sv_req *q)
     pthread_mutex_unlock(&s->gen_mu);
     (void)rk_buf_printf(b, "},\"trending\":%s,\"fresh\":%s}",
                         trending ? "true" : "false", fresh ? "true" : "false");
-    if (!s->ready) q->status = 503;
+    if (!ready) q->status = 503;
     return 0;
 }

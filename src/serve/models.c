@@ -36,7 +36,25 @@ static void model_free(sv_model *m)
 
 void sv_model_release(sv_model *m)
 {
-    if (m && atomic_fetch_sub(&m->ref, 1) == 1) model_free(m);
+    if (!m || atomic_fetch_sub(&m->ref, 1) != 1) return;
+    rk_server *s = m->owner;
+    pthread_mutex_lock(&s->dead_mu);
+    m->next_dead = s->dead;
+    s->dead = m;
+    pthread_mutex_unlock(&s->dead_mu);
+}
+
+void sv_models_bury(rk_server *s)
+{
+    pthread_mutex_lock(&s->dead_mu);
+    sv_model *m = s->dead;
+    s->dead = NULL;
+    pthread_mutex_unlock(&s->dead_mu);
+    while (m) {
+        sv_model *n = m->next_dead;
+        model_free(m);
+        m = n;
+    }
 }
 
 int sv_slot_add(rk_server *s, const char *name, sv_slot_kind kind,
@@ -56,6 +74,8 @@ int sv_slot_add(rk_server *s, const char *name, sv_slot_kind kind,
     strcpy(sl->name, name);
     sl->kind = kind;
     sl->pinned = pinned;
+    if (pinned) snprintf(sl->label, sizeof sl->label, "%s@%u", name, pinned);
+    else snprintf(sl->label, sizeof sl->label, "%s", name);
     pthread_mutex_init(&sl->mu, NULL);
     return (int)s->nslots++;
 }
@@ -107,6 +127,7 @@ static int load_version(rk_server *s, sv_slot *sl, uint32_t v, sv_model **out,
     sv_model *m = rk_calloc(1, sizeof *m);
     if (!m) return rk_err_set(err, RK_ENOMEM, "out of memory");
     atomic_init(&m->ref, 1);
+    m->owner = s;
     m->kind = sl->kind;
     m->version = v;
     snprintf(m->name, sizeof m->name, "%s", sl->name);
@@ -181,7 +202,11 @@ static void reload_slot(rk_server *s, sv_slot *sl)
         pthread_mutex_lock(&s->reg_mu);
         int rc = rk_registry_current(s->reg, sl->name, &want, &prev, &err);
         pthread_mutex_unlock(&s->reg_mu);
-        if (rc) return; /* not trained yet: nothing to serve */
+        /* Not trained yet: nothing to serve, and nothing to wait for. */
+        pthread_mutex_lock(&sl->mu);
+        sl->absent = rc != 0 || !want;
+        pthread_mutex_unlock(&sl->mu);
+        if (rc) return;
     }
     if (!want) return;
     pthread_mutex_lock(&sl->mu);
@@ -228,6 +253,7 @@ void sv_models_free(rk_server *s)
         pthread_mutex_destroy(&s->slots[i].mu);
     }
     s->nslots = 0;
+    sv_models_bury(s);
 }
 
 /* ---- handlers ------------------------------------------------------------- */
@@ -316,7 +342,8 @@ static int model_op(sv_req *q, int promote)
         if (!json_is_object(q->json))
             return sv_error(q, SV_ERR_BAD_REQUEST, "body: expected an object");
         static const char *const allowed[] = {"version", NULL};
-        if (sv_check_keys(q, q->json, "body", allowed)) return -1;
+        static const char *const none[] = {NULL};
+        if (sv_check_keys(q, q->json, "body", promote ? allowed : none)) return -1;
         if (sv_get_uint(q, q->json, "version", 1, UINT32_MAX, &version) < 0)
             return -1;
     }
@@ -326,6 +353,32 @@ static int model_op(sv_req *q, int promote)
     uint32_t now = 0, prev = 0;
     pthread_mutex_lock(&s->reg_mu);
     int rc = rk_registry_current(s->reg, name, &now, &prev, &err);
+    if (!rc && promote) {
+        rk_version_info vi;
+        memset(&vi, 0, sizeof vi);
+        rc = rk_registry_show(s->reg, name, (uint32_t)version, &vi, &err);
+        rk_version_info_clear(&vi);
+    }
+    pthread_mutex_unlock(&s->reg_mu);
+    /* A version this server cannot load is refused before the registry
+     * changes, so a promote never leaves the current pointer on a model
+     * that nobody can serve. */
+    for (size_t i = 0; !rc && promote && i < s->nslots; i++) {
+        sv_slot *sl = &s->slots[i];
+        if (strcmp(sl->name, name) || sl->pinned) continue;
+        sv_model *m = NULL;
+        rk_err le = {0};
+        if (load_version(s, sl, (uint32_t)version, &m, &le)) {
+            rk_log(s->log, RK_LOG_WARN, "serve", "promote %s %llu refused: %s",
+                   name, (unsigned long long)version, le.msg);
+            return sv_error(q, SV_ERR_CONFLICT, "version %llu of '%s' does not "
+                            "load (%s); still serving %u",
+                            (unsigned long long)version, name, le.msg, now);
+        }
+        model_free(m);
+        break;
+    }
+    pthread_mutex_lock(&s->reg_mu);
     if (!rc) {
         if (promote) {
             rc = rk_registry_promote(s->reg, name, (uint32_t)version, &err);

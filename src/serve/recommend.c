@@ -532,16 +532,21 @@ static int parse_context(sv_req *q, req_common *c)
     if (!json_is_object(ctx))
         return sv_error(q, SV_ERR_BAD_REQUEST, "field 'context': expected an "
                         "object");
+    /* jansson allocates through the allocator it was given (rankd's
+     * counting one when hooked): release with its own free function. */
+    json_malloc_t jm;
+    json_free_t jf;
+    json_get_alloc_funcs(&jm, &jf);
     char *d = json_dumps(ctx, JSON_COMPACT);
     if (!d) return sv_error(q, SV_ERR_UNAVAILABLE, "out of memory");
     size_t n = strlen(d);
     if (n > RK_MAX_CONTEXT) {
-        free(d);
+        jf(d);
         return sv_error(q, SV_ERR_LIMIT_EXCEEDED, "field 'context': %zu bytes, "
                         "at most %d", n, RK_MAX_CONTEXT);
     }
     c->ctx = rk_arena_strndup(&q->w->arena, d, n);
-    free(d);
+    jf(d);
     if (!c->ctx) return sv_error(q, SV_ERR_UNAVAILABLE, "out of memory");
     c->ctx_len = n;
     return 0;
@@ -587,6 +592,11 @@ int sv_h_recommend(sv_req *q)
                             "a list of item ids");
         }
         size_t n = json_array_size(ex);
+        if (n > MAX_EXCLUDE) {
+            rk_reader_close(r);
+            return sv_error(q, SV_ERR_LIMIT_EXCEEDED, "field 'exclude': %zu "
+                            "ids, at most %d", n, MAX_EXCLUDE);
+        }
         exclude = rk_arena_alloc(&w->arena, (n ? n : 1) * sizeof *exclude);
         for (size_t i = 0; exclude && i < n; i++) {
             json_t *e = json_array_get(ex, i);
@@ -679,13 +689,23 @@ int sv_h_recommend(sv_req *q)
     fr.context_len = c.ctx_len;
     if (!rc && deg == SV_DEG_TRENDING) {
         /* Unranked fallback: trending, minus what the user has seen. */
-        rk_candidate *t = rk_arena_alloc(&w->arena, (c.n * 4 + 64) * sizeof *t);
-        size_t nt = t ? gen_copy(s, RK_SRC_TRENDING, t, c.n * 4 + 64) : 0;
+        size_t tcap = c.n * 4 + s->o.history + 64;
+        rk_candidate *t = rk_arena_alloc(&w->arena, tcap * sizeof *t);
+        size_t nt = t ? gen_copy(s, RK_SRC_TRENDING, t, tcap) : 0;
+        hist_buf h;
+        if (user_history(s, w, user, has_user, &h)) h.n = 0;
         for (size_t i = 0; i < nt && nr < c.n; i++) {
             uint32_t it = t[i].item;
-            if (blocked(s, it) ||
-                (nex && bsearch(&it, exclude, nex, sizeof *exclude, sv_cmp_u32)))
-                continue;
+            int skip = blocked(s, it) ||
+                       (nex && bsearch(&it, exclude, nex, sizeof *exclude, sv_cmp_u32));
+            for (size_t j = 0; !skip && j < h.n; j++) skip = h.items[j] == it;
+            if (!skip && fl.n) {
+                rk_entity_view v;
+                rk_entity_view empty = {0};
+                if (rk_reader_entity(r, RK_ENTITY_ITEM, it, &v)) v = empty;
+                skip = !rk_merge_filter_match(&f2, &v);
+            }
+            if (skip) continue;
             rk[nr++] = (ranked){it, t[i].score, RK_SRC_TRENDING, 0, UINT32_MAX};
         }
         if (!nr)
@@ -750,8 +770,13 @@ int sv_h_recommend(sv_req *q)
             for (size_t j = 0; !dup && j < h.n; j++) dup = h.items[j] == it;
             if (!dup && nex) dup = bsearch(&it, exclude, nex, sizeof *exclude, sv_cmp_u32) != NULL;
             if (dup) continue;
+            /* Insert at evenly spaced positions, pushing the ranked items
+             * down (the last one falls off when the answer is full). */
             size_t pos = (size_t)(placed + 1) * nout / (slots + 1);
-            fin[pos] = (ranked){it, fin[pos].score, RK_SRC_FRESH, 1, UINT32_MAX};
+            size_t last = nout < c.n ? nout : nout - 1;
+            memmove(&fin[pos + 1], &fin[pos], (last - pos) * sizeof *fin);
+            if (nout < c.n) nout++;
+            fin[pos] = (ranked){it, NAN, RK_SRC_FRESH, 1, UINT32_MAX};
             placed++;
         }
     }
@@ -977,13 +1002,15 @@ int sv_h_similar(sv_req *q)
     rk_server *s = q->srv;
     sv_worker *w = q->w;
     uint64_t n = 10;
-    const char *np = strstr(q->query, "n=");
-    if (np && (np == q->query || np[-1] == '&')) {
-        const char *e = strchr(np, '&');
-        size_t len = e ? (size_t)(e - np - 2) : strlen(np + 2);
-        if (rk_parse_u64(np + 2, len, &n) || n < 1 || n > s->o.max_n)
+    /* The query string is key=value pairs joined by '&'; only n is known. */
+    for (const char *p = q->query; *p;) {
+        const char *e = strchr(p, '&');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len > 2 && p[0] == 'n' && p[1] == '=' &&
+            (rk_parse_u64(p + 2, len - 2, &n) || n < 1 || n > s->o.max_n))
             return sv_error(q, SV_ERR_BAD_REQUEST, "query parameter n: expected "
                             "an integer in [1, %u]", s->o.max_n);
+        p += len + (e != NULL);
     }
     rk_reader *r;
     rk_err err = {0};
@@ -1013,7 +1040,7 @@ int sv_h_similar(sv_req *q)
         if (lab && sc && !rk_ann_search(fm->ann, v, (uint32_t)cap + 1,
                                         (uint32_t)(cap * 2 + 2), lab, sc, &g)) {
             for (uint32_t i = 0; i < g; i++)
-                if (lab[i] != item)
+                if (lab[i] != item && got < cap)
                     c[got++] = (rk_candidate){lab[i], sc[i], RK_SRC_ANN, 0, 0};
             source = "ann";
         }

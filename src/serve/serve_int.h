@@ -94,6 +94,8 @@ typedef enum sv_slot_kind { SV_SLOT_RANKER, SV_SLOT_FACTORS, SV_SLOT_COVIS } sv_
  * change under it or a half-loaded one. */
 typedef struct sv_model {
     atomic_int ref;
+    struct sv_model *next_dead;  /* graveyard link */
+    struct rk_server *owner;
     sv_slot_kind kind;
     uint32_t version;
     char name[RK_METRIC_NAME_MAX * 4];
@@ -119,11 +121,17 @@ typedef struct sv_slot {
     sv_model *cur;
     atomic_uint_fast64_t loads, failures;
     uint32_t failed_version;    /* last version that failed to load */
+    int absent;                 /* the registry has no current version */
+    char label[SV_NAME_MAX + 16]; /* name, or name@version when pinned */
     char last_error[RK_ERR_MSG_MAX];
 } sv_slot;
 
 sv_model *sv_slot_acquire(sv_slot *sl);    /* NULL when none is loaded */
+/* Drops a reference. The last one does not free the snapshot on the
+ * caller's thread (a request must not pay for unmapping an index): it
+ * goes to the graveyard, which the background thread empties. */
 void sv_model_release(sv_model *m);
+void sv_models_bury(rk_server *s);         /* frees the graveyard */
 
 /* ---- experiments ------------------------------------------------------------ */
 
@@ -175,6 +183,8 @@ struct rk_server {
     /* slots: 0 = default ranker, 1 = factors, 2 = covis, then variants */
     sv_slot slots[SV_MAX_SLOTS];
     size_t nslots;
+    pthread_mutex_t dead_mu;
+    sv_model *dead;             /* released snapshots awaiting their free */
 
     sv_experiment exps[SV_MAX_EXPERIMENTS];
     size_t nexps;
@@ -306,6 +316,7 @@ size_t sv_history_get(sv_history *h, uint32_t user, uint32_t *items,
                       int64_t *ts, float *w, size_t cap, int seen_only);
 size_t sv_history_users(sv_history *h);
 size_t sv_history_bytes(sv_history *h);
+uint64_t sv_history_evictions(sv_history *h);
 uint64_t sv_history_version(sv_history *h, uint32_t user);
 
 /* ccache.c: per-user candidate lists, bounded, invalidated by new events */
@@ -320,7 +331,7 @@ void sv_ccache_invalidate(sv_ccache *c, uint32_t user);
 /* Users whose entry was invalidated and who are worth precomputing. */
 size_t sv_ccache_pending(sv_ccache *c, uint32_t *users, size_t cap);
 void sv_ccache_stats(sv_ccache *c, size_t *entries, size_t *bytes,
-                     uint64_t *hits, uint64_t *misses);
+                     uint64_t *hits, uint64_t *misses, uint64_t *evictions);
 
 /* recommend.c */
 int sv_set_blocked(rk_server *s, uint32_t item, int on);

@@ -159,10 +159,10 @@ int rk_serve_opts_from_conf(rk_serve_opts *o, const rk_conf_node *root,
             const rk_conf_node *q = rk_conf_at(src, i, &key);
             rk_source s;
             if (rk_source_parse(key, strlen(key), &s) || s == RK_SRC_EXTERNAL ||
-                s == RK_SRC_EASE)
-                return rk_conf_error(err, q, "unknown source '%s' (expected "
-                                     "ann, covis, trending, popular, fresh, "
-                                     "content)", key);
+                s == RK_SRC_EASE || s == RK_SRC_CONTENT)
+                return rk_conf_error(err, q, "unknown source '%s' (the server "
+                                     "retrieves from ann, covis, trending, "
+                                     "popular and fresh)", key);
             int64_t qv;
             if (!(rc = rk_conf_as_int_range(q, 0, 0, 100000, &qv, err)))
                 o->quota[s] = (uint32_t)qv;
@@ -173,7 +173,6 @@ int rk_serve_opts_from_conf(rk_serve_opts *o, const rk_conf_node *root,
         static const char *const rk[] = {"max_per_category", "category",
                                          "explore_slots", NULL};
         rc = rk_conf_check_keys(rules, rk, err);
-        U("rules.max_per_category", max_per_category, 0, 100000);
         if (!rc) {
             v = o->max_per_category;
             if (!(rc = conf_uint(rules, "max_per_category", 0, 100000, &v, err)))
@@ -331,6 +330,7 @@ static void *bg_main(void *arg)
             last_refresh = rk_clock_mono_ns();
         }
         sv_precompute(s);
+        sv_models_bury(s);
         pthread_mutex_lock(&s->bg_mu);
         if (s->stopping) break;
         struct timespec ts;
@@ -443,6 +443,7 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
     pthread_mutex_init(&s->gen_mu, NULL);
     pthread_mutex_init(&s->ab_mu, NULL);
     pthread_mutex_init(&s->reg_mu, NULL);
+    pthread_mutex_init(&s->dead_mu, NULL);
     pthread_rwlock_init(&s->blocked_mu, NULL);
     unsigned nthreads = o->threads;
     if (!nthreads) {
@@ -657,6 +658,9 @@ int rk_server_listen(rk_server *s, rk_err *err)
     if (inet_pton(AF_INET, s->o.bind, &sa.sin_addr) != 1)
         return rk_err_set(err, RK_EINVAL, "serve: bind: '%s' is not an IPv4 "
                           "address", s->o.bind);
+    if (!s->o.nkeys && !is_loopback(s->o.bind))
+        return rk_err_set(err, RK_ECONFIG, "serve: binding %s (not loopback) "
+                          "needs serve.api_keys", s->o.bind);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_USE_ERROR_LOG;
     struct MHD_Daemon *d = MHD_start_daemon(
@@ -737,6 +741,7 @@ void rk_server_destroy(rk_server *s)
     pthread_mutex_destroy(&s->gen_mu);
     pthread_mutex_destroy(&s->ab_mu);
     pthread_mutex_destroy(&s->reg_mu);
+    pthread_mutex_destroy(&s->dead_mu);
     pthread_rwlock_destroy(&s->blocked_mu);
     rk_free(s);
 }
