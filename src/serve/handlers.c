@@ -51,10 +51,11 @@ int sv_h_events(sv_req *q)
     const char **users = rk_arena_alloc(&w->arena, n * sizeof *users);
     const char **items = rk_arena_alloc(&w->arena, n * sizeof *items);
     const char **rids = rk_arena_alloc(&w->arena, n * sizeof *rids);
+    const char **eids = rk_arena_alloc(&w->arena, n * sizeof *eids);
     int64_t *ts = rk_arena_alloc(&w->arena, n * sizeof *ts);
     double *vals = rk_arena_alloc(&w->arena, n * sizeof *vals);
     uint8_t *hasv = rk_arena_alloc(&w->arena, n);
-    if (!types || !users || !items || !rids || !ts || !vals || !hasv) {
+    if (!types || !users || !items || !rids || !eids || !ts || !vals || !hasv) {
         rk_reader_close(r);
         return sv_error(q, SV_ERR_UNAVAILABLE, "out of memory");
     }
@@ -70,7 +71,8 @@ int sv_h_events(sv_req *q)
                             where);
         }
         /* The API defaults an event's time to now. */
-        if (!json_object_get(o, "ts"))
+        json_t *tsv = json_object_get(o, "ts");
+        if (!tsv || json_is_null(tsv))
             json_object_set_new(o, "ts", json_integer(q->now_ms));
         rk_io_record rec;
         rc = rk_io_parse_json(w->p_events, o, &rec, &err);
@@ -98,10 +100,12 @@ int sv_h_events(sv_req *q)
                       ? rk_arena_strndup(&w->arena, ev->request_id,
                                          strlen(ev->request_id))
                       : NULL;
+        eids[i] = ev->id ? rk_arena_strndup(&w->arena, ev->id, strlen(ev->id)) : NULL;
         ts[i] = ev->ts_ms;
         vals[i] = ev->value;
         hasv[i] = (uint8_t)ev->has_value;
-        if (!users[i] || !items[i] || (ev->request_id && !rids[i])) {
+        if (!users[i] || !items[i] || (ev->request_id && !rids[i]) ||
+            (ev->id && !eids[i])) {
             rk_reader_close(r);
             return sv_error(q, SV_ERR_UNAVAILABLE, "out of memory");
         }
@@ -112,9 +116,22 @@ int sv_h_events(sv_req *q)
     rk_batch_clear(w->batch);
     if (rc) return sv_error_rk(q, rc, &err);
     atomic_fetch_add(&s->m.events_ingested, res.events);
-    /* Durable: now the in-memory views follow. */
-    if (!rk_store_reader(s->store, &r, &err)) {
+    /* Durable: now the in-memory views follow, for the events the store
+     * appended only. An event whose id was already known (a client's
+     * retry) was skipped as a duplicate and must not count twice in the
+     * histories or the A/B counters. The batch's new events got the
+     * consecutive numbers from first_seq on, in order, so an event with
+     * an id is new exactly when its id maps to the next of them. */
+    if (res.events && !rk_store_reader(s->store, &r, &err)) {
+        uint64_t next = res.first_seq;
         for (size_t i = 0; i < n; i++) {
+            if (res.duplicates && eids[i]) {
+                uint64_t seq;
+                if (rk_reader_event_by_id(r, eids[i], strlen(eids[i]), &seq) ||
+                    seq != next)
+                    continue;
+            }
+            next++;
             uint32_t u, it;
             const rk_event_type_def *t = rk_schema_event_type(s->schema, types[i]);
             if (!t || rk_reader_lookup(r, RK_ENTITY_USER, users[i], strlen(users[i]), &u) ||
@@ -253,8 +270,18 @@ int sv_h_entity_get(sv_req *q)
     if (rc) return sv_error_rk(q, rc, &err);
     uint32_t id;
     rk_entity_view v;
-    if (rk_reader_lookup(r, e, q->param, strlen(q->param), &id) ||
-        rk_reader_entity(r, e, id, &v) || (v.flags & RK_ENTITY_DELETED)) {
+    int known = !rk_reader_lookup(r, e, q->param, strlen(q->param), &id);
+    /* An id that only events brought in has no record: it is known, with
+     * no attributes (a user who only clicked still has a history). */
+    if (known && (rc = rk_reader_entity(r, e, id, &v)) == RK_ENOTFOUND) {
+        memset(&v, 0, sizeof v);
+        rc = 0;
+    }
+    if (known && rc) {
+        rk_reader_close(r);
+        return sv_error_rk(q, rc, &err);
+    }
+    if (!known || (v.flags & RK_ENTITY_DELETED)) {
         rk_reader_close(r);
         return sv_error(q, e == RK_ENTITY_ITEM ? SV_ERR_UNKNOWN_ITEM : SV_ERR_UNKNOWN_USER,
                         "unknown %s '%.64s'", rk_entity_name(e), q->param);
@@ -418,7 +445,13 @@ int sv_h_score(sv_req *q)
             fr.row = &rr;
         }
         if (!rc) rc = rk_feat_compute(src, &fr, NULL, &w->fv[i], &err);
-        free(ctx);
+        /* json_dumps allocated with jansson's allocator, which is rk_malloc
+         * once rk_mem_hook_libraries ran: free() here would abort. */
+        if (ctx) {
+            json_free_t jfree;
+            json_get_alloc_funcs(NULL, &jfree);
+            jfree(ctx);
+        }
     }
     if (r) {
         rk_feat_source_set_reader(src, NULL);

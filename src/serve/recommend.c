@@ -677,7 +677,9 @@ int sv_h_recommend(sv_req *q)
             }
         }
     }
-    ranked *rk = rk_arena_alloc(&w->arena, (nc + s->o.explore_slots + 1) * sizeof *rk);
+    /* The trending fallback may answer more items than survived retrieval. */
+    size_t rkcap = (nc > c.n ? nc : (size_t)c.n) + s->o.explore_slots + 1;
+    ranked *rk = rk_arena_alloc(&w->arena, rkcap * sizeof *rk);
     if (!rk) rc = rk_err_set(&err, RK_ENOMEM, "out of memory");
     size_t nr = 0;
     rk_feat_request fr;

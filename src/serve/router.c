@@ -325,7 +325,13 @@ int rk__serve_dispatch(rk_server *s, const char *method, const char *path,
     q.query = query ? query : "";
     q.body = body;
     q.body_len = body ? len : 0;
-    q.out = out;
+    /* The response is appended to out, but an error replaces whatever a
+     * handler had written so far (sv_error resets q->out). So when out
+     * already holds something, the response is built in a buffer of its
+     * own and appended at the end, and the caller's bytes stay. */
+    rk_buf scratch;
+    rk_buf_init(&scratch, 0);
+    q.out = out->len ? &scratch : out;
     q.ctype = "application/json";
     q.status = 200;
     q.t0_ns = rk_clock_mono_ns();
@@ -410,10 +416,16 @@ int rk__serve_dispatch(rk_server *s, const char *method, const char *path,
     sv_worker_put(s, q.w);
 done:
     if (q.json) json_decref(q.json);
+    int rc = 0;
+    if (q.out != out) {
+        rc = rk_buf_append(out, scratch.data ? scratch.data : "", scratch.len)
+                 ? RK_ENOMEM : 0;
+        rk_buf_free(&scratch);
+    }
     if (out->len && (out->data == NULL)) out->len = 0;
     *status = q.status;
     *ctype = q.ctype;
     memcpy(rid, q.request_id, sizeof q.request_id);
     sv_metrics_observe(s, q.ep, q.status, rk_clock_mono_ns() - q.t0_ns);
-    return 0;
+    return rc;
 }

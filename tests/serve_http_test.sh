@@ -1,0 +1,289 @@
+#!/bin/sh
+# End-to-end test of `rankd serve` over real HTTP on 127.0.0.1: a demo data
+# directory with iALS and a GBDT ranker "feed", the server on a free port
+# (--port 0 --port-file), the endpoints through curl (answers, error codes
+# and content types, X-Request-Id), a body over serve.max_body_bytes with
+# and without Content-Length (413), keep-alive, concurrent requests
+# (xargs -P), SIGTERM exiting 0, and a restart on the same data directory
+# (with API keys this time) that still has every acknowledged event.
+# Every server started here is stopped by the EXIT trap. Prints one line
+# per case and "# N passed, N failed".
+set -u
+RANKD=${RANKD:-build/rankd}
+case "$RANKD" in /*) ;; *) RANKD="$(pwd)/$RANKD" ;; esac
+T=$(mktemp -d "${TMPDIR:-/tmp}/rk-servehttp-XXXXXX")
+PID=""
+stop_server() {
+    if [ -n "$PID" ]; then
+        kill -TERM "$PID" 2>/dev/null
+        wait "$PID" 2>/dev/null
+        PID=""
+    fi
+}
+trap 'stop_server; rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { echo "ok   $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; shift; for l in "$@"; do echo "  $l"; done; fail=$((fail + 1)); }
+D="$T/data"
+
+# start_server CONFIG: starts rankd serve in the background (PID), waits for
+# its port file and sets URL. Returns 1 when it does not come up.
+start_server() {
+    rm -f "$T/port"
+    "$RANKD" serve --data "$D" --config "$1" --bind 127.0.0.1 --port 0 \
+        --port-file "$T/port" >>"$T/serve.log" 2>&1 &
+    PID=$!
+    i=0
+    while [ ! -s "$T/port" ] && [ $i -lt 600 ]; do
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if [ ! -s "$T/port" ]; then
+        stop_server
+        return 1
+    fi
+    URL="http://127.0.0.1:$(cat "$T/port")"
+    return 0
+}
+
+# req METHOD PATH [BODY [CURL-ARGS...]]: the body goes to $T/body, the
+# headers to $T/hdr; prints the status code.
+req() {
+    m=$1
+    p=$2
+    shift 2
+    if [ $# -gt 0 ]; then
+        b=$1
+        shift
+        curl -s -o "$T/body" -D "$T/hdr" -w '%{http_code}' -X "$m" \
+            -H 'Content-Type: application/json' --data-binary "$b" "$@" "$URL$p"
+    else
+        curl -s -o "$T/body" -D "$T/hdr" -w '%{http_code}' -X "$m" "$URL$p"
+    fi
+}
+
+# expect_error METHOD PATH BODY STATUS CODE NAME
+expect_error() {
+    st=$(req "$1" "$2" "$3")
+    if [ "$st" = "$4" ] && jq -e --arg c "$5" '.error == $c and (.detail | length) > 0 and
+            (.request_id | test("^[0-9a-f]{16}$")) and (keys | length) == 3' \
+            "$T/body" >/dev/null 2>&1 &&
+       grep -qi '^content-type: application/json' "$T/hdr"; then
+        ok "$6"
+    else
+        bad "$6" "status $st" "$(cat "$T/body")"
+    fi
+}
+
+"$RANKD" demo --data "$D" --users 300 --items 400 --sessions 3000 >"$T/demo.out" 2>&1 &&
+    "$RANKD" train --data "$D" --config "$D/rankd.yaml" >"$T/train.out" 2>&1
+rc=$?
+cat >>"$D/rankd.yaml" <<'YAML'
+features:
+  hash_bits: 18
+  defs:
+    duration: {kind: attribute, entity: item, attr: duration, log1p: true}
+    category: {kind: attribute, entity: item, attr: category}
+    item_ctr: {kind: rate, key: item, num: [click], den: [impression], windows: [1d], prior: {mean: 0.05, strength: 20}}
+    user_cat_ctr: {kind: rate, key: [user, item.category], num: [click], den: [impression], half_life: 3d}
+    hour: {kind: context, field: hour}
+serve:
+  ranker: feed
+  max_body_bytes: 4096
+  threads: 4
+YAML
+if [ $rc -eq 0 ] &&
+   "$RANKD" train --data "$D" --config "$D/rankd.yaml" --ranker gbdt --name feed \
+       --trees 30 --depth 4 >>"$T/train.out" 2>&1 &&
+   [ -d "$D/models/ials/1" ] && [ -d "$D/models/feed/1" ]; then
+    ok demo_data_and_models
+else
+    bad demo_data_and_models "$(cat "$T/demo.out" "$T/train.out")"
+    echo "# $pass passed, $fail failed"
+    exit 1
+fi
+
+if start_server "$D/rankd.yaml" && [ "$(req GET /healthz)" = 200 ] &&
+   [ "$(req GET /readyz)" = 200 ] &&
+   jq -e '.status == "ready" and .models.feed == 1 and .models.ials == 1' "$T/body" >/dev/null; then
+    ok starts_on_a_free_port
+else
+    bad starts_on_a_free_port "$(cat "$T/serve.log" "$T/body" 2>/dev/null)"
+    echo "# $pass passed, $fail failed"
+    exit 1
+fi
+
+st=$(req POST /v1/recommend '{"user": "u1", "n": 5}')
+rid=$(grep -i '^x-request-id:' "$T/hdr" | tr -d '\r' | awk '{print $2}')
+if [ "$st" = 200 ] && jq -e --arg r "$rid" '(.items | length) == 5 and .model.name == "feed" and
+        .model.version == 1 and .request_id == $r and all(.items[]; .id | type == "string")' \
+        "$T/body" >/dev/null; then
+    ok recommend
+else
+    bad recommend "status $st, X-Request-Id '$rid'" "$(cat "$T/body")"
+fi
+
+cands=$(jq -c '[.items[].id]' "$T/body")
+st=$(req POST /v1/rank "{\"user\": \"u2\", \"candidates\": $cands, \"n\": 3}")
+if [ "$st" = 200 ] && jq -e --argjson c "$cands" '(.items | length) == 3 and
+        all(.items[]; .id as $i | $c | index($i) != null) and
+        .items[0].score >= .items[1].score and .items[1].score >= .items[2].score' \
+        "$T/body" >/dev/null; then
+    ok rank_caller_candidates
+else
+    bad rank_caller_candidates "status $st" "$(cat "$T/body")"
+fi
+
+item=$(echo "$cands" | jq -r '.[0]')
+st=$(req GET "/v1/similar/$item?n=4")
+if [ "$st" = 200 ] && jq -e --arg i "$item" '.item == $i and (.items | length) >= 1 and
+        (.items | length) <= 4 and all(.items[]; .id != $i)' "$T/body" >/dev/null; then
+    ok similar
+else
+    bad similar "status $st" "$(cat "$T/body")"
+fi
+
+expect_error POST /v1/recommend '{"user": ' 400 BAD_JSON error_bad_json
+expect_error POST /v1/recommend '{"user": "u1", "n": NaN}' 400 BAD_JSON error_nan
+expect_error POST /v1/recommend '{"user": "u1", "colour": 1}' 400 BAD_REQUEST error_unknown_field
+expect_error GET /v1/nope '' 404 NOT_FOUND error_unknown_route
+expect_error DELETE /v1/recommend '' 405 METHOD_NOT_ALLOWED error_wrong_method
+expect_error GET /v1/items/no-such-item '' 404 UNKNOWN_ITEM error_unknown_item
+expect_error GET /v1/users/no-such-user '' 404 UNKNOWN_USER error_unknown_user
+
+# A body over serve.max_body_bytes (4096) is refused with 413, whether the
+# client announces its length or streams it chunked.
+awk 'BEGIN { printf "{\"user\": \"u1\", \"context\": {\"pad\": \""; for (i = 0; i < 9000; i++) printf "x"; printf "\"}}" }' \
+    >"$T/big.json"
+st1=$(curl -s -o "$T/big1" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    --data-binary @"$T/big.json" "$URL/v1/recommend")
+st2=$(curl -s -o "$T/big2" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    -H 'Transfer-Encoding: chunked' --data-binary @"$T/big.json" "$URL/v1/events")
+if [ "$st1" = 413 ] && [ "$st2" = 413 ] &&
+   jq -e '.error == "PAYLOAD_TOO_LARGE"' "$T/big1" >/dev/null 2>&1 &&
+   jq -e '.error == "PAYLOAD_TOO_LARGE"' "$T/big2" >/dev/null 2>&1; then
+    ok body_over_max_body_bytes_is_413
+else
+    bad body_over_max_body_bytes_is_413 "$st1 $(cat "$T/big1")" "$st2 $(cat "$T/big2")"
+fi
+
+# Keep-alive: three requests in one curl run share one connection.
+curl -s -o /dev/null -o /dev/null -o /dev/null -w '%{num_connects} %{http_code}\n' \
+    "$URL/healthz" "$URL/readyz" "$URL/metrics" >"$T/ka.out" 2>&1
+if [ "$(cat "$T/ka.out" | tr '\n' ' ')" = "1 200 0 200 0 200 " ]; then
+    ok keep_alive
+else
+    bad keep_alive "$(cat "$T/ka.out")"
+fi
+
+# 300 requests from 16 parallel clients: every one answered 200.
+seq 0 299 | xargs -P 16 -I{} curl -s -o /dev/null -w '%{http_code}\n' -X POST \
+    -H 'Content-Type: application/json' --data-binary '{"user": "u{}", "n": 10}' \
+    "$URL/v1/recommend" >"$T/par.out" 2>&1
+n200=$(grep -c '^200$' "$T/par.out")
+if [ "$n200" -eq 300 ] && [ "$(wc -l <"$T/par.out")" -eq 300 ]; then
+    ok concurrent_requests
+else
+    bad concurrent_requests "$n200 of 300 answered 200" "$(sort "$T/par.out" | uniq -c)"
+fi
+
+# Acknowledged events: five clicks of a new user, one request.
+evs='{"events": ['
+for i in 1 2 3 4 5; do
+    [ $i -gt 1 ] && evs="$evs,"
+    evs="$evs{\"type\": \"click\", \"user\": \"http-user\", \"item\": \"$item\", \"id\": \"http-ev-$i\"}"
+done
+evs="$evs]}"
+st=$(req POST /v1/events "$evs")
+st_again=$(req POST /v1/events "$evs")
+dups=$(jq -r '.duplicates' "$T/body" 2>/dev/null)
+st_user=$(req GET /v1/users/http-user)
+if [ "$st" = 200 ] && [ "$st_again" = 200 ] && [ "$dups" = 5 ] && [ "$st_user" = 200 ] &&
+   jq -e '.recent_events == 5' "$T/body" >/dev/null; then
+    ok events_acknowledged
+else
+    bad events_acknowledged "status $st, retry $st_again ($dups duplicates), user $st_user" \
+        "$(cat "$T/body")"
+fi
+
+st=$(req GET /metrics)
+if [ "$st" = 200 ] && grep -qi '^content-type: text/plain; version=0.0.4' "$T/hdr" &&
+   awk '/^rankd_requests_total\{endpoint="recommend",code="2xx"\}/ { n = $2 } END { exit !(n >= 301) }' \
+       "$T/body" &&
+   grep -q '^rankd_errors_total{code="PAYLOAD_TOO_LARGE"} 2$' "$T/body" &&
+   grep -q '^rankd_events_ingested_total 5$' "$T/body"; then
+    ok metrics
+else
+    bad metrics "status $st" "$(head -n 30 "$T/body")"
+fi
+
+# SIGTERM: the server stops and exits 0.
+kill -TERM "$PID"
+wait "$PID"
+rc=$?
+PID=""
+if [ $rc -eq 0 ]; then
+    ok sigterm_exits_0
+else
+    bad sigterm_exits_0 "exit $rc" "$(tail -n 20 "$T/serve.log")"
+fi
+
+# Restart on the same data directory, now with API keys.
+sed 's/^serve:$/serve:\n  api_keys:\n    - {key: reader-key-0123456789, roles: [read]}\n    - {key: admin-key-0123456789, roles: [admin]}/' \
+    "$D/rankd.yaml" >"$T/keys.yaml"
+if start_server "$T/keys.yaml"; then
+    st_none=$(req GET /v1/users/http-user)
+    st_read=$(curl -s -o "$T/body" -w '%{http_code}' -H 'X-API-Key: reader-key-0123456789' \
+        "$URL/v1/users/http-user")
+    if [ "$st_none" = 401 ] && [ "$st_read" = 200 ] &&
+       jq -e '.recent_events == 5' "$T/body" >/dev/null; then
+        ok restart_keeps_acknowledged_events
+    else
+        bad restart_keeps_acknowledged_events "no key $st_none, read key $st_read" \
+            "$(cat "$T/body")"
+    fi
+    st_bearer=$(curl -s -o /dev/null -w '%{http_code}' -X POST \
+        -H 'Authorization: Bearer reader-key-0123456789' --data-binary '{"user": "u3"}' \
+        "$URL/v1/recommend")
+    st_forbidden=$(curl -s -o "$T/body" -w '%{http_code}' -X POST \
+        -H 'X-API-Key: reader-key-0123456789' --data-binary "$evs" "$URL/v1/events")
+    st_admin=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: admin-key-0123456789' \
+        "$URL/v1/models")
+    if [ "$st_bearer" = 200 ] && [ "$st_forbidden" = 403 ] && [ "$st_admin" = 200 ] &&
+       jq -e '.error == "FORBIDDEN"' "$T/body" >/dev/null; then
+        ok api_key_headers
+    else
+        bad api_key_headers "bearer $st_bearer, read key posting events $st_forbidden," \
+            "admin $st_admin"
+    fi
+    kill -TERM "$PID"
+    wait "$PID"
+    rc=$?
+    PID=""
+    [ $rc -eq 0 ] && ok second_sigterm_exits_0 || bad second_sigterm_exits_0 "exit $rc"
+else
+    bad restart_keeps_acknowledged_events "did not start" "$(tail -n 20 "$T/serve.log")"
+fi
+
+# The event log has each acknowledged event exactly once.
+n=$("$RANKD" export events --data "$D" 2>/dev/null | grep -c '"http-user"')
+if [ "$n" -eq 5 ]; then
+    ok export_has_events_once
+else
+    bad export_has_events_once "$n events of http-user exported"
+fi
+
+# A non-loopback address without API keys is refused before binding.
+"$RANKD" serve --data "$D" --config "$D/rankd.yaml" --bind 0.0.0.0 --port 0 \
+    >"$T/open.out" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q "api_keys" "$T/open.out"; then
+    ok non_loopback_needs_keys
+else
+    bad non_loopback_needs_keys "exit $rc" "$(cat "$T/open.out")"
+fi
+
+echo "# $pass passed, $fail failed"
+[ $fail -eq 0 ]
