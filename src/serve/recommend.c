@@ -405,11 +405,26 @@ static int rank_candidates(sv_req *q, sv_model *m, const rk_feat_request *fr,
     float *sc = rk_arena_alloc(&w->arena, (n ? n : 1) * (m->nscores + 1) * sizeof *sc);
     float *out = rk_arena_alloc(&w->arena, (n ? n : 1) * sizeof *out);
     if (!items || !sc || !out) return rk_err_set(err, RK_ENOMEM, "out of memory");
+    uint64_t t0 = rk_clock_mono_ns();
+    rk_reader *r;
+    int rc = rk_store_reader(q->srv->store, &r, err);
+    if (rc) return rc;
     for (size_t i = 0; i < n; i++) {
         memset(&items[i], 0, sizeof items[i]);
         if (rk[i].item != UINT32_MAX) {
+            /* Aggregates are keyed by the external id; the dense id only
+             * saves the dictionary lookup of the item record. */
             items[i].has_dense = 1;
             items[i].dense = rk[i].item;
+            if (ext && ext[i]) {
+                items[i].id = ext[i];
+                items[i].len = strlen(ext[i]);
+            } else if (rk_reader_external(r, RK_ENTITY_ITEM, rk[i].item,
+                                          &items[i].id, &items[i].len)) {
+                items[i].id = NULL;
+                items[i].len = 0;
+                items[i].has_dense = 0;
+            }
         } else {
             items[i].id = ext[i];
             items[i].len = strlen(ext[i]);
@@ -423,11 +438,6 @@ static int rank_candidates(sv_req *q, sv_model *m, const rk_feat_request *fr,
         }
         items[i].scores = m->nscores ? row : NULL;
     }
-    rk_feat_source_set_reader(src, NULL);
-    uint64_t t0 = rk_clock_mono_ns();
-    rk_reader *r;
-    int rc = rk_store_reader(q->srv->store, &r, err);
-    if (rc) return rc;
     rk_feat_source_set_reader(src, r);
     rc = rk_feat_compute_batch(src, fr, items, n, w->fv, err);
     rk_feat_source_set_reader(src, NULL);
