@@ -275,6 +275,30 @@ else
     bad export_has_events_once "$n events of http-user exported"
 fi
 
+# Served rankings are logged with their features; once the label window
+# has passed, the next version trains on them (rankd train --from-log).
+cp "$D/rankd.yaml" "$T/loop.yaml"
+printf 'labels:\n  window: 1s\n' >>"$T/loop.yaml"
+if start_server "$T/loop.yaml"; then
+    for u in u1 u2 u3 u4 u5 u6 u7 u8; do
+        req POST /v1/recommend "{\"user\": \"$u\", \"n\": 5}" >/dev/null
+        rid=$(jq -r .request_id "$T/body")
+        it=$(jq -r '.items[0].id' "$T/body")
+        req POST /v1/events "[{\"type\": \"impression\", \"user\": \"$u\", \"item\": \"$it\", \"request_id\": \"$rid\"}, {\"type\": \"click\", \"user\": \"$u\", \"item\": \"$it\", \"request_id\": \"$rid\"}]" >/dev/null
+    done
+    stop_server
+fi
+sleep 1.5
+"$RANKD" train --data "$D" --config "$T/loop.yaml" --ranker ftrl --from-log feed \
+    --name feed-log --json >"$T/fromlog.json" 2>"$T/fromlog.err"
+rc=$?
+if [ $rc -eq 0 ] && jq -e '.train_rows > 0 and .promoted == true' "$T/fromlog.json" \
+        >/dev/null 2>&1; then
+    ok train_from_feature_log
+else
+    bad train_from_feature_log "exit $rc" "$(cat "$T/fromlog.json" "$T/fromlog.err")"
+fi
+
 # A non-loopback address without API keys is refused before binding.
 "$RANKD" serve --data "$D" --config "$D/rankd.yaml" --bind 0.0.0.0 --port 0 \
     >"$T/open.out" 2>&1

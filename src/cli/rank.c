@@ -19,7 +19,7 @@ static const char rank_usage[] =
     "         [--calibration none|platt|isotonic] [--downsample R [--reweight]]\n"
     "         [--balanced] [--hash-bits B] [--name NAME] [--no-publish]\n"
     "         [--gate-delta D] [--json] [--seed N]\n"
-    "         [--split-seed N] [--test-frac F]\n"
+    "         [--split-seed N] [--test-frac F] [--from-log [MODEL]]\n"
     "  gbdt:  [--trees N] [--depth D] [--eta E] [--min-child-weight W]\n"
     "         [--subsample S] [--colsample S] [--lambda L] [--max-bin B]\n"
     "         [--early-stopping N] [--threads N] [--sparse-cols N]\n"
@@ -27,10 +27,15 @@ static const char rank_usage[] =
     "  fm:    [--factors K] [--lr R] [--reg R] [--epochs N] [--patience N]\n"
     "Without --dataset the training rows come from replaying the event log\n"
     "with the config's features (exposures labelled by later positives).\n"
+    "With --from-log they are the feature vectors `rankd serve` logged for\n"
+    "MODEL (default: --name) joined with the labels of later events\n"
+    "(labels: in the config); the new version keeps that model's spec.\n"
     "See docs/ranking.md.\n";
 
 typedef struct rank_args {
     const char *ranker, *dataset, *valid_ds, *test_ds, *task, *calib, *name;
+    const char *log_model;     /* --from-log: the served model's name */
+    int from_log;
     double valid_frac, test_frac, downsample, gate_delta;
     uint64_t split_seed;  /* 0 = split in row order */
     int reweight, balanced, publish, json;
@@ -151,6 +156,9 @@ static int parse_args(rank_args *a, cli_common *c, int argc, char **argv)
             if (r < 0 || cli_uint("--split-seed", v, UINT32_MAX, &a->split_seed)) return 2;
         } else if ((r = cli_opt("--seed", argc, argv, &i, &v))) {
             if (r < 0 || cli_uint("--seed", v, UINT32_MAX, &a->seed)) return 2;
+        } else if (strcmp(argv[i], "--from-log") == 0) {
+            a->from_log = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-') a->log_model = argv[++i];
         } else if (strcmp(argv[i], "--reweight") == 0) {
             a->reweight = 1;
         } else if (strcmp(argv[i], "--balanced") == 0) {
@@ -393,6 +401,53 @@ out:
     return rc;
 }
 
+/* --from-log: the rows are what `rankd serve` logged for the served model
+ * (its current version's own spec computed them, so the new version keeps
+ * that spec: no skew between the logged vectors and the model), joined
+ * with the labels of the events that carry the requests' ids. */
+static int log_trainset(const rank_args *a, const cli_env *env, rk_store *s,
+                        rk_reader *rd, rk_feat_spec **spec, rk_trainset **all,
+                        rk_err *err)
+{
+    const char *model = a->log_model ? a->log_model : a->name;
+    char dir[4200], path[4400];
+    snprintf(dir, sizeof dir, "%s/models", env->store.path);
+    rk_registry *reg = NULL;
+    uint32_t cur = 0, prev = 0;
+    int rc = rk_registry_open(&reg, dir, NULL, err);
+    if (!rc) rc = rk_registry_current(reg, model, &cur, &prev, err);
+    rk_registry_close(reg);
+    if (rc) return rk_err_prefix(err, "--from-log %s", model);
+    snprintf(path, sizeof path, "%s/%s/%u/model.rk", dir, model, cur);
+    rk_artifact art;
+    rk_ranker *served = NULL;
+    if ((rc = rk_artifact_read(path, &art, err))) return rc;
+    rc = rk_ranker_load(&served, art.payload, art.len, err);
+    size_t n = 0;
+    const void *sp = rc ? NULL : rk_ranker_spec(served, &n);
+    if (!rc && !sp)
+        rc = rk_err_set(err, RK_EINVAL, "%s: the model carries no feature spec", path);
+    if (!rc) rc = rk_feat_spec_load(spec, sp, n, rk_store_schema(s), err);
+    rk_ranker_destroy(served);
+    rk_artifact_free(&art);
+    if (rc) return rc;
+    rk_label_conf lc;
+    rk_label_conf_default(&lc, rk_store_schema(s));
+    if ((rc = rk_label_conf_from_conf(&lc, cli_conf_root(env), rk_store_schema(s), err)))
+        return rc;
+    lc.model = model;
+    if ((rc = rk_trainset_create(all, rk_feat_ndense(*spec), rk_feat_hash_bits(*spec), 0)))
+        return rk_err_set(err, rc, "training set: %s", rk_strerror(rc));
+    rk_join_stats st;
+    rc = rk_labels_join(rd, &lc, rk_clock_wall_ms(), 0, INT64_MAX, *all, &st, err);
+    if (!rc && rk_trainset_rows(*all) == 0)
+        rc = rk_err_set(err, RK_EINVAL, "the feature log of '%s' gives no rows (%llu "
+                        "requests joined, %llu still inside the label window): "
+                        "serve traffic first", model,
+                        (unsigned long long)st.requests, (unsigned long long)st.pending);
+    return rc;
+}
+
 int cli_train_ranker(int argc, char **argv)
 {
     rank_args a;
@@ -434,6 +489,12 @@ int cli_train_ranker(int argc, char **argv)
         if (!rc && a.test_ds) rc = load_dataset(spec, rd, a.test_ds, &test, &err);
         else if (!rc && tf > 0 && (rc = slice_rows(all, 1 - tf, 1, &test)))
             rk_err_set(&err, rc, "split: %s", rk_strerror(rc));
+    } else if (a.from_log) {
+        rc = log_trainset(&a, &env, s, rd, &spec, &all, &err);
+        int64_t cut = 0;
+        if (!rc) rc = rk_trainset_split_point(all, a.valid_frac, 1, &cut);
+        if (!rc) rc = rk_trainset_split_time(all, cut, &train, &valid);
+        if (rc && !err.msg[0]) rk_err_set(&err, rc, "%s", rk_strerror(rc));
     } else {
         rc = rk_feat_spec_from_conf(&spec, cli_conf_root(&env),
                                     rk_store_schema(s), &err);
@@ -502,7 +563,10 @@ int cli_train_ranker(int argc, char **argv)
         printf("%s (%s) on %s: %zu training rows, loaded in %.2f s, trained in %.2f s\n",
                rk_ranker_kind_name(a.o.kind),
                a.o.task == RK_TASK_RANK ? "rank" : "binary",
-               a.dataset ? a.dataset : "the event log", rk_trainset_rows(train),
+               a.dataset    ? a.dataset
+               : a.from_log ? "the feature log"
+                            : "the event log",
+               rk_trainset_rows(train),
                load_s, train_s);
         print_eval("valid", &ev_valid);
         if (test) print_eval("test", &ev_test);
