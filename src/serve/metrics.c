@@ -171,6 +171,9 @@ int sv_h_metrics(sv_req *q)
     size_t abn = rk_map_size(s->ab_map);
     pthread_mutex_unlock(&s->ab_mu);
     (void)rk_buf_printf(b, "rankd_cache_entries{cache=\"ab_requests\"} %zu\n", abn);
+    size_t ide, idb;
+    sv_idcache_stats(s->ids, &ide, &idb);
+    (void)rk_buf_printf(b, "rankd_cache_entries{cache=\"item_ids\"} %zu\n", ide);
     rk_feat_cache_stats fc;
     memset(&fc, 0, sizeof fc);
     if (s->online) rk_feat_cache_stats_get(s->online, &fc);
@@ -179,8 +182,10 @@ int sv_h_metrics(sv_req *q)
     (void)rk_buf_puts(b, "# TYPE rankd_cache_bytes gauge\n");
     (void)rk_buf_printf(b, "rankd_cache_bytes{cache=\"candidates\"} %zu\n"
                         "rankd_cache_bytes{cache=\"histories\"} %zu\n"
-                        "rankd_cache_bytes{cache=\"features\"} %llu\n", cb,
-                        sv_history_bytes(s->hist), (unsigned long long)fc.bytes);
+                        "rankd_cache_bytes{cache=\"features\"} %llu\n"
+                        "rankd_cache_bytes{cache=\"item_ids\"} %zu\n", cb,
+                        sv_history_bytes(s->hist), (unsigned long long)fc.bytes,
+                        idb);
     (void)rk_buf_puts(b, "# TYPE rankd_cache_requests_total counter\n");
     (void)rk_buf_printf(b, "rankd_cache_requests_total{cache=\"candidates\","
                         "result=\"hit\"} %llu\nrankd_cache_requests_total{cache="

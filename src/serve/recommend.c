@@ -419,8 +419,8 @@ static int rank_candidates(sv_req *q, sv_model *m, const rk_feat_request *fr,
             if (ext && ext[i]) {
                 items[i].id = ext[i];
                 items[i].len = strlen(ext[i]);
-            } else if (rk_reader_external(r, RK_ENTITY_ITEM, rk[i].item,
-                                          &items[i].id, &items[i].len)) {
+            } else if (sv_idcache_get(q->srv->ids, r, rk[i].item, &items[i].id,
+                                      &items[i].len)) {
                 items[i].id = NULL;
                 items[i].len = 0;
                 items[i].has_dense = 0;
@@ -453,6 +453,7 @@ static int rank_candidates(sv_req *q, sv_model *m, const rk_feat_request *fr,
         rk[i].row = (uint32_t)i;
     }
     atomic_fetch_add(&q->srv->m.candidates_total, n);
+    atomic_store(&q->srv->fallbacks, 0);
     if (n) {
         /* Running average cost per candidate (fixed point, ns x 16). */
         uint64_t per = (t2 - t0) * 16 / n;
@@ -681,6 +682,13 @@ int sv_h_recommend(sv_req *q)
             if (afford >= c.n && afford >= 10) {
                 nrank = afford;
                 deg = SV_DEG_FEWER;
+            } else if (atomic_fetch_add(&s->fallbacks, 1) % 16 == 15) {
+                /* The estimate only moves when something is ranked: one
+                 * fallback in 16 ranks a small batch instead, so a passing
+                 * slowdown cannot leave the estimate stuck high. */
+                nrank = nc < 32 ? nc : (c.n > 32 ? c.n : 32);
+                if (nrank > nc) nrank = nc;
+                deg = SV_DEG_FEWER;
             } else {
                 nrank = 0;
                 deg = SV_DEG_TRENDING;
@@ -809,7 +817,7 @@ int sv_h_recommend(sv_req *q)
     for (size_t i = 0; ids && i < nout; i++) {
         const char *ext;
         size_t el;
-        if (rk_reader_external(r, RK_ENTITY_ITEM, fin[i].item, &ext, &el)) {
+        if (sv_idcache_get(s->ids, r, fin[i].item, &ext, &el)) {
             ext = "";
             el = 0;
         }
@@ -1068,7 +1076,7 @@ int sv_h_similar(sv_req *q)
         if (blocked(s, c[i].item) || c[i].item == item) continue;
         const char *ext;
         size_t el;
-        if (rk_reader_external(r, RK_ENTITY_ITEM, c[i].item, &ext, &el)) continue;
+        if (sv_idcache_get(s->ids, r, c[i].item, &ext, &el)) continue;
         (void)rk_buf_puts(b, k++ ? ",{\"id\":" : "{\"id\":");
         (void)rk_buf_put_json_str(b, ext, el);
         (void)rk_buf_puts(b, ",\"score\":");

@@ -162,6 +162,7 @@ typedef struct sv_experiment {
 typedef struct sv_worker sv_worker;
 typedef struct sv_history sv_history;
 typedef struct sv_ccache sv_ccache;
+typedef struct sv_idcache sv_idcache;
 
 #define SV_MAX_SLOTS (2 + SV_MAX_EXPERIMENTS * SV_MAX_VARIANTS + 2)
 
@@ -202,6 +203,8 @@ struct rk_server {
 
     sv_history *hist;
     sv_ccache *ccache;
+    sv_idcache *ids;
+    atomic_uint_fast64_t fallbacks;  /* trending fallbacks since a ranking */
     uint32_t cat_attr;          /* item attribute index, UINT32_MAX = none */
     int cat_ok;
 
@@ -332,6 +335,15 @@ void sv_ccache_invalidate(sv_ccache *c, uint32_t user);
 size_t sv_ccache_pending(sv_ccache *c, uint32_t *users, size_t cap);
 void sv_ccache_stats(sv_ccache *c, size_t *entries, size_t *bytes,
                      uint64_t *hits, uint64_t *misses, uint64_t *evictions);
+
+/* idcache.c: dense item id -> external id, append-only, lock-free reads */
+int sv_idcache_create(sv_idcache **out, uint32_t max_ids);
+void sv_idcache_destroy(sv_idcache *c);
+/* The external id of item id (borrowed: from the cache for ever, or from
+ * r until it closes). RK_ENOTFOUND and store errors as rk_reader_external. */
+int sv_idcache_get(sv_idcache *c, rk_reader *r, uint32_t id, const char **ext,
+                   size_t *len);
+void sv_idcache_stats(sv_idcache *c, size_t *entries, size_t *bytes);
 
 /* recommend.c */
 int sv_set_blocked(rk_server *s, uint32_t item, int on);

@@ -46,6 +46,7 @@ void rk_serve_opts_default(rk_serve_opts *o)
     o->cand_cache_users = 10000;
     o->cand_cache_ttl_s = 300;
     o->ab_requests = 1000000;
+    o->item_ids = 1u << 22;
     o->log_features = 1;
 }
 
@@ -189,7 +190,7 @@ int rk_serve_opts_from_conf(rk_serve_opts *o, const rk_conf_node *root,
     const rk_conf_node *cache = rk_conf_get(sec, "cache");
     if (!rc && cache) {
         static const char *const ck[] = {"candidate_users", "candidate_ttl_s",
-                                         "ab_requests", NULL};
+                                         "ab_requests", "item_ids", NULL};
         rc = rk_conf_check_keys(cache, ck, err);
         if (!rc) {
             v = o->cand_cache_users;
@@ -200,6 +201,11 @@ int rk_serve_opts_from_conf(rk_serve_opts *o, const rk_conf_node *root,
             v = o->cand_cache_ttl_s;
             if (!(rc = conf_uint(cache, "candidate_ttl_s", 1, 86400 * 7, &v, err)))
                 o->cand_cache_ttl_s = (uint32_t)v;
+        }
+        if (!rc) {
+            v = o->item_ids;
+            if (!(rc = conf_uint(cache, "item_ids", 0, 1ll << 31, &v, err)))
+                o->item_ids = (uint32_t)v;
         }
         if (!rc) {
             v = o->ab_requests;
@@ -486,6 +492,8 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
     if (!rc && sv_ccache_create(&s->ccache, o->cand_cache_users,
                                 o->cand_cache_ttl_s))
         rc = rk_err_set(err, RK_ENOMEM, "serve: candidate cache");
+    if (!rc && sv_idcache_create(&s->ids, o->item_ids))
+        rc = rk_err_set(err, RK_ENOMEM, "serve: item id cache");
     if (!rc && rk_map_create(&s->ab_map, o->ab_requests))
         rc = rk_err_set(err, RK_ENOMEM, "serve: A/B map");
     if (!rc) rc = rk_registry_open(&s->reg, s->models_dir, NULL, err);
@@ -661,13 +669,19 @@ int rk_server_listen(rk_server *s, rk_err *err)
     if (!s->o.nkeys && !is_loopback(s->o.bind))
         return rk_err_set(err, RK_ECONFIG, "serve: binding %s (not loopback) "
                           "needs serve.api_keys", s->o.bind);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+    /* A thread per connection, so the kernel spreads busy connections over
+     * the cores (a pool's threads keep the connections they accepted, and
+     * a client opening its pool at once often lands on one thread). How
+     * many pipelines run at once is bounded by the worker scratch pool
+     * (serve.threads), not by the connection count. */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                      MHD_USE_ERROR_LOG;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, s->o.port, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.threads,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 << 10),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 << 10),
@@ -729,6 +743,7 @@ void rk_server_destroy(rk_server *s)
     rk_registry_close(s->reg);
     sv_history_destroy(s->hist);
     sv_ccache_destroy(s->ccache);
+    sv_idcache_destroy(s->ids);
     rk_map_destroy(s->ab_map);
     rk_popular_destroy(s->trending);
     rk_fresh_destroy(s->fresh);
