@@ -457,7 +457,11 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
         nthreads = c > 0 ? (unsigned)c : 2;
     }
     s->o.threads = nthreads;
-    s->wk_max = nthreads + 4;   /* HTTP threads, background, in-process */
+    /* Pipelines running at once: one per worker thread plus one for the
+     * background precompute. More would only time-slice the cores and
+     * stretch every request's latency; extra requests wait for a worker
+     * (their deadline clock is already running, so overload degrades). */
+    s->wk_max = nthreads + 1;
     const char *dir = rk_store_path(store);
     snprintf(s->models_dir, sizeof s->models_dir, "%s/models", dir);
     s->cat_attr = UINT32_MAX;
