@@ -5,7 +5,7 @@
 # `make fuzz` builds libFuzzer targets with clang into build-fuzz/.
 
 CC      ?= cc
-PKGS    := lmdb yaml-0.1 jansson libxxhash openblas lapacke xgboost libmicrohttpd
+PKGS    := lmdb yaml-0.1 jansson libxxhash openblas lapacke xgboost libmicrohttpd libcurl
 WARN    := -Wall -Wextra -Wshadow -Werror -Wno-format-truncation
 CSTD    := -std=c11 -D_GNU_SOURCE
 OPT     ?= -O2 -g

@@ -8,7 +8,8 @@ PKGS="build-essential pkg-config make clang libclang-rt-14-dev llvm
 liblmdb-dev lmdb-utils libyaml-dev libjansson-dev libxxhash-dev
 libhiredis-dev redis-server python3
 libopenblas-dev liblapacke-dev python3-numpy python3-faiss python3-hnswlib
-libxgboost-dev python3-xgboost python3-sklearn libmicrohttpd-dev jq wrk curl"
+libxgboost-dev python3-xgboost python3-sklearn libmicrohttpd-dev jq wrk curl
+libcurl4-openssl-dev"
 
 missing=""
 for p in $PKGS; do

@@ -432,6 +432,7 @@ static const struct {
     {"eval", cli_eval, "evaluate retrieval models offline (Recall/NDCG/MAP@K)"},
     {"serve", cli_serve, "serve the /v1 HTTP API (recommend, rank, score, events, ...)"},
     {"models", cli_models, "list, show, promote and roll back model versions"},
+    {"simulate", cli_simulate, "drive a running server with a simulated video platform"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,128 @@
+#!/bin/sh
+# End-to-end test of `rankd simulate` against a real `rankd serve` on
+# 127.0.0.1: the config written by --write-config, a small world written
+# with --setup, two simulated hours with a CSV report (columns, rows, CTR in
+# (0, 1)), then retrieval models and a GBDT ranker trained from the replayed
+# events while the server runs, and one more hour served by that ranker.
+# Also: an unreachable server and a bad option fail cleanly. Every server
+# started here is stopped by the EXIT trap. Prints one line per case and
+# "# N passed, N failed".
+set -u
+RANKD=${RANKD:-build/rankd}
+case "$RANKD" in /*) ;; *) RANKD="$(pwd)/$RANKD" ;; esac
+T=$(mktemp -d "${TMPDIR:-/tmp}/rk-simhttp-XXXXXX")
+PID=""
+stop_server() {
+    if [ -n "$PID" ]; then
+        kill -TERM "$PID" 2>/dev/null
+        wait "$PID" 2>/dev/null
+        PID=""
+    fi
+}
+trap 'stop_server; rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { echo "ok   $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; shift; for l in "$@"; do echo "  $l"; done; fail=$((fail + 1)); }
+finish() { echo "# $pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
+
+WORLD="--users 150 --items 300 --seed 7"
+SIM="$WORLD --sessions-per-hour 40 --requests-per-session 2 --n 8"
+
+if "$RANKD" simulate --write-config "$T/sim.yaml" $WORLD >"$T/out" 2>&1 &&
+   grep -q 'bandwidth: {kind: context' "$T/sim.yaml" &&
+   grep -q '^labels:' "$T/sim.yaml" && grep -q '^serve:' "$T/sim.yaml"; then
+    ok write_config
+else
+    bad write_config "$(cat "$T/out")"
+    finish
+fi
+
+"$RANKD" serve --data "$T/data" --config "$T/sim.yaml" --bind 127.0.0.1 --port 0 \
+    --port-file "$T/port" >"$T/serve.log" 2>&1 &
+PID=$!
+i=0
+while [ ! -s "$T/port" ] && [ $i -lt 300 ]; do
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.1
+    i=$((i + 1))
+done
+if [ -s "$T/port" ]; then
+    URL="http://127.0.0.1:$(cat "$T/port")"
+    ok server_starts_with_the_written_config
+else
+    bad server_starts_with_the_written_config "$(cat "$T/serve.log")"
+    finish
+fi
+
+# check_csv FILE ROWS: the header, ROWS data rows, CTR in (0, 1), no errors.
+HEADER='hour,sim_time,sessions,requests,impressions,clicks,ctr,watch_s_per_impression,watches,likes,empty,degraded,errors,p50_ms,p99_ms,models'
+check_csv() {
+    [ "$(head -n 1 "$1")" = "$HEADER" ] || return 1
+    [ "$(tail -n +2 "$1" | wc -l)" -eq "$2" ] || return 1
+    tail -n +2 "$1" | awk -F, '{ if (!($7 > 0 && $7 < 1) || $4 != 80 || $5 < 80 || $13 != 0) bad = 1 }
+                                END { exit bad }'
+}
+
+if "$RANKD" simulate --url "$URL" --setup $SIM --history-sessions 1500 --hours 2 \
+       --csv "$T/a.csv" >"$T/sim1.out" 2>&1 &&
+   grep -q 'setup: 300 items written' "$T/sim1.out" && check_csv "$T/a.csv" 2; then
+    ok setup_and_two_hours
+else
+    bad setup_and_two_hours "$(cat "$T/sim1.out")" "$(cat "$T/a.csv" 2>/dev/null)"
+fi
+
+if grep -Eq '^ +1  [0-9T:-]+ +40 +80 ' "$T/sim1.out"; then
+    ok table_on_stdout
+else
+    bad table_on_stdout "$(cat "$T/sim1.out")"
+fi
+
+# Train while the server runs; it hot-swaps the new versions in.
+if "$RANKD" train --data "$T/data" --config "$T/sim.yaml" >"$T/train.out" 2>&1 &&
+   "$RANKD" train --data "$T/data" --config "$T/sim.yaml" --ranker gbdt --name feed \
+       --trees 30 --depth 4 >>"$T/train.out" 2>&1; then
+    ok train_retrieval_and_ranker
+else
+    bad train_retrieval_and_ranker "$(cat "$T/train.out")"
+fi
+i=0
+while [ $i -lt 100 ]; do
+    curl -s "$URL/readyz" | grep -q '"feed":1' && break
+    sleep 0.1
+    i=$((i + 1))
+done
+
+if "$RANKD" simulate --url "$URL" $SIM --hours 1 --first-hour 2 --csv "$T/b.csv" \
+       >"$T/sim2.out" 2>&1 && check_csv "$T/b.csv" 1 &&
+   tail -n 1 "$T/b.csv" | grep -q ',feed@1$'; then
+    ok hour_served_by_the_trained_ranker
+else
+    bad hour_served_by_the_trained_ranker "$(cat "$T/sim2.out")" "$(cat "$T/b.csv" 2>/dev/null)"
+fi
+
+if "$RANKD" simulate --url "$URL" $SIM --scenario taste_shift --event-hour 1 \
+       --threads 2 --hours 2 --csv "$T/c.csv" >"$T/sim3.out" 2>&1 && check_csv "$T/c.csv" 2; then
+    ok taste_shift_with_two_threads
+else
+    bad taste_shift_with_two_threads "$(cat "$T/sim3.out")"
+fi
+
+stop_server
+"$RANKD" simulate --url "$URL" $SIM --hours 1 >"$T/down.out" 2>&1
+rc=$?
+if [ $rc -eq 1 ] && grep -q "cannot reach $URL" "$T/down.out"; then
+    ok unreachable_server
+else
+    bad unreachable_server "exit $rc" "$(cat "$T/down.out")"
+fi
+
+"$RANKD" simulate --scenario sideways >"$T/bad.out" 2>&1
+rc=$?
+if [ $rc -eq 2 ] && grep -q "unknown 'sideways'" "$T/bad.out"; then
+    ok bad_option_is_a_usage_error
+else
+    bad bad_option_is_a_usage_error "exit $rc" "$(cat "$T/bad.out")"
+fi
+
+finish
