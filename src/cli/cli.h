@@ -92,6 +92,7 @@ int cli_train_ranker(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_models(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_init(int argc, char **argv);
 int cli_simulate(int argc, char **argv);
 
 #endif

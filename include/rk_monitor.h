@@ -1,0 +1,360 @@
+/*
+ * rk_monitor.h — data drift: how far a live window of a feature has moved
+ * from the feature's reference (the training sample, or the rk_refhist a
+ * model version stores), and a bounded window that collects the live
+ * values.
+ *
+ *  - statistics: pure functions over two samples or two histograms:
+ *    population stability index, Jensen-Shannon distance, Wasserstein-1
+ *    distance (raw and divided by the reference standard deviation), the
+ *    two-sample Kolmogorov-Smirnov test, the chi-square test of
+ *    homogeneity, the missing-value rate. Each is defined below to the
+ *    bit of what SciPy 1.10 computes (docs/monitoring.md);
+ *  - the detector: one feature at a time with Evidently-like defaults
+ *    (statistical tests for small references, distances for large ones,
+ *    PSI as an alarm alongside), and the dataset verdict over features;
+ *  - the window: per feature, a ring of the last `capacity` observations,
+ *    fixed memory, that a server feeds and the monitor reads.
+ *
+ * Conventions as in rk_core.h: 0 or a negative RK_E* code, details in an
+ * rk_err (which may be NULL). Numeric samples are float; NaN and
+ * infinities are missing values (as in rk_refhist), skipped by every
+ * statistic and counted by the missing rate. All functions except the
+ * window's are pure and thread-safe; the scratch memory they need comes
+ * from rk_malloc and is freed before they return.
+ */
+#ifndef RK_MONITOR_H
+#define RK_MONITOR_H
+
+#include "rk_core.h"
+#include "rk_train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ======================================================================== */
+/* Histogram statistics                                                      */
+/* ======================================================================== */
+/*
+ * ref[0..nbins) and cur[0..nbins) are counts (or any non-negative finite
+ * weights) of the same bins; each is normalised by its own sum, which
+ * must be > 0 (RK_EINVAL otherwise, and for a negative or non-finite
+ * weight or nbins 0). With p = ref / sum(ref), q = cur / sum(cur):
+ *
+ *   PSI = sum_i (q_i - p_i) * ln(q_i / p_i)
+ *         where a proportion equal to 0 is replaced by eps (only in this
+ *         sum; the others are not renormalised). eps <= 0 means
+ *         RK_DRIFT_PSI_EPS. Natural logarithm, as in the PSI literature
+ *         (0.1 "moderate", 0.2 "significant" shift).
+ *
+ *   JS  = sqrt((KL(p || m) + KL(q || m)) / 2), m = (p + q) / 2, with
+ *         base-2 logarithms, so 0 <= JS <= 1; terms with p_i = 0 (q_i = 0)
+ *         are 0. This is scipy.spatial.distance.jensenshannon(ref, cur,
+ *         base=2). (Evidently calls it with the default natural base; its
+ *         value is ours times sqrt(ln 2) = 0.8326.) A sum that rounds
+ *         below 0 gives 0 (SciPy would return NaN).
+ */
+#define RK_DRIFT_PSI_EPS 1e-4
+
+int rk_drift_psi(const double *ref, const double *cur, size_t nbins,
+                 double eps, double *out, rk_err *err);
+int rk_drift_js(const double *ref, const double *cur, size_t nbins,
+                double *out, rk_err *err);
+
+/*
+ * Chi-square test of homogeneity of the 2 x k table whose rows are ref
+ * and cur (counts of k categories; non-negative finite; each row's sum
+ * > 0, RK_EINVAL otherwise). Columns that are 0 in both rows are dropped
+ * first (k' columns remain). With R_r the row sums, C_c the column sums
+ * and N the total, E_rc = R_r C_c / N and
+ *
+ *   stat = sum (O_rc - E_rc)^2 / E_rc,   dof = k' - 1,
+ *   p    = Q(dof / 2, stat / 2)   (regularized upper incomplete gamma),
+ *
+ * which is scipy.stats.chi2_contingency([ref, cur], correction=False)
+ * (SciPy raises on an all-zero column instead of dropping it). dof 0
+ * (one category) gives stat 0 and p 1, as SciPy does.
+ */
+typedef struct rk_drift_chi2_result {
+    double stat;
+    uint32_t dof;
+    double p;
+} rk_drift_chi2_result;
+
+int rk_drift_chi2(const double *ref, const double *cur, size_t k,
+                  rk_drift_chi2_result *out, rk_err *err);
+
+/* Q(a, x) = Gamma(a, x) / Gamma(a), for a > 0 and x >= 0 (NaN
+ * otherwise): scipy.special.gammaincc. chi2.sf(x, k) = Q(k / 2, x / 2).
+ * Series below a + 1, continued fraction above; relative error ~1e-14. */
+double rk_drift_gammaincc(double a, double x);
+
+/* ======================================================================== */
+/* Sample statistics                                                         */
+/* ======================================================================== */
+
+/* Share of x[0..n) that is NaN or infinite; 0 when n is 0. */
+double rk_drift_missing_rate(const float *x, size_t n);
+
+/*
+ * The finite values of x[0..n), sorted increasing, as doubles, into
+ * out[0..*nout) (out has room for n). -0.0 becomes +0.0. A radix sort:
+ * O(n) time, scratch of 8n bytes (RK_ENOMEM). This is what the sample
+ * statistics below do first; a caller that compares one reference with
+ * many windows can sort the reference once and use the _sorted forms.
+ */
+int rk_drift_sort(const float *x, size_t n, double *out, size_t *nout,
+                  rk_err *err);
+
+/*
+ * Two-sample Kolmogorov-Smirnov test, two-sided:
+ * scipy.stats.ks_2samp(ref, cur) with its defaults (method='auto').
+ *
+ * With F and G the empirical CDFs of the n1 reference and n2 current
+ * values (missing values dropped), D = max |F(x) - G(x)| over the
+ * pooled values. The p-value:
+ *  - exact when max(n1, n2) <= 10000 (RK_DRIFT_KS_MAX_EXACT; SciPy 1.10's
+ *    MAX_AUTO_N): D is first rounded to h / lcm(n1, n2), h =
+ *    round(D * lcm), and that rounded D is reported; p = P(D_{n1,n2} >=
+ *    D) by Hodges' lattice-path counting (the "outer inside" recursion of
+ *    Viehmann 2021 when n1 != n2, the alternating binomial sum when
+ *    n1 = n2). O(n1 * n2) time in the worst case;
+ *  - otherwise p = kstwo.sf(D, round(n1 n2 / (n1 + n2))) (rk_drift_kstwo_sf).
+ * exact says which. Both samples need a value (RK_EINVAL otherwise).
+ */
+#define RK_DRIFT_KS_MAX_EXACT 10000
+
+typedef struct rk_drift_ks_result {
+    double stat;     /* D */
+    double p;
+    int exact;
+    uint64_t n1, n2; /* values used (missing values dropped) */
+} rk_drift_ks_result;
+
+int rk_drift_ks(const float *ref, size_t nref, const float *cur,
+                size_t ncur, rk_drift_ks_result *out, rk_err *err);
+/* The same on sorted finite doubles (rk_drift_sort); no allocation. */
+int rk_drift_ks_sorted(const double *a, size_t na, const double *b,
+                       size_t nb, rk_drift_ks_result *out, rk_err *err);
+/* The statistic only, O(na + nb), on sorted finite doubles (na, nb > 0). */
+double rk_drift_ks_stat_sorted(const double *a, size_t na, const double *b,
+                               size_t nb);
+
+/* P(D_n >= d) for the one-sample two-sided Kolmogorov-Smirnov statistic
+ * of n observations: scipy.stats.kstwo.sf(d, n), which follows Simard
+ * and L'Ecuyer (2011): Ruben-Gambino at the ends, 2 x the exact Smirnov
+ * one-sided tail (Birnbaum-Tingey sum) for large d, the Durbin matrix
+ * (Marsaglia-Tsang-Wang) or Pomeranz recursion for n <= 140, Pelz-Good
+ * asymptotics for large n. NaN for n = 0. Thread-safe. */
+double rk_drift_kstwo_sf(uint64_t n, double d);
+/* P(D+_n >= d), scipy.special.smirnov(n, d). */
+double rk_drift_smirnov(uint64_t n, double d);
+
+/*
+ * Wasserstein-1 distance between the empirical distributions of the
+ * finite values of ref and cur: the integral of |F(x) - G(x)| dx,
+ * scipy.stats.wasserstein_distance(ref, cur). *norm (may be NULL) is
+ * that divided by the population standard deviation of the reference
+ * (numpy.std, ddof 0), Evidently's normalized Wasserstein; a constant
+ * reference gives 0 when the distance is 0 and +inf otherwise. Both
+ * samples need a value (RK_EINVAL). */
+int rk_drift_wasserstein(const float *ref, size_t nref, const float *cur,
+                         size_t ncur, double *w, double *norm, rk_err *err);
+/* The distance on sorted finite doubles; na, nb > 0. */
+double rk_drift_wasserstein_sorted(const double *a, size_t na,
+                                   const double *b, size_t nb);
+
+/*
+ * Bins for PSI and Jensen-Shannon on raw numeric samples: the
+ * reference's quantile cut points, by the rule of rk_refhist_numeric, so
+ * a sample and an rk_refhist built from it bin alike: with v the n
+ * sorted finite reference values, the candidate cuts are
+ * v[floor(j * n / nbins)] for j = 1..nbins-1, and a cut equal to v[0] or
+ * to the previous kept cut is dropped. edges has room for nbins - 1
+ * (nbins 0 = 20, at most RK_REFHIST_MAX_BINS: RK_EINVAL); *nedges gets
+ * the number kept (0 for an empty reference). sorted: rk_drift_sort
+ * output. No allocation.
+ */
+int rk_drift_edges_sorted(const double *sorted, size_t n, uint32_t nbins,
+                          double *edges, uint32_t *nedges, rk_err *err);
+
+/* Counts of x[0..n) in the nedges + 1 bins of edges (increasing): bin i
+ * holds the values with exactly i edges <= x, i.e.
+ * numpy.searchsorted(edges, x, 'right'), which is rk_refhist_bin's rule.
+ * counts[0..nedges] are overwritten; NaN and infinities are counted in
+ * *missing (may be NULL) instead. */
+void rk_drift_hist(const float *x, size_t n, const double *edges,
+                   uint32_t nedges, double *counts, uint64_t *missing);
+
+/* ======================================================================== */
+/* Detector                                                                  */
+/* ======================================================================== */
+/*
+ * Which statistic decides a feature, chosen as Evidently does from the
+ * size of the reference (its non-missing values, or rk_refhist count):
+ *
+ *   numeric, reference <= small_reference:    KS p <= ks_alpha
+ *   numeric, larger reference:                 Wasserstein / std >= wasserstein
+ *   categorical, reference <= small_reference: chi-square p <= chi2_alpha
+ *   categorical, larger reference:             Jensen-Shannon >= js
+ *   numeric rk_refhist (bins only, no raw reference): chi-square on the
+ *     bins for a small reference, Jensen-Shannon on the bins otherwise.
+ *
+ * PSI (over the same bins as JS) is always reported with its own alarm
+ * (psi >= psi). A feature whose reference or current sample has no
+ * non-missing value is not evaluated (method RK_DRIFT_NONE, no drift).
+ * The dataset drifts when at least dataset_share of the evaluated
+ * features drift.
+ */
+typedef struct rk_drift_opts {
+    uint64_t small_reference;  /* default 1000 */
+    double ks_alpha;           /* default 0.05 */
+    double chi2_alpha;         /* default 0.05 */
+    double wasserstein;        /* normalized; default 0.1 */
+    double js;                 /* base 2; default 0.1 */
+    double psi;                /* alarm; default 0.2 */
+    double psi_eps;            /* default RK_DRIFT_PSI_EPS */
+    uint32_t nbins;            /* numeric samples: quantile bins; default 10 */
+    double dataset_share;      /* default 0.5 */
+} rk_drift_opts;
+
+void rk_drift_opts_default(rk_drift_opts *o);
+/* RK_EINVAL with the reason: alphas in (0, 1), thresholds > 0 and finite,
+ * psi_eps in (0, 1), nbins <= RK_REFHIST_MAX_BINS, share in (0, 1]. */
+int rk_drift_opts_check(const rk_drift_opts *o, rk_err *err);
+
+typedef enum rk_drift_method {
+    RK_DRIFT_NONE = 0,         /* not evaluated: a side has no value */
+    RK_DRIFT_KS,
+    RK_DRIFT_WASSERSTEIN,
+    RK_DRIFT_CHI2,
+    RK_DRIFT_JS
+} rk_drift_method;
+
+/* "none", "ks", "wasserstein", "chi2", "jensenshannon"; never NULL. */
+const char *rk_drift_method_name(rk_drift_method m);
+
+/* One feature's verdict. Statistics that were not computed are NaN. */
+typedef struct rk_drift_feature {
+    rk_drift_method method;
+    double score;        /* the deciding statistic (a p-value or distance) */
+    double threshold;    /* what it was compared with */
+    int drift;
+    double psi;
+    int psi_alarm;
+    double js;
+    double ks_stat, ks_p;            /* ks_p only when KS decides */
+    double wasserstein, wasserstein_norm;
+    double chi2_stat, chi2_p;
+    uint32_t chi2_dof;
+    double ref_missing_rate, cur_missing_rate;
+    uint64_t ref_count, cur_count;   /* non-missing values */
+} rk_drift_feature;
+
+/* Numeric feature from two raw samples (o NULL = defaults): KS
+ * statistic, Wasserstein (raw and normalized), PSI and JS over nbins
+ * reference quantile bins (rk_drift_edges_sorted), missing rates, and
+ * the verdict. The KS p-value is computed only when KS decides (it can
+ * cost O(n1 n2)). RK_ENOMEM, RK_EINVAL (options). */
+int rk_drift_numeric(const float *ref, size_t nref, const float *cur,
+                     size_t ncur, const rk_drift_opts *o,
+                     rk_drift_feature *out, rk_err *err);
+
+/* Categorical feature from counts of the same k categories, plus each
+ * side's missing count: chi-square, JS and PSI over the k categories. */
+int rk_drift_categorical(const double *ref, const double *cur, size_t k,
+                         uint64_t ref_missing, uint64_t cur_missing,
+                         const rk_drift_opts *o, rk_drift_feature *out,
+                         rk_err *err);
+
+/* A current numeric sample against a numeric rk_refhist: the sample is
+ * binned with rk_refhist_bin, then PSI, JS and chi-square on the
+ * refhist's bins. RK_ETYPE for a categorical refhist. */
+int rk_drift_refhist_numeric(const rk_refhist *ref, const float *cur,
+                             size_t n, const rk_drift_opts *o,
+                             rk_drift_feature *out, rk_err *err);
+
+/* Current categorical values v[0..n) (missing marks rows without one;
+ * may be NULL) against a categorical rk_refhist: counted into the
+ * refhist's top values plus one "other" bin (every value not among
+ * them), then chi-square, JS and PSI on those ntop + 1 bins. RK_ETYPE
+ * for a numeric refhist, RK_ENOMEM. */
+int rk_drift_refhist_categorical(const rk_refhist *ref, const uint64_t *v,
+                                 const uint8_t *missing, size_t n,
+                                 const rk_drift_opts *o,
+                                 rk_drift_feature *out, rk_err *err);
+
+typedef struct rk_drift_dataset {
+    size_t nfeatures, nevaluated, ndrifted;
+    double share;        /* ndrifted / nevaluated; 0 when none */
+    int drift;           /* share >= dataset_share and nevaluated > 0 */
+} rk_drift_dataset;
+
+void rk_drift_dataset_summary(const rk_drift_feature *f, size_t n,
+                              const rk_drift_opts *o, rk_drift_dataset *out);
+
+/* ======================================================================== */
+/* Live window                                                               */
+/* ======================================================================== */
+/*
+ * Per feature, a ring of the last `capacity` observations (missing ones
+ * included, so the missing rate is the window's too). Memory is fixed at
+ * creation: capacity * 4 bytes per numeric feature, capacity * 9 per
+ * categorical one, plus a few words per feature; rk_drift_window_bytes
+ * reports it. An observation older than the last capacity ones is gone.
+ * All functions lock the window: any thread may add while another reads.
+ */
+#define RK_DRIFT_WINDOW_MAX_CAPACITY (1u << 24)
+#define RK_DRIFT_WINDOW_MAX_FEATURES (1u << 16)
+
+typedef struct rk_drift_window rk_drift_window;
+
+typedef struct rk_drift_window_opts {
+    uint32_t nfeatures;         /* 1 .. RK_DRIFT_WINDOW_MAX_FEATURES */
+    uint32_t capacity;          /* 1 .. RK_DRIFT_WINDOW_MAX_CAPACITY */
+    /* categorical[f] != 0 makes feature f categorical (uint64 values);
+     * NULL = all numeric. Copied. */
+    const uint8_t *categorical;
+    /* Refuse (RK_ELIMIT) a window above this many bytes; 0 = no limit. */
+    size_t max_bytes;
+} rk_drift_window_opts;
+
+/* RK_EINVAL (sizes), RK_ELIMIT (max_bytes), RK_ENOMEM. */
+int rk_drift_window_create(rk_drift_window **out,
+                           const rk_drift_window_opts *o, rk_err *err);
+void rk_drift_window_destroy(rk_drift_window *w);
+
+/* One observation of numeric feature f (NaN, infinity = missing).
+ * RK_EINVAL (f out of range), RK_ETYPE (f is categorical). */
+int rk_drift_window_add(rk_drift_window *w, uint32_t f, float x);
+/* One observation of categorical feature f; missing != 0 = no value. */
+int rk_drift_window_add_cat(rk_drift_window *w, uint32_t f, uint64_t v,
+                            int missing);
+/* One row: x[f] for every feature, which must all be numeric (RK_ETYPE,
+ * nothing added). */
+int rk_drift_window_add_row(rk_drift_window *w, const float *x);
+
+/* The non-missing values of feature f now in the window, oldest first,
+ * into out[0..*n) (cap >= capacity always suffices: RK_ELIMIT when cap
+ * is too small, nothing copied) and the number of missing observations
+ * into *missing (may be NULL). RK_EINVAL, RK_ETYPE. */
+int rk_drift_window_sample(rk_drift_window *w, uint32_t f, float *out,
+                           size_t cap, size_t *n, uint64_t *missing);
+int rk_drift_window_sample_cat(rk_drift_window *w, uint32_t f,
+                               uint64_t *out, size_t cap, size_t *n,
+                               uint64_t *missing);
+
+/* Observations of feature f ever added (0 for a bad f). */
+uint64_t rk_drift_window_seen(rk_drift_window *w, uint32_t f);
+/* Bytes the window holds (fixed after creation). */
+size_t rk_drift_window_bytes(const rk_drift_window *w);
+uint32_t rk_drift_window_capacity(const rk_drift_window *w);
+/* Empties every ring (counts of seen observations too). */
+void rk_drift_window_clear(rk_drift_window *w);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
