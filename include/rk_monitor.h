@@ -26,6 +26,8 @@
 #ifndef RK_MONITOR_H
 #define RK_MONITOR_H
 
+#include <stdio.h>
+
 #include "rk_core.h"
 #include "rk_train.h"
 
@@ -352,6 +354,39 @@ size_t rk_drift_window_bytes(const rk_drift_window *w);
 uint32_t rk_drift_window_capacity(const rk_drift_window *w);
 /* Empties every ring (counts of seen observations too). */
 void rk_drift_window_clear(rk_drift_window *w);
+
+
+/* ======================================================================== */
+/* Drift report of a model version                                           */
+/* ======================================================================== */
+/*
+ * Every input feature and the prediction of a model version (meta: its
+ * parsed meta.json, whose reference histograms are compared) against
+ * current samples: cur[i][0..ncur[i]) for meta->features[i], then one
+ * more for the prediction when meta->prediction is set (NaN = missing).
+ * Numeric references only (a categorical one is reported as method
+ * "none"). Sorted most drifted first: drifting features, then PSI alarms,
+ * then by PSI and JS. The dataset verdict counts the inputs only. The
+ * report borrows meta, which must outlive it. RK_ENOMEM, detector errors.
+ */
+typedef struct rk_drift_report rk_drift_report;
+int rk_drift_report_build(const rk_model_meta *meta, const float *const *cur,
+                          const size_t *ncur, const rk_drift_opts *o,
+                          rk_drift_report **out, rk_err *err);
+void rk_drift_report_free(rk_drift_report *r);
+size_t rk_drift_report_count(const rk_drift_report *r);
+/* The rank-th feature in drift order (NULL past the end); *name borrowed. */
+const rk_drift_feature *rk_drift_report_get(const rk_drift_report *r, size_t rank,
+                                            const char **name);
+void rk_drift_report_dataset(const rk_drift_report *r, rk_drift_dataset *out);
+/* {"dataset": {...}, "features": [{name, method, drift, score, ...}]}
+ * appended to b. RK_ENOMEM. */
+int rk_drift_report_json(const rk_drift_report *r, rk_buf *b);
+/* An aligned table, most drifted first, and the dataset verdict. */
+void rk_drift_report_table(const rk_drift_report *r, FILE *out);
+/* A self-contained HTML page: the table plus, per feature, an inline SVG
+ * of reference vs current bin shares. RK_EIO when writing fails. */
+int rk_drift_report_html(const rk_drift_report *r, const char *title, FILE *out);
 
 #ifdef __cplusplus
 }

@@ -71,6 +71,7 @@ typedef struct rk_serve_opts {
     uint32_t cand_cache_ttl_s;   /* 300 */
     size_t ab_requests;          /* 1,000,000 request ids remembered for A/B */
     uint32_t item_ids;           /* 4,194,304 item external ids cached */
+    uint32_t monitor_window;     /* 10,000 served items per ranker, 0 = off */
     int log_features;            /* 1: feature-log every served ranking */
     rk_api_key keys[RK_SERVE_MAX_KEYS];
     size_t nkeys;                /* 0 = no authentication (loopback only) */

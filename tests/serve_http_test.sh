@@ -299,6 +299,21 @@ else
     bad train_from_feature_log "exit $rc" "$(cat "$T/fromlog.json" "$T/fromlog.err")"
 fi
 
+# rankd drift: what feed served (its feature log) against its training
+# reference, as a table and a self-contained HTML report.
+"$RANKD" drift --data "$D" --config "$D/rankd.yaml" --model feed \
+    --html "$T/drift.html" >"$T/drift.out" 2>&1
+rc=$?
+if [ $rc -eq 0 ] && grep -q "^dataset drift: " "$T/drift.out" &&
+   grep -q "^prediction " "$T/drift.out" && grep -q "<svg" "$T/drift.html" &&
+   ! grep -qE "(src|href)=\"http" "$T/drift.html" &&
+   "$RANKD" drift --data "$D" --model feed --json | jq -e '.rows > 0 and
+        (.report.features | length) > 1' >/dev/null 2>&1; then
+    ok drift_report_from_feature_log
+else
+    bad drift_report_from_feature_log "exit $rc" "$(cat "$T/drift.out")"
+fi
+
 # A non-loopback address without API keys is refused before binding.
 "$RANKD" serve --data "$D" --config "$D/rankd.yaml" --bind 0.0.0.0 --port 0 \
     >"$T/open.out" 2>&1

@@ -194,15 +194,42 @@ static int train_ranker(rk_store *st, const rk_conf_node *root, const char *name
     char dir[600];
     snprintf(dir, sizeof dir, "%s/models", rk_store_path(st));
     if (!rc) rc = rk_registry_open(&reg, dir, NULL, err);
+    /* Reference histograms of every input and the prediction, as `rankd
+     * train --ranker` stores them: what the drift monitor compares with. */
+    uint32_t nd = spec ? rk_feat_ndense(spec) : 0;
+    size_t nrows = tr ? rk_trainset_rows(tr) : 0;
+    rk_refhist **hs = rk_calloc(nd + 1, sizeof *hs);
+    rk_refhist *pred = NULL;
+    float *colv = rk_malloc((nrows + 1) * sizeof *colv);
+    if (!rc && (!hs || !colv)) rc = RK_ENOMEM;
+    for (uint32_t j = 0; !rc && j < nd; j++) {
+        for (size_t i = 0; i < nrows; i++) {
+            rk_trow row;
+            rk_trainset_get(tr, i, &row);
+            colv[i] = row.x.dense[j];
+        }
+        rc = rk_refhist_numeric(&hs[j], rk_feat_dense_name(spec, j), colv, nrows, 1,
+                                0, err);
+    }
+    if (!rc) rc = rk_ranker_predict_set(model, tr, colv, err);
+    if (!rc) rc = rk_refhist_numeric(&pred, "prediction", colv, nrows, 1, 0, err);
     if (!rc) {
         rk_model_meta meta = {0};
         meta.name = name;
         meta.kind = rk_ranker_kind_name(kind);
+        meta.nfeatures = nd;
+        meta.features = hs;
+        meta.prediction = pred;
+        meta.train_rows = nrows;
         rk_publish_result res;
         rc = rk_registry_publish(reg, &meta, kind == RK_RANKER_GBDT ? RK_MODEL_GBDT
                                                                      : RK_MODEL_FTRL,
                                  payload.data, payload.len, NULL, &res, err);
     }
+    for (uint32_t j = 0; hs && j < nd; j++) rk_refhist_free(hs[j]);
+    rk_free(hs);
+    rk_refhist_free(pred);
+    rk_free(colv);
     rk_registry_close(reg);
     rk_buf_free(&specb);
     rk_buf_free(&payload);
@@ -1632,6 +1659,52 @@ TEST(logged_features_recompute_bit_identical)
     fx_close(&f);
 }
 
+/* The drift monitor: what /v1/recommend serves fills the ranker's live
+ * window, /v1/monitor/drift compares it with the training reference
+ * (every input and the prediction, sorted most drifted first), and
+ * /metrics exports the same PSI values. */
+TEST(monitor_drift_report)
+{
+    fx f;
+    CHECK_OK(fx_open(&f, "serve-monitor", plain_yaml));
+    for (int i = 0; i < 30; i++) {
+        char body[96];
+        snprintf(body, sizeof body, "{\"user\": \"u%d\", \"n\": 5}", i % 50);
+        CHECK(call(&f, "POST", "/v1/recommend", NULL, body) == 200);
+    }
+    json_t *a = callj(&f, "GET", "/v1/monitor/drift", NULL, NULL);
+    CHECK(f.status == 200);
+    json_t *feats = json_object_get(json_object_get(a, "report"), "features");
+    json_t *win = json_object_get(a, "window");
+    int ok = json_integer_value(json_object_get(win, "rows")) == 150 &&
+             json_array_size(feats) >= 5; /* 5 declared inputs + prediction */
+    int has_pred = 0, sorted = 1;
+    double prev = 1e300;
+    int prev_drift = 1;
+    for (size_t i = 0; i < json_array_size(feats); i++) {
+        json_t *e = json_array_get(feats, i);
+        if (json_is_true(json_object_get(e, "prediction"))) has_pred = 1;
+        int d = json_is_true(json_object_get(e, "drift"));
+        if (d > prev_drift) sorted = 0; /* drifted features come first */
+        if (d == prev_drift && !json_is_true(json_object_get(e, "psi_alarm")) &&
+            json_is_number(json_object_get(e, "psi")) &&
+            json_number_value(json_object_get(e, "psi")) > prev + 1e-12 &&
+            !prev_drift)
+            sorted = 0;
+        if (json_is_number(json_object_get(e, "psi")))
+            prev = json_number_value(json_object_get(e, "psi"));
+        prev_drift = d;
+    }
+    json_decref(a);
+    CHECK(ok && has_pred && sorted);
+    CHECK(call(&f, "GET", "/metrics", NULL, NULL) == 200);
+    CHECK(strstr(f.out.data, "rankd_drift_psi{model=\"feed\",feature=\"prediction\"}") != NULL);
+    CHECK(strstr(f.out.data, "rankd_dataset_drift{model=\"feed\"}") != NULL);
+    CHECK_OK(expect_err(&f, "GET", "/v1/monitor/drift?model=nope", NULL, NULL, 0,
+                        404, "UNKNOWN_MODEL"));
+    fx_close(&f);
+}
+
 int main(int argc, char **argv)
 {
     rk_mem_hook_libraries();
@@ -1655,6 +1728,7 @@ int main(int argc, char **argv)
         {"rank_score_and_similar", rank_score_and_similar},
         {"context_objects_are_accepted", context_objects_are_accepted},
         {"logged_features_recompute_bit_identical", logged_features_recompute_bit_identical},
+        {"monitor_drift_report", monitor_drift_report},
     };
     int rc = rk_test_run_all(argc, argv, cases, sizeof cases / sizeof cases[0]);
     rk_test_rmdir(tpl_dir);

@@ -93,6 +93,7 @@ int cli_eval(int argc, char **argv);
 int cli_models(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_init(int argc, char **argv);
+int cli_drift(int argc, char **argv);
 int cli_simulate(int argc, char **argv);
 
 #endif

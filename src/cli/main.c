@@ -17,7 +17,7 @@
 /* Top-level config sections this version understands. */
 static const char *const conf_sections[] = {"store", "entities", "events",
                                             "log", "retrieval", "eval", "features", "labels",
-                                            "serve", "experiments", NULL};
+                                            "serve", "experiments", "monitor", NULL};
 
 void cli_printf_err(const char *fmt, ...)
 {
@@ -432,6 +432,7 @@ static const struct {
     {"train", cli_train, "train the retrieval models and publish them under DIR/models"},
     {"eval", cli_eval, "evaluate retrieval models offline (Recall/NDCG/MAP@K)"},
     {"serve", cli_serve, "serve the /v1 HTTP API (recommend, rank, score, events, ...)"},
+    {"drift", cli_drift, "compare what a ranker served with its training reference (table, JSON, HTML)"},
     {"models", cli_models, "list, show, promote and roll back model versions"},
     {"simulate", cli_simulate, "drive a running server with a simulated video platform"},
 };

@@ -26,6 +26,9 @@ sv_model *sv_slot_acquire(sv_slot *sl)
 
 static void model_free(sv_model *m)
 {
+    if (m->has_meta) rk_model_meta_free(&m->meta);
+    rk_drift_window_destroy(m->win);
+    rk_free(m->mon_col);
     rk_ranker_destroy(m->ranker);
     rk_feat_spec_destroy(m->spec);
     rk_ann_destroy(m->ann);
@@ -163,6 +166,7 @@ static int load_version(rk_server *s, sv_slot *sl, uint32_t v, sv_model **out,
         if (!rc && s->online && rk_feat_share_cache(m->spec, s->online, &e2))
             rk_log(s->log, RK_LOG_INFO, "serve", "%s %u: features read the "
                    "store directly: %s", sl->name, v, e2.msg);
+        if (!rc) rc = sv_monitor_attach(s, m, dir, err);
     } else if (sl->kind == SV_SLOT_FACTORS) {
         snprintf(path, sizeof path, "%s/ials.bin", dir);
         rc = rk_ials_load(path, &m->ials, err);

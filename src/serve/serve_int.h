@@ -12,6 +12,7 @@
 
 #include "rk_features.h"
 #include "rk_io.h"
+#include "rk_monitor.h"
 #include "rk_rank.h"
 #include "rk_retrieval.h"
 #include "rk_serve.h"
@@ -24,7 +25,7 @@ typedef enum sv_ep {
     SV_EP_USER_PUT, SV_EP_USER_GET, SV_EP_RECOMMEND, SV_EP_RANK, SV_EP_SCORE,
     SV_EP_SIMILAR, SV_EP_MODELS, SV_EP_PROMOTE, SV_EP_ROLLBACK,
     SV_EP_EXPERIMENTS, SV_EP_METRICS, SV_EP_HEALTHZ, SV_EP_READYZ,
-    SV_EP_OPENAPI, SV_EP_OTHER, SV_EP_COUNT
+    SV_EP_OPENAPI, SV_EP_MONITOR_DRIFT, SV_EP_OTHER, SV_EP_COUNT
 } sv_ep;
 
 /* Stable error codes of the HTTP API (docs/serving.md); only appended. */
@@ -110,6 +111,11 @@ typedef struct sv_model {
     rk_ann *ann;
     /* co-visitation */
     rk_covis *covis;
+    /* monitoring (rankers with a meta.json): references and live window */
+    rk_model_meta meta;
+    int has_meta;
+    rk_drift_window *win;       /* inputs then the prediction */
+    int32_t *mon_col;           /* reference i -> dense column, -1 = none */
 } sv_model;
 
 #define SV_NAME_MAX 201
@@ -224,6 +230,7 @@ struct rk_server {
     void *mhd;                  /* struct MHD_Daemon */
     uint16_t port;
     sv_metrics m;
+    rk_drift_opts drift_opts;
     atomic_uint_fast64_t rank_cost16;  /* ns per ranked candidate x 16 */
 
     /* feature log: requests append to flog_batch; the flog thread writes */
@@ -299,6 +306,12 @@ int sv_h_metrics(sv_req *q);
 int sv_h_healthz(sv_req *q);
 int sv_h_readyz(sv_req *q);
 int sv_h_openapi(sv_req *q);
+int sv_h_monitor_drift(sv_req *q);
+
+/* monitor.c */
+int sv_monitor_attach(rk_server *s, sv_model *m, const char *dir, rk_err *err);
+void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score);
+void sv_monitor_metrics(rk_server *s, rk_buf *b);
 
 /* models.c */
 int sv_models_init(rk_server *s, rk_err *err);

@@ -47,6 +47,7 @@ void rk_serve_opts_default(rk_serve_opts *o)
     o->cand_cache_ttl_s = 300;
     o->ab_requests = 1000000;
     o->item_ids = 1u << 22;
+    o->monitor_window = 10000;
     o->log_features = 1;
 }
 
@@ -496,6 +497,37 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
     if (!rc && sv_ccache_create(&s->ccache, o->cand_cache_users,
                                 o->cand_cache_ttl_s))
         rc = rk_err_set(err, RK_ENOMEM, "serve: candidate cache");
+    rk_drift_opts_default(&s->drift_opts);
+    const rk_conf_node *mon = root ? rk_conf_get(root, "monitor") : NULL;
+    if (!rc && mon) {
+        static const char *const mk[] = {"window", "small_reference", "ks_alpha",
+                                         "chi2_alpha", "wasserstein", "js", "psi",
+                                         "dataset_share", NULL};
+        int64_t wv;
+        rk_drift_opts *d = &s->drift_opts;
+        int64_t sr;
+        if (!(rc = rk_conf_check_keys(mon, mk, err)) &&
+            !(rc = rk_conf_as_int_range(rk_conf_get(mon, "window"), s->o.monitor_window,
+                                        0, RK_DRIFT_WINDOW_MAX_CAPACITY, &wv, err)) &&
+            !(rc = rk_conf_as_int_range(rk_conf_get(mon, "small_reference"),
+                                        (int64_t)d->small_reference, 0, INT64_MAX,
+                                        &sr, err)) &&
+            !(rc = rk_conf_as_float(rk_conf_get(mon, "ks_alpha"), d->ks_alpha,
+                                    &d->ks_alpha, err)) &&
+            !(rc = rk_conf_as_float(rk_conf_get(mon, "chi2_alpha"), d->chi2_alpha,
+                                    &d->chi2_alpha, err)) &&
+            !(rc = rk_conf_as_float(rk_conf_get(mon, "wasserstein"), d->wasserstein,
+                                    &d->wasserstein, err)) &&
+            !(rc = rk_conf_as_float(rk_conf_get(mon, "js"), d->js, &d->js, err)) &&
+            !(rc = rk_conf_as_float(rk_conf_get(mon, "psi"), d->psi, &d->psi, err)) &&
+            !(rc = rk_conf_as_float(rk_conf_get(mon, "dataset_share"),
+                                    d->dataset_share, &d->dataset_share, err))) {
+            s->o.monitor_window = (uint32_t)wv;
+            d->small_reference = (uint64_t)sr;
+            rc = rk_drift_opts_check(d, err);
+            if (rc) rk_err_prefix(err, "monitor");
+        }
+    }
     if (!rc && sv_idcache_create(&s->ids, o->item_ids))
         rc = rk_err_set(err, RK_ENOMEM, "serve: item id cache");
     if (!rc && rk_map_create(&s->ab_map, o->ab_requests))
