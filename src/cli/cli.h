@@ -94,6 +94,7 @@ int cli_models(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_init(int argc, char **argv);
 int cli_drift(int argc, char **argv);
+int cli_playground(int argc, char **argv);
 int cli_simulate(int argc, char **argv);
 
 #endif

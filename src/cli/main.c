@@ -423,6 +423,7 @@ static const struct {
     cli_cmd_fn fn;
     const char *help;
 } commands[] = {
+    {"playground", cli_playground, "the whole loop locally: simulated platform, training, serving, live status"},
     {"init", cli_init, "write a documented config for a case study (video, ads, search, fraud)"},
     {"demo", cli_demo, "generate a synthetic catalog and events, import, summarise"},
     {"import", cli_import, "import events, users, items or rows from files"},

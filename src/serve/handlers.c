@@ -132,6 +132,8 @@ int sv_h_events(sv_req *q)
                     continue;
             }
             next++;
+            if (types[i] < RK_MAX_EVENT_TYPES)
+                atomic_fetch_add(&s->m.events_by_type[types[i]], 1);
             uint32_t u, it;
             const rk_event_type_def *t = rk_schema_event_type(s->schema, types[i]);
             if (!t || rk_reader_lookup(r, RK_ENTITY_USER, users[i], strlen(users[i]), &u) ||

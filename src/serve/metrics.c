@@ -126,6 +126,12 @@ int sv_h_metrics(sv_req *q)
     (void)rk_buf_printf(b, "# TYPE rankd_events_ingested_total counter\n"
                         "rankd_events_ingested_total %llu\n",
                         (unsigned long long)atomic_load(&s->m.events_ingested));
+    (void)rk_buf_puts(b, "# HELP rankd_events_total Events acknowledged, by type.\n"
+                         "# TYPE rankd_events_total counter\n");
+    for (uint32_t t = 0; t < rk_schema_nevent_types(s->schema) && t < RK_MAX_EVENT_TYPES; t++)
+        (void)rk_buf_printf(b, "rankd_events_total{type=\"%s\"} %llu\n",
+                            rk_schema_event_type(s->schema, t)->name,
+                            (unsigned long long)atomic_load(&s->m.events_by_type[t]));
     (void)rk_buf_printf(b, "# TYPE rankd_candidates_ranked_total counter\n"
                         "rankd_candidates_ranked_total %llu\n",
                         (unsigned long long)atomic_load(&s->m.candidates_total));

@@ -79,6 +79,7 @@ typedef struct sv_metrics {
     atomic_uint_fast64_t errors[SV_ERR_COUNT];
     atomic_uint_fast64_t degraded[SV_DEG_COUNT];
     atomic_uint_fast64_t events_ingested;
+    atomic_uint_fast64_t events_by_type[RK_MAX_EVENT_TYPES];
     atomic_uint_fast64_t stage_ns[4];   /* retrieval, features, rank, rules */
     sv_hist stage[4];
     atomic_uint_fast64_t candidates_total;
