@@ -72,6 +72,10 @@ typedef struct rk_serve_opts {
     size_t ab_requests;          /* 1,000,000 request ids remembered for A/B */
     uint32_t item_ids;           /* 4,194,304 item external ids cached */
     uint32_t monitor_window;     /* 10,000 served items per ranker, 0 = off */
+    const char *config_path;     /* the config file (the learning loop's
+                                    `rankd train` reads it), NULL = none */
+    const char *exe;             /* the rankd binary for the loop's training
+                                    runs, NULL = no loop */
     int log_features;            /* 1: feature-log every served ranking */
     rk_api_key keys[RK_SERVE_MAX_KEYS];
     size_t nkeys;                /* 0 = no authentication (loopback only) */

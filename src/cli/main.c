@@ -17,7 +17,7 @@
 /* Top-level config sections this version understands. */
 static const char *const conf_sections[] = {"store", "entities", "events",
                                             "log", "retrieval", "eval", "features", "labels",
-                                            "serve", "experiments", "monitor", NULL};
+                                            "serve", "experiments", "monitor", "loop", NULL};
 
 void cli_printf_err(const char *fmt, ...)
 {

@@ -79,6 +79,8 @@ int cli_serve(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    o.config_path = env.config_path;
+    o.exe = "/proc/self/exe";
     rk_store *s = NULL;
     rk_server *srv = NULL;
     rc = 1;

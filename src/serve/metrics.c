@@ -19,7 +19,7 @@ static const char *const ep_names[SV_EP_COUNT] = {
     "events", "item_put", "item_delete", "item_get", "user_put", "user_get",
     "recommend", "rank", "score", "similar", "models", "promote", "rollback",
     "experiments", "metrics", "healthz", "readyz", "openapi", "monitor_drift",
-    "other"};
+    "monitor_events", "other"};
 
 static const char *const stage_names[4] = {"retrieval", "features", "rank",
                                            "rules"};
@@ -211,6 +211,7 @@ int sv_h_metrics(sv_req *q)
                         (unsigned long long)sv_history_evictions(s->hist),
                         (unsigned long long)fc.evictions);
     sv_monitor_metrics(s, b);
+    sv_learn_metrics(s, b);
     rk_mem_stats ms;
     rk_mem_get_stats(&ms);
     (void)rk_buf_printf(b, "# TYPE rankd_memory_bytes gauge\n"

@@ -63,6 +63,7 @@ static const route routes[] = {
     {"GET", "/readyz", SV_EP_READYZ, 0, 0, sv_h_readyz},
     {"GET", "/v1/openapi.json", SV_EP_OPENAPI, 0, 0, sv_h_openapi},
     {"GET", "/v1/monitor/drift", SV_EP_MONITOR_DRIFT, RK_ROLE_ADMIN, 0, sv_h_monitor_drift},
+    {"GET", "/v1/monitor/events", SV_EP_MONITOR_EVENTS, RK_ROLE_ADMIN, 0, sv_h_monitor_events},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

@@ -12,6 +12,7 @@
 
 #include "rk_features.h"
 #include "rk_io.h"
+#include "rk_loop.h"
 #include "rk_monitor.h"
 #include "rk_rank.h"
 #include "rk_retrieval.h"
@@ -25,7 +26,7 @@ typedef enum sv_ep {
     SV_EP_USER_PUT, SV_EP_USER_GET, SV_EP_RECOMMEND, SV_EP_RANK, SV_EP_SCORE,
     SV_EP_SIMILAR, SV_EP_MODELS, SV_EP_PROMOTE, SV_EP_ROLLBACK,
     SV_EP_EXPERIMENTS, SV_EP_METRICS, SV_EP_HEALTHZ, SV_EP_READYZ,
-    SV_EP_OPENAPI, SV_EP_MONITOR_DRIFT, SV_EP_OTHER, SV_EP_COUNT
+    SV_EP_OPENAPI, SV_EP_MONITOR_DRIFT, SV_EP_MONITOR_EVENTS, SV_EP_OTHER, SV_EP_COUNT
 } sv_ep;
 
 /* Stable error codes of the HTTP API (docs/serving.md); only appended. */
@@ -232,6 +233,13 @@ struct rk_server {
     uint16_t port;
     sv_metrics m;
     rk_drift_opts drift_opts;
+
+    /* learning loop (learn.c) and the audit log */
+    rk_loop_opts loop;
+    rk_audit *audit;
+    pthread_t loop_thread;
+    int loop_started;
+    atomic_int loop_stop, loop_training;
     atomic_uint_fast64_t rank_cost16;  /* ns per ranked candidate x 16 */
 
     /* feature log: requests append to flog_batch; the flog thread writes */
@@ -308,6 +316,12 @@ int sv_h_healthz(sv_req *q);
 int sv_h_readyz(sv_req *q);
 int sv_h_openapi(sv_req *q);
 int sv_h_monitor_drift(sv_req *q);
+int sv_h_monitor_events(sv_req *q);
+
+/* learn.c */
+int sv_learn_start(rk_server *s, rk_err *err);
+void sv_learn_stop(rk_server *s);
+void sv_learn_metrics(rk_server *s, rk_buf *b);
 
 /* monitor.c */
 int sv_monitor_attach(rk_server *s, sv_model *m, const char *dir, rk_err *err);

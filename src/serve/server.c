@@ -537,6 +537,7 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
     if (!rc) rc = sv_ab_init(s, err);
     if (!rc) rc = load_state(s, err);
     if (!rc) rc = sv_refresh_generators(s, err);
+    if (!rc) rc = sv_learn_start(s, err);
     if (!rc) {
         pthread_mutex_init(&s->flog_mu, NULL);
         if (rk_batch_create(&s->flog_batch, store, 64u << 20) ||
@@ -746,6 +747,7 @@ void rk_server_stop(rk_server *s)
         MHD_stop_daemon(s->mhd);
         s->mhd = NULL;
     }
+    sv_learn_stop(s);
     pthread_mutex_lock(&s->bg_mu);
     s->stopping = 1;
     pthread_cond_broadcast(&s->bg_cv);
@@ -785,6 +787,7 @@ void rk_server_destroy(rk_server *s)
     rk_fresh_destroy(s->fresh);
     rk_free(s->blocked);
     rk_batch_destroy(s->flog_batch);
+    rk_audit_close(s->audit);
     pthread_mutex_destroy(&s->wk_mu);
     pthread_cond_destroy(&s->wk_cv);
     pthread_mutex_destroy(&s->bg_mu);

@@ -1,0 +1,107 @@
+/*
+ * policy.c — the `loop:` config and the retraining decision: a pure
+ * function of the options and what the loop has seen (time since the last
+ * training, new labels, the drift verdict), so the policy is tested
+ * without a server.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "rk_loop.h"
+
+void rk_loop_opts_default(rk_loop_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->kind = "gbdt";
+    o->on_drift = 1;
+    o->cooldown_minutes = 5;
+    o->drift_check_s = 30;
+    o->min_drift_rows = 1000;
+}
+
+int rk_loop_opts_from_conf(rk_loop_opts *o, const rk_conf_node *root,
+                           rk_err *err)
+{
+    const rk_conf_node *n = root ? rk_conf_get(root, "loop") : NULL;
+    if (!n) return 0;
+    if (rk_conf_node_type(n) == RK_CONF_NULL) return 0;
+    static const char *const allowed[] = {"enabled", "ranker", "kind", "args",
+                                          "every_minutes", "every_labels",
+                                          "on_drift", "cooldown_minutes",
+                                          "drift_check_s", "min_drift_rows", NULL};
+    static const char *const kinds[] = {"gbdt", "ftrl", "fm", NULL};
+    int rc = rk_conf_check_keys(n, allowed, err);
+    int k = 0;
+    int64_t lab = 0, mdr = o->min_drift_rows;
+    o->enabled = 1;
+    if (!rc) rc = rk_conf_as_bool(rk_conf_get(n, "enabled"), 1, &o->enabled, err);
+    if (!rc) rc = rk_conf_as_str(rk_conf_get(n, "ranker"), o->ranker, &o->ranker, err);
+    if (!rc) rc = rk_conf_as_enum(rk_conf_get(n, "kind"), 0, kinds, &k, err);
+    if (!rc) o->kind = kinds[k];
+    if (!rc) rc = rk_conf_as_float(rk_conf_get(n, "every_minutes"), 0,
+                                   &o->every_minutes, err);
+    if (!rc) rc = rk_conf_as_int_range(rk_conf_get(n, "every_labels"), 0, 0,
+                                       INT64_MAX, &lab, err);
+    if (!rc) rc = rk_conf_as_bool(rk_conf_get(n, "on_drift"), 1, &o->on_drift, err);
+    if (!rc) rc = rk_conf_as_float(rk_conf_get(n, "cooldown_minutes"),
+                                   o->cooldown_minutes, &o->cooldown_minutes, err);
+    if (!rc) rc = rk_conf_as_float(rk_conf_get(n, "drift_check_s"),
+                                   o->drift_check_s, &o->drift_check_s, err);
+    if (!rc) rc = rk_conf_as_int_range(rk_conf_get(n, "min_drift_rows"), mdr, 1,
+                                       UINT32_MAX, &mdr, err);
+    if (rc) return rc;
+    o->every_labels = (uint64_t)lab;
+    o->min_drift_rows = (uint32_t)mdr;
+    if (!(o->every_minutes >= 0) || !(o->cooldown_minutes >= 0) ||
+        !(o->drift_check_s > 0) || !isfinite(o->every_minutes) ||
+        !isfinite(o->cooldown_minutes) || !isfinite(o->drift_check_s))
+        return rk_conf_error(err, n, "every_minutes and cooldown_minutes must "
+                             "be >= 0, drift_check_s > 0");
+    const rk_conf_node *a = rk_conf_get(n, "args");
+    o->nargs = 0;
+    if (a) {
+        if (rk_conf_node_type(a) != RK_CONF_LIST)
+            return rk_conf_error(err, a, "expected a list of `rankd train` "
+                                 "options, e.g. [--trees, \"200\"]");
+        for (size_t i = 0; i < rk_conf_len(a); i++) {
+            if (o->nargs == RK_LOOP_MAX_ARGS)
+                return rk_conf_error(err, a, "more than %d arguments",
+                                     RK_LOOP_MAX_ARGS);
+            const char *s;
+            if ((rc = rk_conf_as_str(rk_conf_at(a, i, NULL), NULL, &s, err)))
+                return rc;
+            if (!s || !strcmp(s, "--data") || !strcmp(s, "--config") ||
+                !strcmp(s, "--name") || !strcmp(s, "--ranker") ||
+                !strcmp(s, "--from-log") || !strcmp(s, "--json"))
+                return rk_conf_error(err, rk_conf_at(a, i, NULL), "'%s' is set "
+                                     "by the loop itself", s ? s : "");
+            o->args[o->nargs++] = s;
+        }
+    }
+    return 0;
+}
+
+const char *rk_loop_trigger_name(rk_loop_trigger t)
+{
+    switch (t) {
+    case RK_LOOP_PERIODIC: return "periodic";
+    case RK_LOOP_LABELS: return "labels";
+    case RK_LOOP_DRIFT: return "drift";
+    default: return "none";
+    }
+}
+
+rk_loop_trigger rk_loop_decide(const rk_loop_opts *o, const rk_loop_state *s)
+{
+    if (!o->enabled || s->training) return RK_LOOP_NONE;
+    double since_min = s->last_train_ms
+                           ? (double)(s->now_ms - s->last_train_ms) / 60000.0
+                           : INFINITY;
+    if (s->last_train_ms && since_min < o->cooldown_minutes) return RK_LOOP_NONE;
+    if (o->on_drift && s->drift && s->drift_rows >= o->min_drift_rows)
+        return RK_LOOP_DRIFT;
+    if (o->every_labels && s->new_labels >= o->every_labels) return RK_LOOP_LABELS;
+    if (o->every_minutes > 0 && since_min >= o->every_minutes)
+        return s->last_train_ms || s->new_labels ? RK_LOOP_PERIODIC : RK_LOOP_NONE;
+    return RK_LOOP_NONE;
+}
