@@ -416,6 +416,12 @@ TEST(tokenizer)
     const char *t = "The QUICK brown-fox, a x of 42 caf\xc3\xa9!";
     CHECK_OK(rk_feat_tokenize(t, strlen(t), add_word, &w));
     CHECK_STR(w.buf, "quick brown fox 42 caf\xc3\xa9");
+    /* Stopwords at both ends of the list and of every length are dropped;
+     * their prefixes, extensions and words past the longest are kept. */
+    words w2 = {""};
+    const char *t2 = "A about ABOUTS your yours you yo WOULD woul these within with wit";
+    CHECK_OK(rk_feat_tokenize(t2, strlen(t2), add_word, &w2));
+    CHECK_STR(w2.buf, "abouts yours yo woul within wit");
 }
 
 TEST(attributes_text_context_scores)
@@ -1793,8 +1799,10 @@ TEST(cache_growth_and_batch_probe)
 TEST(cache_lockfree_pin_and_reclaim)
 {
     feat_cache *c;
-    /* 64 shards x 4 KiB of values: a few dozen 200-byte values each. */
-    CHECK_OK(rk__feat_cache_create(&c, 100000, (size_t)256 << 10, 4096));
+    /* 16 shards x 4 KiB of values: a few dozen 200-byte values each, so
+     * no shard's slot table grows (a retired table would count in
+     * retired_bytes, which the bound below is about values). */
+    CHECK_OK(rk__feat_cache_create(&c, 100000, (size_t)64 << 10, 4096));
     rk__feat_cache_commit(c, 2, NULL, 0);
     rk_commit_change none = {0};
     rk__feat_cache_commit(c, 3, &none, 0);
@@ -1951,6 +1959,82 @@ TEST(cache_unpinned_fallback_and_attr_batch)
     env_close(&e);
 }
 
+/* Slot tables that grow past 2 MiB are placed on huge-page boundaries
+ * and zeroed by the kernel (MADV_DONTNEED) instead of memset: every key
+ * filled through several such growths is found with its bytes, by the
+ * lock-free and the locked probes, the memory is reported, and a locked
+ * probe after the tables were replaced finds nothing stale. Entity keys
+ * made from the id's key-part hash equal the ones made from the id, so
+ * the commit hook's invalidation finds what the batch probes filled. */
+TEST(cache_huge_tables_and_entity_keys)
+{
+    enum { NK = 400000 };
+    feat_cache *c;
+    CHECK_OK(rk__feat_cache_create(&c, 1000000, (size_t)256 << 20, 4096));
+    rk_commit_change none = {0};
+    rk__feat_cache_commit(c, 2, NULL, 0);
+    rk__feat_cache_commit(c, 3, &none, 0);
+    for (uint32_t i = 0; i < NK; i++) {
+        fc_key k = {rk__mix64(i + 3), rk__mix64(i + 9) | 1};
+        uint64_t v = rk__mix64(i);
+        rk__feat_cache_fill(c, k, 3, &v, sizeof v, i % 5 != 0);
+    }
+    rk_feat_cache_stats cs;
+    rk__feat_cache_stats(c, &cs);
+    CHECK_EQ_INT((int)cs.entries, NK);
+    /* 16 shards of 25,000 keys: tables of 65,536 64-byte slots. */
+    CHECK(cs.bytes >= (size_t)NK * 64 * 2 && cs.bytes <= ((size_t)512 << 20));
+    uint32_t hint = 0;
+    int rs = rk__feat_cache_pin(c, &hint);
+    CHECK(rs >= 0);
+    fc_get *q = rk_calloc(NK, sizeof *q);
+    CHECK(q != NULL);
+    for (uint32_t i = 0; i < NK; i++) {
+        q[i].k = (fc_key){rk__mix64(i + 3), rk__mix64(i + 9) | 1};
+        q[i].rc = FC_MISS;
+    }
+    rk__feat_cache_find_many(c, rs, 3, q, NK);
+    int bad = 0;
+    for (uint32_t i = 0; i < NK; i++) {
+        uint64_t v = rk__mix64(i), got = 0;
+        if (q[i].rc != (i % 5 ? FC_HIT : FC_ABSENT)) bad++;
+        if (i % 5 && (q[i].len != sizeof v || (memcpy(&got, q[i].val, sizeof got), got != v)))
+            bad++;
+        if (i % 1000 == 0) {
+            size_t n;
+            int rc = rk__feat_cache_get(c, q[i].k, 3, &got, sizeof got, &n);
+            if (rc != (i % 5 ? FC_HIT : FC_ABSENT) || (i % 5 && got != v)) bad++;
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+    rk__feat_cache_unpin(c, rs);
+    rk_free(q);
+    /* Entity keys: from the hash or from the id, the same key. */
+    const char *id = "item-42";
+    fc_key ki = rk__feat_cache_entity_key(RK_ENTITY_ITEM, id, strlen(id));
+    fc_key kh = rk__feat_cache_entity_key_h(RK_ENTITY_ITEM,
+                                            rk__feat_part_hash(KP_ITEM, id, strlen(id)));
+    fc_key ku = rk__feat_cache_entity_key(RK_ENTITY_USER, id, strlen(id));
+    CHECK(ki.a == kh.a && ki.b == kh.b && (ki.b & 1));
+    /* Key-part hashes are rk_hash64 with a seed per kind (stored keys). */
+    CHECK(rk__feat_part_hash(KP_ITEM, id, strlen(id)) == rk_hash64(id, strlen(id), 0x6974656d31ull));
+    CHECK(rk__feat_part_hash(KP_USER, "", 0) == rk_hash64("", 0, 0x7573657231ull));
+    CHECK(ku.a != ki.a || ku.b != ki.b);
+    unsigned char blob[24] = {7};
+    rk__feat_cache_fill(c, kh, 3, blob, sizeof blob, 1);
+    size_t n;
+    CHECK_EQ_INT(rk__feat_cache_get(c, ki, 3, blob, sizeof blob, &n), FC_HIT);
+    /* The commit hook names the entity by id: the entry is dropped. */
+    rk_commit_change ch = {0};
+    ch.kind = RK_CHANGE_ENTITY;
+    ch.entity = RK_ENTITY_ITEM;
+    ch.key = id;
+    ch.len = (uint32_t)strlen(id);
+    rk__feat_cache_commit(c, 4, &ch, 1);
+    CHECK_EQ_INT(rk__feat_cache_get(c, kh, 4, blob, sizeof blob, &n), FC_MISS);
+    rk__feat_cache_destroy(c);
+}
+
 int main(int argc, char **argv)
 {
     RK_TEST_MAIN(argc, argv, numeric_transforms, categorical_transforms, tokenizer,
@@ -1962,5 +2046,6 @@ int main(int argc, char **argv)
                  fitted_spec_roundtrip, batch_event_all_or_nothing, alloc_failures,
                  cache_coherent_with_writes, cache_eviction_tiny_capacity,
                  cache_concurrent_readers_and_writer, cache_growth_and_batch_probe,
-                 cache_lockfree_pin_and_reclaim, cache_unpinned_fallback_and_attr_batch);
+                 cache_lockfree_pin_and_reclaim, cache_unpinned_fallback_and_attr_batch,
+                 cache_huge_tables_and_entity_keys);
 }

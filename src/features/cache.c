@@ -55,7 +55,9 @@
  * the shard's lock) while it holds more than half its slots, up to twice
  * the shard's key bound, so a small deployment pays for the keys it holds.
  * A table carries its own mask, so a reader always sees an array and its
- * size together.
+ * size together. Tables of 2 MiB and more sit on huge pages (tab_new); 16
+ * shards rather than more keep a few hundred thousand keys' tables that
+ * large. A grown-out table is freed at once when no reader is pinned.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -63,7 +65,7 @@
 
 #include "feat_int.h"
 
-#define SHARD_BITS 6
+#define SHARD_BITS 4
 #define NSHARDS (1u << SHARD_BITS)
 #define INIT_SLOTS 64u      /* slots per shard before the first growth */
 #define FC_READERS 64u      /* concurrently pinned readers */
@@ -135,37 +137,55 @@ static uint64_t key_hash(fc_key k)
     return rk__mix64(k.a ^ rk__mix64(k.b));
 }
 
-/* Asks for transparent huge pages under a large slot array: probes land
- * anywhere in it, and with 4 KiB pages nearly every one also misses the
- * TLB. Advice only; failure changes nothing. */
-static void advise_huge(void *p, size_t n)
-{
-#ifdef MADV_HUGEPAGE
-    const uintptr_t pg = (uintptr_t)2 << 20;
-    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), e = ((uintptr_t)p + n) & ~(pg - 1);
-    if (e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)n;
-#endif
-}
+/* Slot tables of at least HUGE_TAB bytes sit on 2 MiB boundaries under
+ * transparent huge pages: probes land anywhere in a table, and with 4 KiB
+ * pages nearly every one also misses the TLB (16 tables of 4 MiB span
+ * 16,384 pages, ten times what the second-level TLB holds). The bytes
+ * before the aligned slots (up to 2 MiB) are counted but never touched. */
+#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_TAB HUGE_PAGE
 
 static size_t tab_bytes(uint32_t nslots)
 {
-    return sizeof(fc_tab) + 63 + (size_t)nslots * sizeof(fc_ent);
+    size_t slots = (size_t)nslots * sizeof(fc_ent);
+    /* Room to align the slots to a huge page (accounted: the allocator
+     * counts it; the pages before the slots are never touched). */
+    if (slots >= HUGE_TAB) return sizeof(fc_tab) + HUGE_PAGE + slots;
+    return sizeof(fc_tab) + 63 + slots;
+}
+
+/* Zeroes slots [p, p + n) of a fresh table. A huge-page table is advised
+ * MADV_HUGEPAGE and then dropped with MADV_DONTNEED, which leaves zeroed
+ * memory that faults in as huge pages on first touch (a memset would
+ * fault it in as 4 KiB pages, and reused heap memory stays in 4 KiB
+ * pages). rk_malloc's memory is private anonymous (glibc malloc or the
+ * sanitizers' allocator), where MADV_DONTNEED means zero-fill on the next
+ * touch; the range lies inside this table's allocation. memset when the
+ * advice fails. */
+static void tab_zero(void *p, size_t n)
+{
+#if defined(MADV_HUGEPAGE) && defined(MADV_DONTNEED)
+    if (n >= HUGE_TAB && !((uintptr_t)p & (HUGE_PAGE - 1)) && !(n & (HUGE_PAGE - 1))) {
+        (void)madvise(p, n, MADV_HUGEPAGE);
+        if (!madvise(p, n, MADV_DONTNEED)) return;
+    }
+#endif
+    memset(p, 0, n);
 }
 
 /* A zeroed table of nslots (a power of 2) slots, or NULL. */
 static fc_tab *tab_new(uint32_t nslots)
 {
-    size_t n = tab_bytes(nslots);
-    fc_tab *t = rk_calloc(1, n);
+    size_t n = tab_bytes(nslots), slots = (size_t)nslots * sizeof(fc_ent);
+    fc_tab *t = rk_malloc(n);
     if (!t) return NULL;
+    memset(t, 0, sizeof *t);
     t->hdr.bytes = n;
     t->hdr.table = 1;
     t->mask = nslots - 1;
-    t->slot = (fc_ent *)(((uintptr_t)(t + 1) + 63) & ~(uintptr_t)63);
-    if (n >= ((size_t)4 << 20)) advise_huge(t->slot, (size_t)nslots * sizeof(fc_ent));
+    uintptr_t al = slots >= HUGE_TAB ? HUGE_PAGE : 64;
+    t->slot = (fc_ent *)(((uintptr_t)(t + 1) + al - 1) & ~(al - 1));
+    tab_zero(t->slot, slots);
     return t;
 }
 
@@ -351,6 +371,9 @@ static int grow(feat_cache *c, fc_shard *s)
     /* Release: a reader that loads the new table sees its slots. */
     __atomic_store_n(&s->tab, nt, __ATOMIC_RELEASE);
     retire(c, s, &o->hdr);
+    /* A table is large: free it now unless a pinned reader may hold it,
+     * rather than after RECLAIM_BATCH more retirements. */
+    reclaim(c, s);
     rk_free(s->stamp);
     s->stamp = ns;
     s->stamp_mask = ncap - 1;
@@ -750,12 +773,23 @@ static void invalidate(feat_cache *c, fc_key k, uint64_t txn)
     pthread_mutex_unlock(&s->mu);
 }
 
-fc_key rk__feat_cache_entity_key(uint8_t entity, const void *id, size_t len)
+/* An entity's key is its id's key-part hash spread over the two words:
+ * two ids that collided here would collide in every aggregate key too, so
+ * this adds no failure of its own, and a caller that has the item's hash
+ * (every candidate's aggregate keys need it) derives the key with two
+ * multiplies instead of hashing the id again. */
+fc_key rk__feat_cache_entity_key_h(uint8_t entity, uint64_t h)
 {
     fc_key k;
-    k.a = rk_hash64(id, len, 0x656e746974793161ull + entity);
-    k.b = rk_hash64(id, len, 0x656e746974793262ull + entity) | 1; /* never empty */
+    k.a = h ^ (0x656e746974793161ull + entity);
+    k.b = rk__mix64(h ^ (0x656e746974793262ull + entity)) | 1; /* never empty */
     return k;
+}
+
+fc_key rk__feat_cache_entity_key(uint8_t entity, const void *id, size_t len)
+{
+    uint8_t kind = entity == RK_ENTITY_USER ? KP_USER : KP_ITEM;
+    return rk__feat_cache_entity_key_h(entity, rk__feat_part_hash(kind, id, len));
 }
 
 void rk__feat_cache_commit(feat_cache *c, uint64_t txn,

@@ -83,6 +83,7 @@ struct rk_feat_source {
      * gcol (-1: probed one by one). NULL when the request is not batched. */
     fc_get *bq;
     size_t bq_n, cur;                     /* items in bq; the current one */
+    uint64_t *bih;                        /* per item: its KP_ITEM hash */
     uint32_t bstride;
     uint8_t bent;
     int32_t *gcol;
@@ -555,6 +556,20 @@ static int fetch_group(rk_feat_source *src, uint32_t gi)
             return 0;
         }
     }
+    if (src->bq && g->item_level && src->gcol[gi] >= 0) {
+        /* Found (or known absent) by batch_probe: the key is not needed
+         * again. */
+        const fc_get *pre =
+            &src->bq[src->cur * src->bstride + src->bent + (uint32_t)src->gcol[gi]];
+        if (pre->rc == FC_HIT || pre->rc == FC_ABSENT) {
+            src->keyed[gi] = 1;
+            if (pre->rc == FC_HIT) {
+                src->rec[gi] = pre->val;
+                src->reclen[gi] = pre->len;
+            }
+            return 0;
+        }
+    }
     for (uint32_t k = 0; k < g->nparts; k++) {
         const kpart *kp = &g->part[k];
         switch (kp->kind) {
@@ -623,10 +638,9 @@ static void prefetch_item(const rk_feat_source *src, const rk_feat_item *it)
 {
     const rk_feat_spec *s = src->s;
     if (!src->cache || !it->id) return;
+    uint64_t ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
     if (s->uses_item_entity)
-        rk__feat_cache_prefetch(src->cache,
-                                rk__feat_cache_entity_key(RK_ENTITY_ITEM, it->id, it->len));
-    uint64_t ih = 0;
+        rk__feat_cache_prefetch(src->cache, rk__feat_cache_entity_key_h(RK_ENTITY_ITEM, ih));
     for (uint32_t gi = 0; gi < s->ngroups; gi++) {
         const agroup *g = &s->g[gi];
         if (!g->item_level || !g->has_item_part || g->uses_item_attr) continue;
@@ -635,7 +649,6 @@ static void prefetch_item(const rk_feat_source *src, const rk_feat_item *it)
         for (k = 0; k < g->nparts; k++) {
             const kpart *kp = &g->part[k];
             if (kp->kind == KP_ITEM) {
-                if (!ih) ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
                 parts[k] = ih;
             } else if (kp->kind == KP_USER && src->has_user) {
                 parts[k] = src->uh;
@@ -666,6 +679,7 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
 {
     const rk_feat_spec *s = src->s;
     src->bq = NULL;
+    src->bih = NULL;
     src->bq2 = NULL;
     if (!src->cache || !n) return 0;
     uint32_t ncol = 0;
@@ -677,10 +691,12 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
     uint32_t stride = (entity ? 1u : 0u) + ncol;
     if (!stride) return 0;
     fc_get *q = rk_arena_alloc(&src->arena, n * stride * sizeof *q);
-    if (!q) return 0;
+    uint64_t *bih = rk_arena_alloc(&src->arena, n * sizeof *bih);
+    if (!q || !bih) return 0;
     for (size_t i = 0; i < n; i++) {
         const rk_feat_item *it = &items[i];
         fc_get *row = q + i * stride;
+        bih[i] = 0;
         for (uint32_t j = 0; j < stride; j++) {
             row[j].val = NULL;
             row[j].len = 0;
@@ -688,11 +704,14 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
             row[j].auxst = 0;
         }
         if (!it->id) continue;
+        /* The item's one hash: its aggregate keys' part, its cache key,
+         * and (bih) the item loop's src->ih. */
+        uint64_t ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
+        bih[i] = ih;
         if (entity) {
-            row[0].k = rk__feat_cache_entity_key(RK_ENTITY_ITEM, it->id, it->len);
+            row[0].k = rk__feat_cache_entity_key_h(RK_ENTITY_ITEM, ih);
             row[0].rc = FC_MISS;
         }
-        uint64_t ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
         for (uint32_t gi = 0; gi < s->ngroups; gi++) {
             if (src->gcol[gi] < 0) continue;
             const agroup *g = &s->g[gi];
@@ -718,6 +737,7 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
         rk__feat_cache_find_many(src->cache, src->rs, src->ver, q, n * stride);
     else rk__feat_cache_get_many(src->cache, src->ver, q, n * stride, &src->arena);
     src->bq = q;
+    src->bih = bih;
     src->bq_n = n;
     src->bstride = stride;
     src->bent = (uint8_t)(entity != 0);
@@ -801,7 +821,7 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
             }
         }
         const unsigned char *blob = e->rc == FC_HIT ? e->val : NULL;
-        uint64_t ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
+        uint64_t ih = src->bih[i];
         for (uint32_t gi = 0; gi < s->ngroups; gi++) {
             if (src->gcol2[gi] < 0) continue;
             const agroup *g = &s->g[gi];
@@ -836,7 +856,25 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
             unsigned char key[FEAT_KEY_LEN];
             rk__feat_agg_key(g, parts, key);
             fc_key ck = {rk__rd64(key + 1), rk__rd64(key + 9)};
-            int32_t *x = &row[src->gcol2[gi]];
+            /* Parked at its own place until the pass below; the memo slot
+             * it will use is fetched meanwhile (the memo is cold after the
+             * previous request's computation). */
+            row[src->gcol2[gi]] = -3;
+            q[i * ncol2 + (uint32_t)src->gcol2[gi]].k = ck;
+            if (!g->has_item_part)
+                __builtin_prefetch(&src->memo[(ck.b ^ g->layout) & (MEMO_SLOTS - 1)], 1);
+        }
+    }
+    /* Deduplicate and compact the parked keys: q[m] never overtakes the
+     * key being read (m <= its place). */
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t gi = 0; gi < s->ngroups; gi++) {
+            if (src->gcol2[gi] < 0) continue;
+            size_t pos = i * ncol2 + (uint32_t)src->gcol2[gi];
+            if (idx[pos] != -3) continue;
+            const agroup *g = &s->g[gi];
+            fc_key ck = q[pos].k;
+            int32_t *x = &idx[pos];
             if (!g->has_item_part) {
                 /* Shared by candidates: one probe per request. */
                 uint64_t h = ck.b ^ g->layout;
@@ -856,7 +894,6 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
             q[m].rc = FC_MISS;
             m++;
         }
-    }
     src->gen++;
     if (src->rs >= 0) rk__feat_cache_find_many(src->cache, src->rs, src->ver, q, m);
     else rk__feat_cache_get_many(src->cache, src->ver, q, m, &src->arena);
@@ -1204,6 +1241,7 @@ static void request_end(rk_feat_source *src)
     if (src->rs >= 0) rk__feat_cache_unpin(src->cache, src->rs);
     src->rs = -1;
     src->bq = NULL;
+    src->bih = NULL;
     src->bq2 = NULL;
     json_decref(src->ctx);
     src->ctx = NULL;
@@ -1221,6 +1259,7 @@ static int request_begin(rk_feat_source *src, const rk_feat_request *req,
     src->q_ready = 0;
     src->gen++;
     src->bq = NULL;
+    src->bih = NULL;
     src->bq2 = NULL;
     rk_arena_reset(&src->arena);
     if (src->rs >= 0) rk__feat_cache_unpin(src->cache, src->rs);
@@ -1296,7 +1335,8 @@ static int item_begin(rk_feat_source *src, const rk_feat_item *it)
     src->item = it;
     src->has_item = it && it->id;
     src->has_iv = 0;
-    if (src->has_item) src->ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
+    if (src->has_item)
+        src->ih = src->bq ? src->bih[src->cur] : rk__feat_part_hash(KP_ITEM, it->id, it->len);
     int rc, found;
     if (s->uses_item_entity && it) {
         if ((rc = read_entity(src, RK_ENTITY_ITEM, it->id, it->len, it->has_dense,
@@ -1388,7 +1428,8 @@ int rk_feat_fetch(rk_feat_source *src, const rk_feat_request *req,
         src->item = it;
         src->has_item = it->id != NULL;
         src->has_iv = 0;
-        if (src->has_item) src->ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
+        if (src->has_item)
+            src->ih = src->bq ? src->bih[i] : rk__feat_part_hash(KP_ITEM, it->id, it->len);
         int got;
         /* With the second batch the attribute keys are already resolved
          * (only an item named by dense id alone still needs its record). */

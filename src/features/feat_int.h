@@ -323,7 +323,9 @@ void rk__feat_online_free(rk_feat_spec *s);
 /* ---- cache.c --------------------------------------------------------- */
 /* The online read cache (see cache.c for its coherence rules). Keys are
  * two words: an aggregate key's layout and key hash, or an entity's
- * external id hashed twice (rk__feat_cache_entity_key). */
+ * key-part hash (rk__feat_part_hash of its external id, the hash its
+ * aggregate keys are built from) spread over two words
+ * (rk__feat_cache_entity_key). */
 typedef struct feat_cache feat_cache;
 typedef struct fc_key {
     uint64_t a, b;
@@ -385,6 +387,9 @@ void rk__feat_cache_commit(feat_cache *c, uint64_t txn,
 /* Starts loading k's slot into the CPU cache (batched fetches). */
 void rk__feat_cache_prefetch(feat_cache *c, fc_key k);
 fc_key rk__feat_cache_entity_key(uint8_t entity, const void *id, size_t len);
+/* The same key from the id's key-part hash h (KP_USER for users, KP_ITEM
+ * for items), for callers that hold it already: one hash per candidate. */
+fc_key rk__feat_cache_entity_key_h(uint8_t entity, uint64_t h);
 void rk__feat_cache_stats(feat_cache *c, rk_feat_cache_stats *o);
 
 /* ---- compute.c ------------------------------------------------------- */
@@ -410,7 +415,18 @@ const unsigned char *rk__feat_state_get(const rk_feat_state *st,
                                         const unsigned char *key,
                                         size_t *len);
 
-/* Little-endian helpers. */
+/* Little-endian helpers. On a little-endian machine one unaligned move:
+ * GCC -O2 keeps the byte loops as loops, and these sit under every key
+ * derivation and aggregate read (~15% of a warm fetch as loops). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline void rk__le64(unsigned char *p, uint64_t x) { memcpy(p, &x, 8); }
+static inline uint64_t rk__rd64(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return x;
+}
+#else
 static inline void rk__le64(unsigned char *p, uint64_t x)
 {
     for (int i = 0; i < 8; i++) p[i] = (unsigned char)(x >> (8 * i));
@@ -421,6 +437,7 @@ static inline uint64_t rk__rd64(const unsigned char *p)
     for (int i = 7; i >= 0; i--) x = x << 8 | p[i];
     return x;
 }
+#endif
 static inline void rk__lef64(unsigned char *p, double d)
 {
     uint64_t x;

@@ -141,15 +141,33 @@ static const char *const stopwords[] = {
     "with", "would", "you", "your",
 };
 
-static int stop_cmp(const void *key, const void *elem)
+/* The longest stopword's length: longer words (most content words) skip
+ * the search. */
+#define STOP_MAXLEN 5
+
+/* strcmp for words of at most STOP_MAXLEN letters, inlined: the search
+ * runs for most tokens of every title. */
+static int stop_cmp(const char *a, const char *b)
 {
-    return strcmp(key, *(const char *const *)elem);
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return (unsigned char)*a - (unsigned char)*b;
 }
 
-static int is_stopword(const char *w)
+static int is_stopword(const char *w, size_t len)
 {
-    return bsearch(w, stopwords, sizeof stopwords / sizeof *stopwords,
-                   sizeof *stopwords, stop_cmp) != NULL;
+    if (len > STOP_MAXLEN) return 0;
+    size_t lo = 0, hi = sizeof stopwords / sizeof *stopwords;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = stop_cmp(w, stopwords[mid]);
+        if (!c) return 1;
+        if (c > 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
 }
 
 static int wordch(unsigned char ch)
@@ -179,7 +197,7 @@ int rk_feat_tokenize(const char *s, size_t n, rk_feat_token_fn fn, void *arg)
          * URLs or binary junk. */
         if (len < 2 || len > RK_FEAT_WORD_MAX) continue;
         word[len] = 0;
-        if (is_stopword(word)) continue;
+        if (is_stopword(word, len)) continue;
         int rc = fn(arg, word, len);
         if (rc) return rc;
     }
