@@ -32,32 +32,19 @@ static int drift_now(rk_server *s, uint64_t *rows)
 {
     *rows = 0;
     sv_model *m = sv_slot_acquire(&s->slots[0]);
-    if (!m || !m->win) {
-        sv_model_release(m);
-        return 0;
-    }
     rk_drift_report *r = NULL;
     rk_err err = {0};
+    uint64_t seen = 0;
     int drift = 0;
-    uint32_t nf = (uint32_t)m->meta.nfeatures + 1, cap = rk_drift_window_capacity(m->win);
-    float *buf = rk_malloc((size_t)nf * cap * sizeof *buf);
-    const float **cur = rk_malloc(nf * sizeof *cur);
-    size_t *ncur = rk_malloc(nf * sizeof *ncur);
-    int rc = buf && cur && ncur ? 0 : RK_ENOMEM;
-    for (uint32_t i = 0; !rc && i < nf; i++) {
-        cur[i] = buf + (size_t)i * cap;
-        rc = rk_drift_window_sample(m->win, i, buf + (size_t)i * cap, cap, &ncur[i], NULL);
-    }
-    if (!rc && !rk_drift_report_build(&m->meta, cur, ncur, &s->drift_opts, &r, &err)) {
+    if (m && !sv_monitor_report(s, m, &r, &seen, &err) && r) {
         rk_drift_dataset d;
         rk_drift_report_dataset(r, &d);
         drift = d.drift;
-        *rows = ncur[nf - 1];
+        /* Items now in the window, not all ever observed. */
+        uint32_t cap = rk_drift_window_capacity(m->win);
+        *rows = seen < cap ? seen : cap;
     }
     rk_drift_report_free(r);
-    rk_free(buf);
-    rk_free((void *)cur);
-    rk_free(ncur);
     sv_model_release(m);
     return drift;
 }

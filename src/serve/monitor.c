@@ -67,9 +67,8 @@ void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score)
     rk_free(heap);
 }
 
-/* The report of m's window; NULL in *out when m is not monitored. */
-static int model_report(rk_server *s, sv_model *m, rk_drift_report **out,
-                        uint64_t *rows, rk_err *err)
+int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
+                      uint64_t *rows, rk_err *err)
 {
     *out = NULL;
     *rows = 0;
@@ -96,10 +95,9 @@ int sv_h_monitor_drift(sv_req *q)
 {
     rk_server *s = q->srv;
     int slot = 0;
-    const char *mp = strstr(q->query, "model=");
-    if (mp && (mp == q->query || mp[-1] == '&')) {
-        const char *v = mp + 6, *e = strchr(v, '&');
-        size_t len = e ? (size_t)(e - v) : strlen(v);
+    const char *v;
+    size_t len;
+    if (sv_query_get(q, "model", &v, &len)) {
         slot = -1;
         for (size_t i = 0; i < s->nslots; i++)
             if (s->slots[i].kind == SV_SLOT_RANKER &&
@@ -115,7 +113,7 @@ int sv_h_monitor_drift(sv_req *q)
     rk_drift_report *r = NULL;
     uint64_t rows = 0;
     rk_err err = {0};
-    int rc = model_report(s, m, &r, &rows, &err);
+    int rc = sv_monitor_report(s, m, &r, &rows, &err);
     if (rc) {
         sv_model_release(m);
         return sv_error_rk(q, rc, &err);
@@ -154,7 +152,7 @@ void sv_monitor_metrics(rk_server *s, rk_buf *b)
         rk_drift_report *r = NULL;
         uint64_t rows;
         rk_err err = {0};
-        if (m && !model_report(s, m, &r, &rows, &err) && r && rows) {
+        if (m && !sv_monitor_report(s, m, &r, &rows, &err) && r && rows) {
             for (size_t k = 0; k < rk_drift_report_count(r); k++) {
                 const char *name;
                 const rk_drift_feature *f = rk_drift_report_get(r, k, &name);

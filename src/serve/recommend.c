@@ -239,13 +239,9 @@ static int retrieve_core(rk_server *s, sv_worker *w, int has_user, uint32_t user
     return rc;
 }
 
-int sv_retrieve(rk_server *s, sv_req *q, rk_reader *r, int has_user,
-                uint32_t user, uint32_t ncand, const uint32_t *exclude,
-                size_t nexclude, rk_candidate *out, size_t *nout, rk_err *err)
+int sv_retrieve(rk_server *s, sv_req *q, int has_user, uint32_t user,
+                uint32_t ncand, rk_candidate *out, size_t *nout, rk_err *err)
 {
-    (void)r;
-    (void)exclude;
-    (void)nexclude;
     sv_model *fm = sv_slot_acquire(&s->slots[1]);
     sv_model *cm = sv_slot_acquire(&s->slots[2]);
     uint64_t stamp = has_user ? cand_stamp(s, user, fm, cm) : 0;
@@ -393,9 +389,10 @@ static int cmp_ranked(const void *a, const void *b)
  * and rk[i].row. ext[i] (may be NULL entries) are external ids for items
  * without a dense id; feats (may be NULL) caller-supplied per-item score
  * slots. */
-static int rank_candidates(sv_req *q, sv_model *m, const rk_feat_request *fr,
-                           ranked *rk, const char *const *ext,
-                           const float *feats, size_t n, rk_err *err)
+static int rank_candidates(sv_req *q, rk_reader *r, sv_model *m,
+                           const rk_feat_request *fr, ranked *rk,
+                           const char *const *ext, const float *feats, size_t n,
+                           rk_err *err)
 {
     sv_worker *w = q->w;
     rk_feat_source *src = sv_worker_source(w, m->spec);
@@ -406,9 +403,6 @@ static int rank_candidates(sv_req *q, sv_model *m, const rk_feat_request *fr,
     float *out = rk_arena_alloc(&w->arena, (n ? n : 1) * sizeof *out);
     if (!items || !sc || !out) return rk_err_set(err, RK_ENOMEM, "out of memory");
     uint64_t t0 = rk_clock_mono_ns();
-    rk_reader *r;
-    int rc = rk_store_reader(q->srv->store, &r, err);
-    if (rc) return rc;
     for (size_t i = 0; i < n; i++) {
         memset(&items[i], 0, sizeof items[i]);
         if (rk[i].item != UINT32_MAX) {
@@ -439,9 +433,8 @@ static int rank_candidates(sv_req *q, sv_model *m, const rk_feat_request *fr,
         items[i].scores = m->nscores ? row : NULL;
     }
     rk_feat_source_set_reader(src, r);
-    rc = rk_feat_compute_batch(src, fr, items, n, w->fv, err);
+    int rc = rk_feat_compute_batch(src, fr, items, n, w->fv, err);
     rk_feat_source_set_reader(src, NULL);
-    rk_reader_close(r);
     uint64_t t1 = rk_clock_mono_ns();
     if (!rc) rc = rk_ranker_predict(m->ranker, w->fv, n, out, err);
     uint64_t t2 = rk_clock_mono_ns();
@@ -644,7 +637,7 @@ int sv_h_recommend(sv_req *q)
     size_t nc = 0;
     if (!cands) rc = rk_err_set(&err, RK_ENOMEM, "out of memory");
     uint64_t t0 = rk_clock_mono_ns();
-    if (!rc) rc = sv_retrieve(s, q, r, has_user, user, ncand, exclude, nex, cands,
+    if (!rc) rc = sv_retrieve(s, q, has_user, user, ncand, cands,
                               &nc, &err);
     sv_hist_add(&s->m.stage[0], rk_clock_mono_ns() - t0);
     if (rc) {
@@ -737,7 +730,7 @@ int sv_h_recommend(sv_req *q)
         for (size_t i = 0; i < take; i++)
             rk[nr++] = (ranked){cands[i].item, cands[i].score, cands[i].source,
                                 0, UINT32_MAX};
-        if (m && nr) rc = rank_candidates(q, m, &fr, rk, NULL, NULL, nr, &err);
+        if (m && nr) rc = rank_candidates(q, r, m, &fr, rk, NULL, NULL, nr, &err);
         if (!rc && m) qsort(rk, nr, sizeof *rk, cmp_ranked);
     }
     uint64_t t3 = rk_clock_mono_ns();
@@ -980,7 +973,7 @@ int sv_h_rank(sv_req *q)
     fr.context_len = c.ctx_len;
     fr.query = query;
     fr.query_len = qlen;
-    if (!rc) rc = rank_candidates(q, m, &fr, rk, ext, feats, n, &err);
+    if (!rc) rc = rank_candidates(q, r, m, &fr, rk, ext, feats, n, &err);
     if (rc) {
         sv_model_release(m);
         rk_reader_close(r);
@@ -1028,16 +1021,12 @@ int sv_h_similar(sv_req *q)
     rk_server *s = q->srv;
     sv_worker *w = q->w;
     uint64_t n = 10;
-    /* The query string is key=value pairs joined by '&'; only n is known. */
-    for (const char *p = q->query; *p;) {
-        const char *e = strchr(p, '&');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len > 2 && p[0] == 'n' && p[1] == '=' &&
-            (rk_parse_u64(p + 2, len - 2, &n) || n < 1 || n > s->o.max_n))
-            return sv_error(q, SV_ERR_BAD_REQUEST, "query parameter n: expected "
-                            "an integer in [1, %u]", s->o.max_n);
-        p += len + (e != NULL);
-    }
+    const char *nv;
+    size_t nlen;
+    if (sv_query_get(q, "n", &nv, &nlen) &&
+        (rk_parse_u64(nv, nlen, &n) || n < 1 || n > s->o.max_n))
+        return sv_error(q, SV_ERR_BAD_REQUEST, "query parameter n: expected "
+                        "an integer in [1, %u]", s->o.max_n);
     rk_reader *r;
     rk_err err = {0};
     int rc = rk_store_reader(s->store, &r, &err);

@@ -138,6 +138,23 @@ static unsigned key_roles(const rk_server *s, const char *key)
     return roles;
 }
 
+int sv_query_get(const sv_req *q, const char *name, const char **val,
+                 size_t *len)
+{
+    size_t nl = strlen(name);
+    for (const char *p = q->query; *p;) {
+        const char *e = strchr(p, '&');
+        size_t pl = e ? (size_t)(e - p) : strlen(p);
+        if (pl > nl && !strncmp(p, name, nl) && p[nl] == '=') {
+            *val = p + nl + 1;
+            *len = pl - nl - 1;
+            return 1;
+        }
+        p += pl + (e != NULL);
+    }
+    return 0;
+}
+
 void sv_json_str(rk_buf *b, const char *s)
 {
     (void)rk_buf_put_json_str(b, s ? s : "", s ? strlen(s) : 0);

@@ -327,6 +327,10 @@ void sv_learn_metrics(rk_server *s, rk_buf *b);
 int sv_monitor_attach(rk_server *s, sv_model *m, const char *dir, rk_err *err);
 void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score);
 void sv_monitor_metrics(rk_server *s, rk_buf *b);
+/* The drift report of m's live window against its reference (NULL in
+ * *out when m is not monitored); *rows = items observed since load. */
+int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
+                      uint64_t *rows, rk_err *err);
 
 /* models.c */
 int sv_models_init(rk_server *s, rk_err *err);
@@ -376,10 +380,12 @@ void sv_idcache_stats(sv_idcache *c, size_t *entries, size_t *bytes);
 /* recommend.c */
 int sv_set_blocked(rk_server *s, uint32_t item, int on);
 int sv_cmp_u32(const void *a, const void *b);
-/* Retrieval for one user: candidates merged by quota into out (cap). */
-int sv_retrieve(rk_server *s, sv_req *q, rk_reader *r, int has_user,
-                uint32_t user, uint32_t ncand, const uint32_t *exclude,
-                size_t nexclude, rk_candidate *out, size_t *nout, rk_err *err);
+/* Retrieval for one user: candidates merged by quota into out (ncand
+ * entries), seen and hidden items dropped; from the user's cached list
+ * when it is still valid. The request's own exclusions and filters are
+ * applied by the caller (cached lists are shared across requests). */
+int sv_retrieve(rk_server *s, sv_req *q, int has_user, uint32_t user,
+                uint32_t ncand, rk_candidate *out, size_t *nout, rk_err *err);
 /* Precomputes candidates for pending users (background thread). */
 void sv_precompute(rk_server *s);
 /* Rebuilds trending and fresh from the store (background thread). */
@@ -412,6 +418,10 @@ int sv_get_bool(sv_req *q, json_t *obj, const char *name, int *out);
 int sv_check_keys(sv_req *q, json_t *obj, const char *where,
                   const char *const *allowed);
 void sv_json_str(rk_buf *b, const char *s);
+/* The value of query parameter name (borrowed from q->query, not
+ * decoded, not NUL-terminated), 1 when present, 0 when absent. */
+int sv_query_get(const sv_req *q, const char *name, const char **val,
+                 size_t *len);
 void sv_json_num(rk_buf *b, double v);
 
 #endif
