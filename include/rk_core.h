@@ -222,6 +222,9 @@ int rk_buf_printf(rk_buf *b, const char *fmt, ...) RK_PRINTF(2, 3);
  * subpart (overlongs, surrogates, > U+10FFFF, truncations) becomes U+FFFD,
  * so the output is always valid UTF-8. */
 int rk_buf_put_json_str(rk_buf *b, const char *s, size_t n);
+/* A JSON number with 9 significant digits (a float round-trips), or null
+ * for NaN and infinities, which JSON cannot carry. */
+int rk_buf_put_json_num(rk_buf *b, double v);
 void rk_buf_reset(rk_buf *b);                        /* len = 0, keeps memory */
 void rk_buf_free(rk_buf *b);
 

@@ -252,6 +252,11 @@ static size_t json_escape(const unsigned char *s, size_t n, char *d)
     return out;
 }
 
+int rk_buf_put_json_num(rk_buf *b, double v)
+{
+    return isfinite(v) ? rk_buf_printf(b, "%.9g", v) : rk_buf_puts(b, "null");
+}
+
 int rk_buf_put_json_str(rk_buf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;

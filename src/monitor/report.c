@@ -126,19 +126,13 @@ void rk_drift_report_dataset(const rk_drift_report *r, rk_drift_dataset *out)
     *out = r->ds;
 }
 
-static void num(rk_buf *b, double v)
-{
-    if (isfinite(v)) (void)rk_buf_printf(b, "%.9g", v);
-    else (void)rk_buf_puts(b, "null");
-}
-
 int rk_drift_report_json(const rk_drift_report *r, rk_buf *b)
 {
     (void)rk_buf_printf(b, "{\"dataset\":{\"drift\":%s,\"features\":%zu,"
                         "\"evaluated\":%zu,\"drifted\":%zu,\"share\":",
                         r->ds.drift ? "true" : "false", r->ds.nfeatures,
                         r->ds.nevaluated, r->ds.ndrifted);
-    num(b, r->ds.share);
+    (void)rk_buf_put_json_num(b, r->ds.share);
     (void)rk_buf_puts(b, "},\"features\":[");
     for (size_t k = 0; k < r->n; k++) {
         size_t i = r->order[k];
@@ -150,19 +144,19 @@ int rk_drift_report_json(const rk_drift_report *r, rk_buf *b)
                             !strcmp(r->ref[i]->name, "prediction") ? "true" : "false",
                             rk_drift_method_name(f->method),
                             f->drift ? "true" : "false");
-        num(b, f->score);
+        (void)rk_buf_put_json_num(b, f->score);
         (void)rk_buf_puts(b, ",\"threshold\":");
-        num(b, f->threshold);
+        (void)rk_buf_put_json_num(b, f->threshold);
         (void)rk_buf_puts(b, ",\"psi\":");
-        num(b, f->psi);
+        (void)rk_buf_put_json_num(b, f->psi);
         (void)rk_buf_printf(b, ",\"psi_alarm\":%s,\"js\":", f->psi_alarm ? "true" : "false");
-        num(b, f->js);
+        (void)rk_buf_put_json_num(b, f->js);
         (void)rk_buf_puts(b, ",\"chi2_p\":");
-        num(b, f->chi2_p);
+        (void)rk_buf_put_json_num(b, f->chi2_p);
         (void)rk_buf_puts(b, ",\"ref_missing_rate\":");
-        num(b, f->ref_missing_rate);
+        (void)rk_buf_put_json_num(b, f->ref_missing_rate);
         (void)rk_buf_puts(b, ",\"cur_missing_rate\":");
-        num(b, f->cur_missing_rate);
+        (void)rk_buf_put_json_num(b, f->cur_missing_rate);
         (void)rk_buf_printf(b, ",\"ref_count\":%llu,\"cur_count\":%llu}",
                             (unsigned long long)f->ref_count,
                             (unsigned long long)f->cur_count);

@@ -160,11 +160,7 @@ void sv_json_str(rk_buf *b, const char *s)
     (void)rk_buf_put_json_str(b, s ? s : "", s ? strlen(s) : 0);
 }
 
-void sv_json_num(rk_buf *b, double v)
-{
-    if (!isfinite(v)) (void)rk_buf_puts(b, "null");
-    else (void)rk_buf_printf(b, "%.9g", v);
-}
+void sv_json_num(rk_buf *b, double v) { (void)rk_buf_put_json_num(b, v); }
 
 int sv_error(sv_req *q, sv_errcode code, const char *fmt, ...)
 {
