@@ -316,6 +316,11 @@ static inline double rk_get_f64(const unsigned char *p)
     return v;
 }
 
+/* mkdir -p: creates path and its missing parents (mode 0755); existing
+ * ones are fine. RK_EIO naming the directory that failed, RK_EINVAL for a
+ * path of 4 KiB or more. */
+int rk_mkdir_p(const char *path, rk_err *err);
+
 /* 64-bit and 128-bit hashes (xxh3) of a byte string; p may be NULL when
  * n is 0. The 128-bit one is written in canonical (big-endian) byte order
  * so stored hashes are portable. Thread-safe. */

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "rk_sim.h"
@@ -139,19 +138,10 @@ int cli_init(int argc, char **argv)
                                               "search or fraud", init_usage);
         return 2;
     }
-    /* mkdir -p: each parent in turn. */
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1;; p++) {
-        int end = *p == '\0';
-        if (*p != '/' && !end) continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) && errno != EEXIST) {
-            cli_printf_err("init: cannot create %s: %s", tmp, strerror(errno));
-            return 1;
-        }
-        if (end) break;
-        *p = '/';
+    rk_err err = {0};
+    if (rk_mkdir_p(dir, &err)) {
+        cli_printf_err("init: %s", err.msg);
+        return 1;
     }
     char path[4200];
     snprintf(path, sizeof path, "%s/rankd.yaml", dir);

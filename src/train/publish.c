@@ -122,23 +122,6 @@ int rk__train_read_file(const char *path, size_t max, char **out, size_t *n,
     return 0;
 }
 
-int rk__train_mkdir_p(const char *path, rk_err *err)
-{
-    char buf[PATH_LEN];
-    size_t n = strlen(path);
-    if (n >= sizeof buf) return rk_err_set(err, RK_EINVAL, "path too long");
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0') continue;
-        char c = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return io_err(err, "cannot create directory", buf);
-        buf[i] = c;
-    }
-    return 0;
-}
-
 static int rm_entry(const char *path, const struct stat *st, int flag,
                     struct FTW *ftw)
 {
@@ -231,7 +214,7 @@ int rk_train_publish(const rk_eval_model *m, const char *models_dir,
     char dir[PATH_LEN];
     if (snprintf(dir, sizeof dir, "%s/%s", models_dir, name) >= (int)sizeof dir)
         return rk_err_set(err, RK_EINVAL, "path too long: %s", models_dir);
-    if ((rc = rk__train_mkdir_p(dir, err))) return rc;
+    if ((rc = rk_mkdir_p(dir, err))) return rc;
     int lock;
     if ((rc = rk__reg_lock(dir, &lock, err))) return rc;
     save_arg a = {m, meta_json};

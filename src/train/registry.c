@@ -800,7 +800,7 @@ int rk_registry_open(rk_registry **out, const char *models_dir,
     *out = NULL;
     if (!models_dir || !*models_dir || strlen(models_dir) > PATH_LEN - 512)
         return rk_err_set(err, RK_EINVAL, "registry: bad models directory");
-    int rc = rk__train_mkdir_p(models_dir, err);
+    int rc = rk_mkdir_p(models_dir, err);
     if (rc) return rc;
     rk_registry *r = rk_calloc(1, sizeof *r);
     if (!r || !(r->dir = rk_strdup(models_dir))) {
@@ -1198,7 +1198,7 @@ int rk_registry_publish(rk_registry *r, const rk_model_meta *meta,
     if (len && !payload) return rk_err_set(err, RK_EINVAL, "publish: no payload");
     char dir[PATH_LEN];
     snprintf(dir, sizeof dir, "%s/%s", r->dir, meta->name);
-    if ((rc = rk__train_mkdir_p(dir, err))) return rc;
+    if ((rc = rk_mkdir_p(dir, err))) return rc;
     int lock;
     if ((rc = rk__reg_lock(dir, &lock, err))) return rc;
     pub_arg a = {meta, kind, payload, len, meta->name};

@@ -105,7 +105,6 @@ int rk__train_json_load(const char *text, size_t len, const char *what,
 
 /* Filesystem helpers (publish.c). All return RK_EIO with the path. */
 int rk__train_fsync_path(const char *path, int is_dir, rk_err *err);
-int rk__train_mkdir_p(const char *path, rk_err *err);
 /* rm -rf; a missing path is fine. 0 or -1 (errno set). */
 int rk__train_rm_rf(const char *path);
 /* Reads a whole file of at most max bytes into rk_malloc memory,
