@@ -116,22 +116,20 @@ size_t sv_ccache_pending(sv_ccache *c, uint32_t *users, size_t cap)
     return n;
 }
 
+static void entry_bytes(void *arg, const void *obj)
+{
+    size_t *acc = arg;
+    acc[0]++;
+    acc[1] += sizeof(centry) + ((const centry *)obj)->n * sizeof(rk_candidate);
+}
+
 void sv_ccache_stats(sv_ccache *c, size_t *entries, size_t *bytes,
                      uint64_t *hits, uint64_t *misses, uint64_t *evictions)
 {
-    *entries = 0;
-    *bytes = 0;
-    for (size_t i = 0; !c->off && i < SV_UMAP_SHARDS; i++) {
-        sv_umap_shard *sh = &c->map.sh[i];
-        pthread_mutex_lock(&sh->mu);
-        size_t it = 0;
-        uint64_t v;
-        while (rk_map_next(sh->map, &it, NULL, NULL, &v)) {
-            (*entries)++;
-            *bytes += sizeof(centry) + ((centry *)(uintptr_t)v)->n * sizeof(rk_candidate);
-        }
-        pthread_mutex_unlock(&sh->mu);
-    }
+    size_t acc[2] = {0, 0};
+    if (!c->off) sv_umap_each(&c->map, entry_bytes, acc);
+    *entries = acc[0];
+    *bytes = acc[1];
     *evictions = atomic_load(&c->map.evictions);
     *hits = atomic_load(&c->hits);
     *misses = atomic_load(&c->misses);

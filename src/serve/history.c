@@ -130,17 +130,14 @@ uint64_t sv_history_evictions(sv_history *h)
     return atomic_load(&h->map.evictions);
 }
 
+static void ring_bytes(void *arg, const void *obj)
+{
+    *(size_t *)arg += sizeof(hring) + ((const hring *)obj)->cap * sizeof(hent);
+}
+
 size_t sv_history_bytes(sv_history *h)
 {
     size_t n = 0;
-    for (size_t i = 0; i < SV_UMAP_SHARDS; i++) {
-        sv_umap_shard *sh = &h->map.sh[i];
-        pthread_mutex_lock(&sh->mu);
-        size_t it = 0;
-        uint64_t v;
-        while (rk_map_next(sh->map, &it, NULL, NULL, &v))
-            n += sizeof(hring) + ((hring *)(uintptr_t)v)->cap * sizeof(hent);
-        pthread_mutex_unlock(&sh->mu);
-    }
+    sv_umap_each(&h->map, ring_bytes, &n);
     return n;
 }

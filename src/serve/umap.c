@@ -93,3 +93,16 @@ size_t sv_umap_size(sv_umap *m)
     }
     return n;
 }
+
+void sv_umap_each(sv_umap *m, void (*fn)(void *arg, const void *obj), void *arg)
+{
+    for (size_t i = 0; i < SV_UMAP_SHARDS; i++) {
+        sv_umap_shard *sh = &m->sh[i];
+        pthread_mutex_lock(&sh->mu);
+        size_t it = 0;
+        uint64_t v;
+        while (rk_map_next(sh->map, &it, NULL, NULL, &v))
+            fn(arg, (const void *)(uintptr_t)v);
+        pthread_mutex_unlock(&sh->mu);
+    }
+}

@@ -33,5 +33,7 @@ void *sv_umap_get(sv_umap_shard *sh, uint32_t user);
 int sv_umap_put(sv_umap *m, sv_umap_shard *sh, uint32_t user, void *obj);
 void sv_umap_del(sv_umap *m, sv_umap_shard *sh, uint32_t user);
 size_t sv_umap_size(sv_umap *m);
+/* Calls fn for every object, each shard locked in turn (for statistics). */
+void sv_umap_each(sv_umap *m, void (*fn)(void *arg, const void *obj), void *arg);
 
 #endif
