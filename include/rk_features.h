@@ -133,6 +133,9 @@ uint32_t rk_feat_nfeatures(const rk_feat_spec *s);
  * ("item_ctr.1d", "price.missing"); borrowed for the spec's lifetime. */
 const char *rk_feat_name(const rk_feat_spec *s, uint32_t i);
 const char *rk_feat_dense_name(const rk_feat_spec *s, uint32_t j);
+/* The dense column named name, or -1 (reference histograms and logged
+ * vectors are matched to a spec's columns by name). */
+int32_t rk_feat_dense_index(const rk_feat_spec *s, const char *name);
 /* Schema hash: xxh3 of the canonical definition and, once fitted, the
  * fitted parameters. */
 uint64_t rk_feat_schema_hash(const rk_feat_spec *s);

@@ -142,7 +142,7 @@ int cli_drift(int argc, char **argv)
         if (!err.msg[0]) rk_err_set(&err, RK_EINVAL, "%s: no feature spec", path);
         goto fail;
     }
-    uint32_t nref = (uint32_t)vi.meta.nfeatures, nd = rk_feat_ndense(spec);
+    uint32_t nref = (uint32_t)vi.meta.nfeatures;
     cols = rk_malloc(nref * sizeof *cols);
     col.vals = rk_malloc((size_t)max_rows * (nref + 1) * sizeof *col.vals);
     if (!cols || !col.vals) {
@@ -150,12 +150,8 @@ int cli_drift(int argc, char **argv)
                    (unsigned long long)max_rows);
         goto fail;
     }
-    for (uint32_t i = 0; i < nref; i++) {
-        cols[i] = -1;
-        for (uint32_t j = 0; j < nd; j++)
-            if (!strcmp(rk_feat_dense_name(spec, j), vi.meta.features[i]->name))
-                cols[i] = (int32_t)j;
-    }
+    for (uint32_t i = 0; i < nref; i++)
+        cols[i] = rk_feat_dense_index(spec, vi.meta.features[i]->name);
     col.model = model;
     col.version = vi.version;
     col.nref = nref;

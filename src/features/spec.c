@@ -205,6 +205,13 @@ const char *rk_feat_dense_name(const rk_feat_spec *s, uint32_t j)
     return j < s->ndense ? s->dense_names[j] : NULL;
 }
 
+int32_t rk_feat_dense_index(const rk_feat_spec *s, const char *name)
+{
+    for (uint32_t j = 0; j < s->ndense; j++)
+        if (!strcmp(s->dense_names[j], name)) return (int32_t)j;
+    return -1;
+}
+
 int rk_feat_score_slot(const rk_feat_spec *s, const char *name, uint32_t *slot)
 {
     for (uint32_t i = 0; i < s->nscores; i++)

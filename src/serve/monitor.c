@@ -36,13 +36,8 @@ int sv_monitor_attach(rk_server *s, sv_model *m, const char *dir, rk_err *err)
     m->mon_col = rk_calloc(nf, sizeof *m->mon_col);
     if (!m->mon_col) return rk_err_set(err, RK_ENOMEM, "monitor: out of memory");
     /* Reference histograms are named after the spec's dense columns. */
-    uint32_t nd = rk_feat_ndense(m->spec);
-    for (uint32_t i = 0; i + 1 < nf; i++) {
-        m->mon_col[i] = -1;
-        for (uint32_t j = 0; j < nd; j++)
-            if (!strcmp(rk_feat_dense_name(m->spec, j), m->meta.features[i]->name))
-                m->mon_col[i] = (int32_t)j;
-    }
+    for (uint32_t i = 0; i + 1 < nf; i++)
+        m->mon_col[i] = rk_feat_dense_index(m->spec, m->meta.features[i]->name);
     rk_drift_window_opts wo = {nf, s->o.monitor_window, NULL, 0};
     return rk_drift_window_create(&m->win, &wo, err);
 }
