@@ -302,6 +302,9 @@ int cli_playground(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &t);
         double el = (double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
         if (scrape(c, murl, &cur)) {
+            /* Ctrl-C reaches the whole process group: the server may have
+             * stopped first. */
+            if (pg_stop) break;
             printf("\rplayground: the server does not answer /metrics          ");
             fflush(stdout);
             if (waitpid(srv, NULL, WNOHANG) == srv) {
