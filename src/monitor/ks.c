@@ -3,7 +3,7 @@
  * (SciPy 1.10, method='auto', two-sided) computes it, and the
  * distributions behind its p-value.
  *
- * The statistic is a merge walk over the two sorted samples. The p-value
+ * The statistic is a walk over the two sorted samples. The p-value
  * is exact (Hodges' lattice paths) when both samples have at most 10,000
  * values, and otherwise kstwo.sf(D, round(n1 n2 / (n1 + n2))): the
  * one-sample two-sided distribution, which SciPy evaluates by the case
@@ -32,29 +32,46 @@ static double clip01(double p)
 
 /* ---- statistic ------------------------------------------------------------ */
 
-/* One merge step over a and b: the smaller head x is consumed; when x
- * differs from the previous value, the difference pending since that
- * value (in integer units of 1 / (n1 n2): i n2 - j n1, exact) is final
- * and joins the extremes, with the counts it was taken at. Selects, not
- * branches: the merge order of two samples is unpredictable. */
-#define KS_STEP(x_in, take_a)                                              \
-    do {                                                                   \
-        double x = (x_in);                                                 \
-        int64_t c = x != prev ? pending : 0;                               \
-        int up = c > best_hi, dn = c < best_lo;                            \
-        best_hi = up ? c : best_hi;                                        \
-        hi_i = up ? pi : hi_i;                                             \
-        hi_j = up ? pj : hi_j;                                             \
-        best_lo = dn ? c : best_lo;                                        \
-        lo_i = dn ? pi : lo_i;                                             \
-        lo_j = dn ? pj : lo_j;                                             \
-        i += (take_a);                                                     \
-        j += 1 - (take_a);                                                 \
-        pending = i * n2 - j * n1;                                         \
-        pi = i;                                                            \
-        pj = j;                                                            \
-        prev = x;                                                          \
-    } while (0)
+/* The extremes of c = i ny - j nx over the pooled values of the sorted
+ * samples x and y, i and j counting the values of x and y that are <= the
+ * pooled value, each with the (i, j) of its first occurrence; both start
+ * at 0 with (0, 0). Only a few pooled values can hold an extreme: between
+ * two consecutive distinct values of y, j is fixed and every further
+ * pooled value is an x that raises i, so c strictly grows there. A
+ * group's largest c is at its last value (i = the count of x below the
+ * next y value) and its smallest at its first, the y value itself. So the
+ * walk steps over y, the shorter sample, and runs through x with plain
+ * compares, which predict well when x is the denser one; the groups come
+ * in order and the compares are strict, so each extreme keeps its first
+ * occurrence, as a walk over every pooled value would. */
+typedef struct ks_ext {
+    int64_t hi, hi_i, hi_j, lo, lo_i, lo_j;
+} ks_ext;
+
+static void ks_extremes(const double *x, int64_t nx, const double *y,
+                        int64_t ny, ks_ext *e)
+{
+    int64_t i = 0, j = 0, hi = 0, hi_i = 0, hi_j = 0, lo = 0, lo_i = 0,
+            lo_j = 0;
+    while (j < ny) {
+        double v = y[j];
+        while (i < nx && x[i] < v) i++;
+        int64_t c = i * ny - j * nx;
+        int up = c > hi;
+        hi = up ? c : hi;
+        hi_i = up ? i : hi_i;
+        hi_j = up ? j : hi_j;
+        while (i < nx && x[i] == v) i++;
+        do j++;
+        while (j < ny && y[j] == v);
+        c = i * ny - j * nx;
+        int dn = c < lo;
+        lo = dn ? c : lo;
+        lo_i = dn ? i : lo_i;
+        lo_j = dn ? j : lo_j;
+    }
+    *e = (ks_ext){hi, hi_i, hi_j, lo, lo_i, lo_j};
+}
 
 double rk_drift_ks_stat_sorted(const double *a, size_t na, const double *b,
                                size_t nb)
@@ -65,20 +82,18 @@ double rk_drift_ks_stat_sorted(const double *a, size_t na, const double *b,
      * are found on the exact integers i n2 - j n1 and converted at the
      * end with SciPy's own formula, so the statistic is SciPy's to the
      * last bit (barring two pairs with one exact value and different
-     * roundings, one ulp). */
-    int64_t n1 = (int64_t)na, n2 = (int64_t)nb, i = 0, j = 0;
-    int64_t pending = 0, best_hi = 0, best_lo = 0, pi = 0, pj = 0;
-    int64_t hi_i = 0, hi_j = 0, lo_i = 0, lo_j = 0;
-    double prev = a[0] < b[0] ? a[0] : b[0];
-    while (i < n1 && j < n2) {
-        double ai = a[i], bj = b[j];
-        int64_t ta = ai <= bj;
-        KS_STEP(bj < ai ? bj : ai, ta);
+     * roundings, one ulp). With a as y the signs flip: its smallest c is
+     * the largest i n2 - j n1. */
+    int64_t n1 = (int64_t)na, n2 = (int64_t)nb;
+    ks_ext e;
+    if (n2 <= n1) {
+        ks_extremes(a, n1, b, n2, &e);
+    } else {
+        ks_extremes(b, n2, a, n1, &e);
+        e = (ks_ext){-e.lo, e.lo_j, e.lo_i, -e.hi, e.hi_j, e.hi_i};
     }
-    while (i < n1) KS_STEP(a[i], 1);
-    while (j < n2) KS_STEP(b[j], 0);
-    double dmax = (double)hi_i / (double)n1 - (double)hi_j / (double)n2;
-    double dmin = (double)lo_i / (double)n1 - (double)lo_j / (double)n2;
+    double dmax = (double)e.hi_i / (double)n1 - (double)e.hi_j / (double)n2;
+    double dmin = (double)e.lo_i / (double)n1 - (double)e.lo_j / (double)n2;
     double mins = -dmin > 1 ? 1 : -dmin;
     return mins > dmax ? mins : dmax;
 }
