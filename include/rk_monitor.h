@@ -101,8 +101,9 @@ double rk_drift_missing_rate(const float *x, size_t n);
 
 /*
  * The finite values of x[0..n), sorted increasing, as doubles, into
- * out[0..*nout) (out has room for n). -0.0 becomes +0.0. A radix sort:
- * O(n) time, scratch of 8n bytes (RK_ENOMEM). This is what the sample
+ * out[0..*nout) (out, a heap or malloc'd buffer with room for n, is
+ * also the sort's scratch). -0.0 becomes +0.0. An LSD radix sort (11, 11
+ * and 10-bit digits): O(n) time, no allocation. This is what the sample
  * statistics below do first; a caller that compares one reference with
  * many windows can sort the reference once and use the _sorted forms.
  */
@@ -219,6 +220,11 @@ typedef struct rk_drift_opts {
     double psi_eps;            /* default RK_DRIFT_PSI_EPS */
     uint32_t nbins;            /* numeric samples: quantile bins; default 10 */
     double dataset_share;      /* default 0.5 */
+    /* Features not evaluated by rk_drift_report_build (borrowed names):
+     * those expected to differ from the training set by construction,
+     * e.g. the hour of the day of one live window. Default none. */
+    const char *const *exclude;
+    size_t nexclude;
 } rk_drift_opts;
 
 void rk_drift_opts_default(rk_drift_opts *o);
@@ -387,6 +393,39 @@ void rk_drift_report_table(const rk_drift_report *r, FILE *out);
 /* A self-contained HTML page: the table plus, per feature, an inline SVG
  * of reference vs current bin shares. RK_EIO when writing fails. */
 int rk_drift_report_html(const rk_drift_report *r, const char *title, FILE *out);
+
+/* ---- concept drift: online metrics from delayed labels -------------------- */
+
+/*
+ * The quality of served predictions once their labels are known: log
+ * loss (predictions clipped to [1e-7, 1 - 1e-7], as rk_metrics_logloss),
+ * AUC from RK_CONCEPT_BINS equal-width score bins (pairs within one bin
+ * count as ties: exact to within 1 / RK_CONCEPT_BINS of the rank
+ * statistic), and calibration Σ predicted / Σ actual. Fixed memory; a
+ * plain struct, not thread-safe (guard it with the caller's lock).
+ */
+#define RK_CONCEPT_BINS 1024
+
+typedef struct rk_concept_acc {
+    double n, pos;               /* weighted labels and positives */
+    double sum_p, logloss_sum;
+    double bins[2][RK_CONCEPT_BINS]; /* weight per score bin: [neg, pos] */
+} rk_concept_acc;
+
+typedef struct rk_concept_metrics {
+    double n, positives;
+    double logloss, auc, calibration, ctr, mean_p; /* NaN when undefined */
+} rk_concept_metrics;
+
+void rk_concept_reset(rk_concept_acc *a);
+/* One labelled prediction: p in [0, 1] (non-finite values are ignored and
+ * the call returns RK_EINVAL), label > 0 positive, weight w > 0. */
+int rk_concept_add(rk_concept_acc *a, float p, float label, float w);
+/* Adds every count of b into a. */
+void rk_concept_merge(rk_concept_acc *a, const rk_concept_acc *b);
+/* The metrics so far: logloss NaN without labels, AUC NaN unless both
+ * classes were seen, calibration NaN without positives. */
+void rk_concept_get(const rk_concept_acc *a, rk_concept_metrics *out);
 
 #ifdef __cplusplus
 }

@@ -11,7 +11,10 @@
  * integer arithmetic and one rounding each, so C and NumPy agree to the
  * bit.
  */
+#include <float.h>
+
 #include "rk_monitor.h"
+#include "rk_train.h"
 #include "test.h"
 
 /* |a - b| <= tol * max(1, |b|) */
@@ -332,28 +335,124 @@ TEST(nan_is_missing)
     CHECK(miss == 3 && cnt[0] == 2 && cnt[1] == 3 && cnt[2] == 2);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Value i of a sort_cases shape; *st is the generator's state. */
+static float sort_value(int shape, size_t i, uint64_t *st)
+{
+    static const float mix[] = {-2.0f, -1.0f, -0.0f, 0.0f, 1.0f, 2.5f,
+                                INFINITY, -INFINITY, NAN, 1e-42f, -1e-42f,
+                                1.4e-45f, FLT_MAX, -FLT_MAX, 1e-38f};
+    *st = *st * 6364136223846793005ull + 1442695040888963407ull;
+    uint32_t r = (uint32_t)(*st >> 32);
+    float f;
+    switch (shape) {
+    case 0:   /* any bit pattern: NaNs, infinities, subnormals, both zeros */
+        memcpy(&f, &r, 4);
+        return f;
+    case 1:   /* ties among the special values, and plain values */
+        return r % 3 ? mix[r % (sizeof mix / sizeof mix[0])]
+                     : (float)(int32_t)r / 1e6f;
+    case 2: { /* the low 11 bits constant: two passes */
+        uint32_t u = 0x3f800000u + r % 4096 * 2048;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    case 3: { /* only the low 11 bits vary: one pass */
+        uint32_t u = 0x3f800000u + r % 2048;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    default:  /* one value and NaN: no pass at all */
+        return i % 5 ? 3.0f : NAN;
+    }
+}
+
 TEST(sort_matches_qsort)
 {
-    /* Radix sort against a plain sort on mixed signs, zeros, subnormals. */
-    enum { N = 5000 };
-    float *x = malloc(N * sizeof *x);
-    double *s = malloc(N * sizeof *s);
+    /* rk_drift_sort against qsort of the finite values, -0.0 made +0.0,
+     * bit for bit. The shapes make the radix sort run 3, 2, 1 and 0
+     * passes, so the sorted keys end in either half of out and are
+     * widened in both directions; sizes below 64 take the insertion
+     * sort. out has exactly n doubles, as documented. */
+    static const size_t sizes[] = {1, 10, 63, 64, 1001, 5000};
     uint64_t st = 12345;
-    for (int i = 0; i < N; i++) {
-        st = st * 6364136223846793005ull + 1442695040888963407ull;
-        int32_t r = (int32_t)(st >> 32);
-        x[i] = i % 97 == 0 ? -0.0f : i % 89 == 0 ? 1e-42f
-               : (float)r / 1e6f * (i % 3 ? 1 : 1e-20f);
+    for (int shape = 0; shape < 5; shape++) {
+        for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++) {
+            size_t n = sizes[c], m = 0, nout;
+            float *x = malloc(n * sizeof *x);
+            double *want = malloc(n * sizeof *want);
+            double *got = malloc(n * sizeof *got);
+            for (size_t i = 0; i < n; i++) {
+                x[i] = sort_value(shape, i, &st);
+                if (isfinite(x[i])) want[m++] = (double)x[i] + 0.0;
+            }
+            qsort(want, m, sizeof *want, cmp_double);
+            rk_err err = {0};
+            int rc = rk_drift_sort(x, n, got, &nout, &err);
+            int ok = rc == 0 && nout == m &&
+                     memcmp(got, want, m * sizeof *got) == 0;
+            if (!ok)
+                fprintf(stderr, "  shape %d, n %zu: rc %d, %zu of %zu values\n",
+                        shape, n, rc, nout, m);
+            free(x);
+            free(want);
+            free(got);
+            CHECK(ok);
+        }
     }
-    x[7] = NAN;
-    size_t n;
-    rk_err err = {0};
-    int rc = rk_drift_sort(x, N, s, &n, &err);
-    int ok = rc == 0 && n == N - 1;
-    for (size_t i = 1; ok && i < n; i++) ok = s[i - 1] <= s[i];
-    free(x);
-    free(s);
-    CHECK(ok);
+}
+
+/* The KS statistic as SciPy evaluates it, at every pooled value. */
+static double ks_naive(const double *a, size_t na, const double *b, size_t nb)
+{
+    double hi = 0, lo = 0;
+    for (size_t k = 0; k < na + nb; k++) {
+        double x = k < na ? a[k] : b[k - na];
+        size_t i = 0, j = 0;
+        while (i < na && a[i] <= x) i++;
+        while (j < nb && b[j] <= x) j++;
+        double d = (double)i / (double)na - (double)j / (double)nb;
+        hi = d > hi ? d : hi;
+        lo = d < lo ? d : lo;
+    }
+    return -lo > hi ? -lo : hi;
+}
+
+TEST(ks_stat_matches_naive)
+{
+    /* The walk that visits only the shorter sample's values against the
+     * evaluation at every pooled value, with many ties, in both argument
+     * orders (either sample may be the shorter). */
+    uint64_t st = 777;
+    for (int t = 0; t < 200; t++) {
+        size_t na = 1 + (size_t)(t * 37 % 150), nb = 1 + (size_t)(t * 53 % 97);
+        double *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
+        int levels = 2 + t % 40;
+        for (size_t i = 0; i < na + nb; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            double v = (double)((st >> 33) % (uint64_t)levels) +
+                       (i < na ? 0 : 0.5 * (t % 3) - 0.5);
+            if (i < na) a[i] = v;
+            else b[i - na] = v;
+        }
+        qsort(a, na, sizeof *a, cmp_double);
+        qsort(b, nb, sizeof *b, cmp_double);
+        double d1 = rk_drift_ks_stat_sorted(a, na, b, nb);
+        double d2 = rk_drift_ks_stat_sorted(b, nb, a, na);
+        double w = ks_naive(a, na, b, nb);
+        int ok = NEAR(d1, w, 1e-15) && NEAR(d2, w, 1e-15);
+        if (!ok)
+            fprintf(stderr, "  trial %d (%zu x %zu): %.17g %.17g, naive %.17g\n",
+                    t, na, nb, d1, d2, w);
+        free(a);
+        free(b);
+        CHECK(ok);
+    }
 }
 
 /* ---- bins and rk_refhist -------------------------------------------------- */
@@ -595,12 +694,63 @@ TEST(window_feeds_detector)
     CHECK(ds.share == 0.5 && ds.drift);
 }
 
+/* The online accumulator against the exact offline metrics on the same
+ * predictions: log loss and calibration equal, AUC within the binning. */
+TEST(concept_matches_offline_metrics)
+{
+    enum { N = 20000 };
+    float *p = rk_malloc(N * sizeof *p), *y = rk_malloc(N * sizeof *y);
+    CHECK(p && y);
+    rk_concept_acc *a = rk_malloc(sizeof *a), *b = rk_malloc(sizeof *b);
+    CHECK(a && b);
+    rk_concept_reset(a);
+    rk_concept_reset(b);
+    uint64_t s = 12345;
+    for (size_t i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double u = (double)(s >> 11) / 9007199254740992.0;
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double v = (double)(s >> 11) / 9007199254740992.0;
+        p[i] = (float)u;
+        y[i] = v < 0.2 + 0.6 * u ? 1.0f : 0.0f;   /* informative scores */
+        CHECK_OK(rk_concept_add(i % 2 ? a : b, p[i], y[i], 1.0f));
+    }
+    rk_concept_merge(a, b);
+    rk_concept_metrics m;
+    rk_concept_get(a, &m);
+    double ll, auc, cal;
+    CHECK_OK(rk_metrics_logloss(p, y, NULL, N, &ll, NULL));
+    CHECK_OK(rk_metrics_auc(p, y, NULL, N, &auc, NULL));
+    CHECK_OK(rk_metrics_calibration(p, y, NULL, N, &cal, NULL));
+    CHECK(m.n == N);
+    CHECK(fabs(m.logloss - ll) < 1e-9);
+    CHECK(fabs(m.calibration - cal) < 1e-9);
+    CHECK(fabs(m.auc - auc) < 2.0 / RK_CONCEPT_BINS);
+    CHECK(m.auc > 0.6);
+    /* Bad values are refused and change nothing; empty is NaN. */
+    CHECK(rk_concept_add(a, NAN, 1, 1) == RK_EINVAL);
+    CHECK(rk_concept_add(a, 1.5f, 1, 1) == RK_EINVAL);
+    CHECK(rk_concept_add(a, 0.5f, 1, 0) == RK_EINVAL);
+    rk_concept_get(a, &m);
+    CHECK(m.n == N);
+    rk_concept_reset(b);
+    rk_concept_get(b, &m);
+    CHECK(isnan(m.logloss) && isnan(m.auc) && isnan(m.calibration));
+    CHECK_OK(rk_concept_add(b, 0.3f, 0, 1));
+    rk_concept_get(b, &m);
+    CHECK(isnan(m.auc) && isnan(m.calibration) && fabs(m.logloss + log(0.7)) < 1e-6);
+    rk_free(a);
+    rk_free(b);
+    rk_free(p);
+    rk_free(y);
+}
+
 int main(int argc, char **argv)
 {
-    RK_TEST_MAIN(argc, argv, ks_wasserstein_vs_scipy, kstwo_smirnov_vs_scipy,
+    RK_TEST_MAIN(argc, argv, concept_matches_offline_metrics, ks_wasserstein_vs_scipy, kstwo_smirnov_vs_scipy,
                  chi2_vs_scipy, js_psi_vs_scipy, identical_disjoint_tiny,
-                 nan_is_missing, sort_matches_qsort, refhist_bins,
-                 refhist_categorical, detector_defaults,
+                 nan_is_missing, sort_matches_qsort, ks_stat_matches_naive,
+                 refhist_bins, refhist_categorical, detector_defaults,
                  detector_out_of_memory, window_bounded,
                  window_feeds_detector);
 }

@@ -70,9 +70,13 @@ int rk_drift_report_build(const rk_model_meta *meta, const float *const *cur,
         const rk_refhist *h = i < meta->nfeatures ? meta->features[i] : meta->prediction;
         r->ref[i] = h;
         r->order[i] = i;
-        if (h->kind != RK_REFHIST_NUMERIC) {
-            /* Categorical references need the raw values' hashes, which
-             * logged vectors do not carry: reported as not evaluated. */
+        int excluded = 0;
+        for (size_t k = 0; i < meta->nfeatures && k < o->nexclude; k++)
+            if (o->exclude[k] && !strcmp(o->exclude[k], h->name)) excluded = 1;
+        if (excluded || h->kind != RK_REFHIST_NUMERIC) {
+            /* Excluded by the options, or categorical: references need the
+             * raw values' hashes, which logged vectors do not carry.
+             * Reported as not evaluated. */
             memset(&r->f[i], 0, sizeof r->f[i]);
             r->f[i].method = RK_DRIFT_NONE;
             r->f[i].psi = r->f[i].js = NAN;
