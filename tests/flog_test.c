@@ -588,6 +588,55 @@ TEST(labels_join_scenarios)
     rk_test_rmdir(dir);
 }
 
+/* Items served without a vector (an exploration slot) are not rows; the
+ * request's other items still are (they once made the whole request read
+ * as another feature space). */
+TEST(labels_join_skips_items_without_vectors)
+{
+    const char *dir = rk_test_tmpdir("labels-explore");
+    rk_err err = {0};
+    rk_store *st = open_store(dir, &err);
+    CHECK(st);
+    served s;
+    CHECK(make_items(&s, 3, 0) == 0);
+    rk_fvec_free(&s.items[1].x);
+    memset(&s.items[1].x, 0, sizeof s.items[1].x);
+    rk_batch *b;
+    CHECK_OK(rk_batch_create(&b, st, 0));
+    for (uint32_t k = 0; k < 3; k++)
+        CHECK_OK(rk_batch_hide(b, RK_ENTITY_ITEM, s.ids[k], 0, &err));
+    rk_event_in e = {0};
+    e.type = "click";
+    e.user = "u1";
+    e.item = "A";
+    e.ts_ms = T0 + MIN_MS;
+    e.position = -1;
+    e.request_id = "RX";
+    CHECK_OK(rk_batch_event(b, &e, &err));
+    rk_flog_entry en = make_entry("RX", T0, "u1", &s, 3);
+    CHECK_OK(rk_flog_record(b, &en, &err));
+    CHECK_OK(rk_store_write(st, b, NULL, &err));
+    rk_batch_destroy(b);
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(st, &r, &err));
+    rk_label_conf c;
+    rk_label_conf_default(&c, rk_store_schema(st));
+    c.model = "gbdt";
+    rk_trainset *t;
+    CHECK_OK(rk_trainset_create(&t, 3, 10, 0));
+    rk_join_stats js;
+    CHECK_OK(rk_labels_join(r, &c, NOW, T0 - 10 * MIN_MS, NOW, t, &js, &err));
+    CHECK_EQ_INT(js.requests, 1);
+    CHECK_EQ_INT(js.skipped, 0);
+    CHECK_EQ_INT(rk_trainset_rows(t), 2);
+    CHECK_EQ_INT(js.positives, 1);
+    rk_trainset_destroy(t);
+    rk_reader_close(r);
+    free_items(&s);
+    rk_store_close(st);
+    rk_test_rmdir(dir);
+}
+
 TEST(labels_conf)
 {
     static const char yaml[] =
@@ -674,5 +723,6 @@ int main(int argc, char **argv)
 {
     RK_TEST_MAIN(argc, argv, flog_encode_decode_roundtrip, flog_encode_validation,
                  flog_decode_refuses_corruption, flog_store_record_get_scan_expire,
-                 flog_expire_many, labels_join_scenarios, labels_conf);
+                 flog_expire_many, labels_join_scenarios,
+                 labels_join_skips_items_without_vectors, labels_conf);
 }

@@ -344,8 +344,10 @@ static int entry_cb(void *arg, const rk_flog_entry *e)
         return 0;
     }
     uint32_t nd = rk_trainset_ndense(j->out);
+    /* Items served without a vector (exploration slots, fallbacks) are
+     * not rows; any other width means another feature space. */
     for (uint32_t i = 0; i < e->nitems; i++)
-        if (e->items[i].x.ndense != nd) {
+        if (e->items[i].x.ndense && e->items[i].x.ndense != nd) {
             j->st->skipped++;
             return 0;
         }
@@ -357,6 +359,7 @@ static int entry_cb(void *arg, const rk_flog_entry *e)
                     rk_reader_lookup(j->r, RK_ENTITY_USER, e->user, strlen(e->user), &user) == 0;
     for (uint32_t i = 0; i < e->nitems; i++) {
         const rk_flog_item *it = &e->items[i];
+        if (!it->x.ndense) continue;
         float gain = 0;
         uint32_t flags = 0, item;
         if (rk_reader_lookup(j->r, RK_ENTITY_ITEM, it->item, strlen(it->item), &item) == 0) {
