@@ -330,6 +330,28 @@ static int build_refs(const rk_feat_spec *spec, const rk_ranker *model,
     return rc;
 }
 
+/* The current version of registry name `model` under models dir `dir`, as
+ * a ranker (*out NULL and 0 returned when there is no current version). */
+static int load_current(const char *dir, const char *model, rk_ranker **out,
+                        uint32_t *version, rk_err *err)
+{
+    char path[4400];
+    rk_registry *reg = NULL;
+    uint32_t cur = 0, prev = 0;
+    *out = NULL;
+    int rc = rk_registry_open(&reg, dir, NULL, err);
+    if (!rc) rc = rk_registry_current(reg, model, &cur, &prev, err);
+    rk_registry_close(reg);
+    if (rc || !cur) return rc;
+    snprintf(path, sizeof path, "%s/%s/%u/model.rk", dir, model, cur);
+    rk_artifact art;
+    if ((rc = rk_artifact_read(path, &art, err))) return rc;
+    rc = rk_ranker_load(out, art.payload, art.len, err);
+    rk_artifact_free(&art);
+    if (!rc && version) *version = cur;
+    return rc ? rk_err_prefix(err, "%s", path) : 0;
+}
+
 static int publish(const rank_args *a, const cli_env *env, const rk_feat_spec *spec,
                    const rk_ranker *model, const rk_trainset *train,
                    const rk_trainset *valid, const rk_ranker_eval *ev,
@@ -389,6 +411,23 @@ static int publish(const rank_args *a, const cli_env *env, const rk_feat_spec *s
      * named validation rows when the dataset is the same. */
     gate.allow_window_mismatch = a->dataset != NULL;
     po.gate = &gate;
+    /* A later window: the current version is measured on the candidate's
+     * validation rows, so both are compared on the same data (a current
+     * model of another feature space cannot be: then its meta.json's
+     * metrics are used, and the gate fails on the window mismatch). */
+    rk_ranker *cur = NULL;
+    rk_ranker_eval cev;
+    rk_metric_set curset = {0};
+    rk_err e2 = {0};
+    if (!a->dataset && !load_current(dir, a->name, &cur, NULL, &e2) && cur &&
+        !rk_ranker_evaluate(cur, valid, &cev, &e2)) {
+        curset.metrics = cev.m;
+        curset.n = cev.n;
+        curset.valid_from_ms = vs.ts_min;
+        curset.valid_to_ms = vs.ts_max;
+        po.current = &curset;
+    }
+    rk_ranker_destroy(cur);
     rk_model_kind kind = a->o.kind == RK_RANKER_GBDT   ? RK_MODEL_GBDT
                          : a->o.kind == RK_RANKER_FTRL ? RK_MODEL_FTRL
                                                        : RK_MODEL_FM;
@@ -410,26 +449,22 @@ static int log_trainset(const rank_args *a, const cli_env *env, rk_store *s,
                         rk_err *err)
 {
     const char *model = a->log_model ? a->log_model : a->name;
-    char dir[4200], path[4400];
+    char dir[4200];
     snprintf(dir, sizeof dir, "%s/models", env->store.path);
-    rk_registry *reg = NULL;
-    uint32_t cur = 0, prev = 0;
-    int rc = rk_registry_open(&reg, dir, NULL, err);
-    if (!rc) rc = rk_registry_current(reg, model, &cur, &prev, err);
-    rk_registry_close(reg);
-    if (rc) return rk_err_prefix(err, "--from-log %s", model);
-    snprintf(path, sizeof path, "%s/%s/%u/model.rk", dir, model, cur);
-    rk_artifact art;
     rk_ranker *served = NULL;
-    if ((rc = rk_artifact_read(path, &art, err))) return rc;
-    rc = rk_ranker_load(&served, art.payload, art.len, err);
+    uint32_t cur = 0;
+    int rc = load_current(dir, model, &served, &cur, err);
+    if (rc) return rk_err_prefix(err, "--from-log %s", model);
+    if (!served)
+        return rk_err_set(err, RK_ENOTFOUND, "--from-log %s: no current version",
+                          model);
     size_t n = 0;
-    const void *sp = rc ? NULL : rk_ranker_spec(served, &n);
-    if (!rc && !sp)
-        rc = rk_err_set(err, RK_EINVAL, "%s: the model carries no feature spec", path);
+    const void *sp = rk_ranker_spec(served, &n);
+    if (!sp)
+        rc = rk_err_set(err, RK_EINVAL, "%s version %u: the model carries no "
+                        "feature spec", model, cur);
     if (!rc) rc = rk_feat_spec_load(spec, sp, n, rk_store_schema(s), err);
     rk_ranker_destroy(served);
-    rk_artifact_free(&art);
     if (rc) return rc;
     rk_label_conf lc;
     rk_label_conf_default(&lc, rk_store_schema(s));
