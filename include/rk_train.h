@@ -976,6 +976,20 @@ int rk_ranker_predict(const rk_ranker *r, const rk_fvec *x, size_t n,
 int rk_ranker_predict_set(const rk_ranker *r, const rk_trainset *t,
                           float *out, rk_err *err);
 
+/* Online learning: one step of the linear model (FTRL or FM) on vector x
+ * with label y (> 0: positive) and importance weight w, after the same
+ * input transform as prediction; *p_before (may be NULL) receives the
+ * calibrated prediction made before the step. The calibration and the
+ * fitted transform stay as trained. Not thread-safe: update a private
+ * copy (rk_ranker_clone) and serve clones of it. RK_EINVAL for a GBDT
+ * ranker ("does not learn online"), a vector of another width, hashed
+ * coordinates beyond the model's bits, a non-finite value or a bad
+ * weight, with the model unchanged; RK_ENOMEM. */
+int rk_ranker_update(rk_ranker *r, const rk_fvec *x, float y, float w,
+                     float *p_before, rk_err *err);
+/* A deep copy (through rk_ranker_save / rk_ranker_load). RK_ENOMEM. */
+int rk_ranker_clone(rk_ranker **out, const rk_ranker *r, rk_err *err);
+
 /* Offline metrics of the ranker on a set. Binary task: auc, pr_auc,
  * logloss, ne, calibration, plus gauc when rows carry groups; rank task:
  * ndcg@k and map@k over groups (and the binary ones on label > 0).

@@ -277,9 +277,68 @@ TEST(fuzz_seeds)
     rk_trainset_destroy(tr);
 }
 
+/* Online learning: a linear ranker trained on a few rows improves on a
+ * later set as labelled examples arrive one by one; the clone it started
+ * from is untouched; trees refuse. */
+TEST(online_updates_learn)
+{
+    rk_trainset *tr = make_set(300, 1, 0, 0), *on = make_set(6000, 3, 0, 0),
+                *va = make_set(1500, 2, 0, 0);
+    CHECK(tr && on && va);
+    rk_ranker_kind kinds[] = {RK_RANKER_FTRL, RK_RANKER_FM};
+    for (int k = 0; k < 2; k++) {
+        rk_ranker_opts o;
+        small_opts(&o, kinds[k]);
+        o.ftrl_train.epochs = 1;
+        o.fm_train.epochs = 1;
+        rk_err err = {0};
+        rk_ranker *r = NULL, *c = NULL;
+        CHECK_OK(rk_ranker_train(&r, tr, NULL, &o, &err));
+        CHECK_OK(rk_ranker_clone(&c, r, &err));
+        rk_ranker_eval e0, e1, e2;
+        CHECK_OK(rk_ranker_evaluate(r, va, &e0, &err));
+        for (size_t i = 0; i < rk_trainset_rows(on); i++) {
+            rk_trow row;
+            rk_trainset_get(on, i, &row);
+            float pb = -1;
+            CHECK_OK(rk_ranker_update(c, &row.x, row.label, 1.0f, &pb, &err));
+            CHECK(pb >= 0 && pb <= 1);
+        }
+        CHECK_OK(rk_ranker_evaluate(c, va, &e1, &err));
+        CHECK_OK(rk_ranker_evaluate(r, va, &e2, &err));
+        double l0 = rk_ranker_eval_get(&e0, "logloss"), l1 = rk_ranker_eval_get(&e1, "logloss");
+        if (!(l1 < l0)) fprintf(stderr, "  %s logloss %.4f -> %.4f\n",
+                                rk_ranker_kind_name(kinds[k]), l0, l1);
+        CHECK(l1 < l0);
+        CHECK(rk_ranker_eval_get(&e2, "logloss") == l0);
+        /* A bad example is refused with the model unchanged. */
+        rk_trow row;
+        rk_trainset_get(va, 0, &row);
+        rk_fvec bad = row.x;
+        bad.ndense = row.x.ndense + 1;
+        CHECK(rk_ranker_update(c, &bad, 1, 1, NULL, &err) == RK_EINVAL);
+        CHECK(rk_ranker_update(c, &row.x, 1, -1, NULL, &err) == RK_EINVAL);
+        rk_ranker_destroy(r);
+        rk_ranker_destroy(c);
+    }
+    rk_ranker_opts o;
+    small_opts(&o, RK_RANKER_GBDT);
+    rk_err err = {0};
+    rk_ranker *g = NULL;
+    CHECK_OK(rk_ranker_train(&g, tr, NULL, &o, &err));
+    rk_trow row;
+    rk_trainset_get(va, 0, &row);
+    CHECK(rk_ranker_update(g, &row.x, 1, 1, NULL, &err) == RK_EINVAL);
+    CHECK(strstr(err.msg, "online") != NULL);
+    rk_ranker_destroy(g);
+    rk_trainset_destroy(tr);
+    rk_trainset_destroy(on);
+    rk_trainset_destroy(va);
+}
+
 int main(int argc, char **argv)
 {
-    RK_TEST_MAIN(argc, argv, every_kind_learns_and_round_trips,
+    RK_TEST_MAIN(argc, argv, online_updates_learn, every_kind_learns_and_round_trips,
                  downsampling_is_corrected_and_calibrated,
                  rank_task_trains_lambdamart, bad_inputs_are_clear_errors,
                  fuzz_seeds);

@@ -594,6 +594,59 @@ int rk_ranker_predict_set(const rk_ranker *r, const rk_trainset *t,
     return rc;
 }
 
+/* ---- online learning ------------------------------------------------------------- */
+
+int rk_ranker_update(rk_ranker *r, const rk_fvec *x, float y, float w,
+                     float *p_before, rk_err *err)
+{
+    if (r->kind == RK_RANKER_GBDT)
+        return rk_err_set(err, RK_EINVAL, "ranker: a gbdt ranker does not "
+                          "learn online (use ftrl or fm)");
+    if (x->ndense != r->ndense)
+        return rk_err_set(err, RK_EINVAL, "ranker: the vector has %u dense "
+                          "columns, the model %u", x->ndense, r->ndense);
+    if (!(w >= 0) || !isfinite(w))
+        return rk_err_set(err, RK_EINVAL, "ranker: weight must be finite and >= 0");
+    for (uint32_t j = 0; j < x->nsparse; j++)
+        if (x->idx[j] >> r->hash_bits)
+            return rk_err_set(err, RK_EINVAL, "ranker: hashed coordinate %u "
+                              "beyond %u bits", x->idx[j], r->hash_bits);
+    uint32_t stack_i[256];
+    float stack_v[256];
+    size_t need = linear_cap(r, x);
+    uint32_t *idx = need <= 256 ? stack_i : rk_malloc(need * sizeof *idx);
+    float *val = need <= 256 ? stack_v : rk_malloc(need * sizeof *val);
+    int rc = 0;
+    if (!idx || !val) {
+        rc = rk_err_set(err, RK_ENOMEM, "ranker: out of memory");
+    } else {
+        rk_sparse sp = {idx, val, 0};
+        linear_row(r, x, idx, val, &sp.n);
+        float yb = y > 0 ? 1.0f : 0.0f, p = NAN;
+        rc = r->kind == RK_RANKER_FTRL ? rk_ftrl_update(r->ftrl, &sp, yb, w, &p)
+                                       : rk_fm_update(r->fm, &sp, yb, w, &p);
+        if (rc) rk_err_set(err, rc, "ranker: invalid value in the example");
+        else if (p_before) {
+            if (r->task == RK_TASK_BINARY && r->calib) rk_calib_apply_many(r->calib, &p, &p, 1);
+            *p_before = p;
+        }
+    }
+    if (idx != stack_i) rk_free(idx);
+    if (val != stack_v) rk_free(val);
+    return rc;
+}
+
+int rk_ranker_clone(rk_ranker **out, const rk_ranker *r, rk_err *err)
+{
+    rk_buf b;
+    rk_buf_init(&b, 0);
+    *out = NULL;
+    int rc = rk_ranker_save(r, &b, err);
+    if (!rc) rc = rk_ranker_load(out, b.data, b.len, err);
+    rk_buf_free(&b);
+    return rc;
+}
+
 /* ---- evaluation ------------------------------------------------------------- */
 
 static void put_metric(rk_ranker_eval *e, const char *name, double v)
