@@ -39,6 +39,14 @@ typedef struct rk_loop_opts {
     double cooldown_minutes;    /* least time between trainings (default 5) */
     double drift_check_s;       /* how often drift is evaluated (default 30) */
     uint32_t min_drift_rows;    /* served items before drift counts (1000) */
+    /* continuous online learning (ftrl or fm rankers) */
+    int online;                 /* update from each labelled example (0) */
+    double online_refresh_s;    /* served snapshot refreshed every (10) */
+    /* automatic rollback on online log loss */
+    int rollback;               /* (1) */
+    double rollback_margin;     /* worse than the predecessor by (0.02) */
+    int rollback_relative;      /* margin as a fraction of its log loss (0) */
+    uint64_t rollback_min_labels; /* labels of each version first (1000) */
 } rk_loop_opts;
 
 void rk_loop_opts_default(rk_loop_opts *o);
@@ -70,6 +78,18 @@ typedef struct rk_loop_state {
  * cooldown; else drift (when on_drift and enough rows), then labels,
  * then periodic. Pure. */
 rk_loop_trigger rk_loop_decide(const rk_loop_opts *o, const rk_loop_state *s);
+
+/* The rollback verdict on a version from its online log loss and its
+ * predecessor's, each over n labels: RK_LOOP_WAIT until both have
+ * rollback_min_labels (or when rollback is off), RK_LOOP_ROLL_BACK when
+ * the new one is worse by more than the margin, RK_LOOP_KEEP otherwise.
+ * Pure. */
+typedef enum rk_loop_verdict {
+    RK_LOOP_WAIT = 0, RK_LOOP_KEEP, RK_LOOP_ROLL_BACK
+} rk_loop_verdict;
+rk_loop_verdict rk_loop_rollback_check(const rk_loop_opts *o, double n_new,
+                                       double logloss_new, double n_prev,
+                                       double logloss_prev);
 
 /* ---- audit log --------------------------------------------------------------- */
 

@@ -69,6 +69,10 @@ TEST(loop_config)
         "loop:\n  args: [--data, x]\n",
         "loop:\n  every_minutes: -1\n",
         "loop:\n  surprise: 1\n",
+        "loop:\n  online: true\n",                 /* gbdt cannot learn online */
+        "loop:\n  kind: ftrl\n  online_refresh_s: 0\n",
+        "loop:\n  rollback_margin: -0.1\n",
+        "loop:\n  rollback_min_labels: 0\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK_OK(rk_conf_parse_yaml(&c, bad[i], strlen(bad[i]), "t.yaml", &err));
@@ -124,9 +128,42 @@ TEST(audit_ring_and_file)
     rk_test_rmdir(dir);
 }
 
+TEST(rollback_verdicts)
+{
+    rk_loop_opts o;
+    rk_loop_opts_default(&o);
+    CHECK(o.rollback && o.rollback_margin == 0.02 && o.rollback_min_labels == 1000);
+    /* Not enough labels on either side: wait. */
+    CHECK(rk_loop_rollback_check(&o, 999, 0.9, 5000, 0.3) == RK_LOOP_WAIT);
+    CHECK(rk_loop_rollback_check(&o, 5000, 0.9, 999, 0.3) == RK_LOOP_WAIT);
+    CHECK(rk_loop_rollback_check(&o, 5000, NAN, 5000, 0.3) == RK_LOOP_WAIT);
+    /* Within the margin: keep; beyond it: roll back. */
+    CHECK(rk_loop_rollback_check(&o, 1000, 0.319, 1000, 0.3) == RK_LOOP_KEEP);
+    CHECK(rk_loop_rollback_check(&o, 1000, 0.25, 1000, 0.3) == RK_LOOP_KEEP);
+    CHECK(rk_loop_rollback_check(&o, 1000, 0.321, 1000, 0.3) == RK_LOOP_ROLL_BACK);
+    o.rollback_relative = 1;
+    o.rollback_margin = 0.1;   /* 10% of 0.3 = 0.03 */
+    CHECK(rk_loop_rollback_check(&o, 1000, 0.329, 1000, 0.3) == RK_LOOP_KEEP);
+    CHECK(rk_loop_rollback_check(&o, 1000, 0.331, 1000, 0.3) == RK_LOOP_ROLL_BACK);
+    o.rollback = 0;
+    CHECK(rk_loop_rollback_check(&o, 1e6, 5, 1e6, 0.3) == RK_LOOP_WAIT);
+    static const char y[] = "loop:\n  kind: ftrl\n  online: true\n  online_refresh_s: 2.5\n"
+                            "  rollback_margin: 0.05\n  rollback_relative: true\n"
+                            "  rollback_min_labels: 300\n";
+    rk_conf *c;
+    rk_err err = {0};
+    CHECK_OK(rk_conf_parse_yaml(&c, y, strlen(y), "t.yaml", &err));
+    rk_loop_opts_default(&o);
+    CHECK_OK(rk_loop_opts_from_conf(&o, rk_conf_root(c), &err));
+    CHECK(o.online && o.online_refresh_s == 2.5 && o.rollback_margin == 0.05 &&
+          o.rollback_relative && o.rollback_min_labels == 300);
+    rk_conf_destroy(c);
+}
+
 int main(int argc, char **argv)
 {
     static const rk_test_case cases[] = {
+        {"rollback_verdicts", rollback_verdicts},
         {"policy_decisions", policy_decisions},
         {"loop_config", loop_config},
         {"audit_ring_and_file", audit_ring_and_file},

@@ -17,6 +17,10 @@ void rk_loop_opts_default(rk_loop_opts *o)
     o->cooldown_minutes = 5;
     o->drift_check_s = 30;
     o->min_drift_rows = 1000;
+    o->online_refresh_s = 10;
+    o->rollback = 1;
+    o->rollback_margin = 0.02;
+    o->rollback_min_labels = 1000;
 }
 
 int rk_loop_opts_from_conf(rk_loop_opts *o, const rk_conf_node *root,
@@ -28,7 +32,10 @@ int rk_loop_opts_from_conf(rk_loop_opts *o, const rk_conf_node *root,
     static const char *const allowed[] = {"enabled", "ranker", "kind", "args",
                                           "every_minutes", "every_labels",
                                           "on_drift", "cooldown_minutes",
-                                          "drift_check_s", "min_drift_rows", NULL};
+                                          "drift_check_s", "min_drift_rows",
+                                          "online", "online_refresh_s", "rollback",
+                                          "rollback_margin", "rollback_relative",
+                                          "rollback_min_labels", NULL};
     static const char *const kinds[] = {"gbdt", "ftrl", "fm", NULL};
     int rc = rk_conf_check_keys(n, allowed, err);
     int k = 0;
@@ -49,7 +56,28 @@ int rk_loop_opts_from_conf(rk_loop_opts *o, const rk_conf_node *root,
                                    o->drift_check_s, &o->drift_check_s, err);
     if (!rc) rc = rk_conf_as_int_range(rk_conf_get(n, "min_drift_rows"), mdr, 1,
                                        UINT32_MAX, &mdr, err);
+    int64_t rml = (int64_t)o->rollback_min_labels;
+    if (!rc) rc = rk_conf_as_bool(rk_conf_get(n, "online"), 0, &o->online, err);
+    if (!rc) rc = rk_conf_as_float(rk_conf_get(n, "online_refresh_s"),
+                                   o->online_refresh_s, &o->online_refresh_s, err);
+    if (!rc) rc = rk_conf_as_bool(rk_conf_get(n, "rollback"), 1, &o->rollback, err);
+    if (!rc) rc = rk_conf_as_float(rk_conf_get(n, "rollback_margin"),
+                                   o->rollback_margin, &o->rollback_margin, err);
+    if (!rc) rc = rk_conf_as_bool(rk_conf_get(n, "rollback_relative"), 0,
+                                  &o->rollback_relative, err);
+    if (!rc) rc = rk_conf_as_int_range(rk_conf_get(n, "rollback_min_labels"), rml,
+                                       1, INT64_MAX, &rml, err);
     if (rc) return rc;
+    o->rollback_min_labels = (uint64_t)rml;
+    if (!(o->online_refresh_s > 0) || !isfinite(o->online_refresh_s))
+        return rk_conf_error(err, rk_conf_get(n, "online_refresh_s"),
+                             "must be a number of seconds > 0");
+    if (!(o->rollback_margin >= 0) || !isfinite(o->rollback_margin))
+        return rk_conf_error(err, rk_conf_get(n, "rollback_margin"),
+                             "must be a finite number >= 0");
+    if (o->online && strcmp(o->kind, "gbdt") == 0)
+        return rk_conf_error(err, rk_conf_get(n, "online"), "online learning "
+                             "needs kind: ftrl or fm (trees do not learn online)");
     o->every_labels = (uint64_t)lab;
     o->min_drift_rows = (uint32_t)mdr;
     if (!(o->every_minutes >= 0) || !(o->cooldown_minutes >= 0) ||
@@ -104,4 +132,17 @@ rk_loop_trigger rk_loop_decide(const rk_loop_opts *o, const rk_loop_state *s)
     if (o->every_minutes > 0 && since_min >= o->every_minutes)
         return s->last_train_ms || s->new_labels ? RK_LOOP_PERIODIC : RK_LOOP_NONE;
     return RK_LOOP_NONE;
+}
+
+rk_loop_verdict rk_loop_rollback_check(const rk_loop_opts *o, double n_new,
+                                       double logloss_new, double n_prev,
+                                       double logloss_prev)
+{
+    double need = (double)o->rollback_min_labels;
+    if (!o->rollback || !(n_new >= need) || !(n_prev >= need) ||
+        !isfinite(logloss_new) || !isfinite(logloss_prev))
+        return RK_LOOP_WAIT;
+    double margin = o->rollback_relative ? o->rollback_margin * fabs(logloss_prev)
+                                         : o->rollback_margin;
+    return logloss_new > logloss_prev + margin ? RK_LOOP_ROLL_BACK : RK_LOOP_KEEP;
 }

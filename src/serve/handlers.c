@@ -143,7 +143,10 @@ int sv_h_events(sv_req *q)
             float wt = t->weight > 0 ? (float)t->weight : 1.0f;
             sv_history_add(s->hist, u, it, ts[i], wt, seen);
             if (seen) sv_ccache_invalidate(s->ccache, u);
-            if (rids[i]) sv_ab_event(s, rids[i], t->name, hasv[i], vals[i]);
+            if (rids[i]) {
+                sv_ab_event(s, rids[i], t->name, hasv[i], vals[i]);
+                sv_online_event(s, rids[i], items[i], types[i], hasv[i], vals[i]);
+            }
         }
         rk_reader_close(r);
     }

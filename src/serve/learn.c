@@ -49,6 +49,146 @@ static int drift_now(rk_server *s, uint64_t *rows)
     return drift;
 }
 
+/* ---- automatic rollback ------------------------------------------------------ */
+
+/* Rolls the loop's ranker back when its current version's online log loss
+ * is worse than its predecessor's by the configured margin (each version
+ * is judged once, when both have enough labels). */
+static void rollback_check(rk_server *s)
+{
+    const rk_loop_opts *o = &s->loop;
+    sv_model *m = sv_slot_acquire(&s->slots[0]);
+    if (!m) return;
+    uint32_t v = m->version, prev = 0;
+    sv_model_release(m);
+    rk_concept_metrics cn, cp;
+    int checked = 1;
+    if (!o->rollback || !sv_online_get(s, o->ranker, v, &cn, &prev, &checked) ||
+        checked || !prev || !sv_online_get(s, o->ranker, prev, &cp, NULL, NULL))
+        return;
+    rk_loop_verdict vd = rk_loop_rollback_check(o, cn.n, cn.logloss, cp.n, cp.logloss);
+    if (vd == RK_LOOP_WAIT) return;
+    sv_online_set_checked(s, o->ranker, v);
+    char det[400];
+    snprintf(det, sizeof det, "online logloss %.4f over %.0f labels vs %.4f over "
+             "%.0f of version %u (margin %g%s)", cn.logloss, cn.n, cp.logloss, cp.n,
+             prev, o->rollback_margin, o->rollback_relative ? " relative" : "");
+    if (vd == RK_LOOP_KEEP) {
+        rk_audit_add(s->audit, 0, "online_check_passed", o->ranker, v, det);
+        return;
+    }
+    uint32_t now = 0;
+    rk_err err = {0};
+    if (sv_models_rollback(s, o->ranker, &now, &err)) {
+        char d2[700];
+        snprintf(d2, sizeof d2, "rollback of version %u failed: %s", v, err.msg);
+        rk_audit_add(s->audit, 0, "failed", o->ranker, v, d2);
+        return;
+    }
+    sv_online_set_checked(s, o->ranker, now);
+    rk_audit_add(s->audit, 0, "rolled_back", o->ranker, now, det);
+    rk_log(s->log, RK_LOG_WARN, "loop", "%s: version %u rolled back to %u: %s",
+           o->ranker, v, now, det);
+}
+
+/* ---- online learning ------------------------------------------------------------ */
+
+typedef struct learner {
+    rk_ranker *r;               /* private copy, updated in place */
+    sv_model *base;             /* the loaded version it started from (ref) */
+    uint64_t updates, pending;
+    int64_t last_snapshot_ms;
+    uint32_t refused_version;   /* a version that cannot learn (logged once) */
+} learner;
+
+static void learner_reset(learner *l)
+{
+    rk_ranker_destroy(l->r);
+    sv_model_release(l->base);
+    l->r = NULL;
+    l->base = NULL;
+    l->updates = l->pending = 0;
+}
+
+/* Follows the slot: a newly loaded version restarts learning from it. */
+static void learner_follow(rk_server *s, learner *l)
+{
+    sv_model *cur = sv_slot_acquire(&s->slots[0]);
+    if (!cur) return;
+    sv_model *base = cur->base ? cur->base : cur;
+    if (base != l->base) {
+        learner_reset(l);
+        rk_ranker_kind k = rk_ranker_get_kind(cur->ranker);
+        rk_err err = {0};
+        if (k == RK_RANKER_GBDT) {
+            if (l->refused_version != base->version) {
+                l->refused_version = base->version;
+                rk_audit_add(s->audit, 0, "failed", s->loop.ranker, base->version,
+                             "online learning: a gbdt version does not learn "
+                             "online; waiting for an ftrl or fm version");
+            }
+        } else if (rk_ranker_clone(&l->r, cur->ranker, &err)) {
+            rk_log(s->log, RK_LOG_ERROR, "loop", "online learning: %s", err.msg);
+        } else {
+            atomic_fetch_add(&base->ref, 1);
+            l->base = base;
+            l->last_snapshot_ms = rk_clock_wall_ms();
+            char det[128];
+            snprintf(det, sizeof det, "learning online from version %u, snapshot "
+                     "every %g s", base->version, s->loop.online_refresh_s);
+            rk_audit_add(s->audit, 0, "online_learning", s->loop.ranker,
+                         base->version, det);
+        }
+    }
+    sv_model_release(cur);
+}
+
+/* Applies the queued labelled examples and, every online_refresh_s,
+ * swaps a snapshot of the learner into the slot. */
+static void learner_step(rk_server *s, learner *l, int64_t now)
+{
+    size_t n;
+    sv_example *ex = sv_online_take(s, &n);
+    learner_follow(s, l);
+    for (sv_example *e = ex; l->r && e; e = e->next) {
+        if (strcmp(e->name, s->loop.ranker)) continue;
+        rk_err err = {0};
+        if (rk_ranker_update(l->r, &e->x, e->y, 1.0f, NULL, &err)) {
+            atomic_fetch_add(&s->learn_errors, 1);
+            continue;
+        }
+        l->updates++;
+        l->pending++;
+        atomic_fetch_add(&s->learn_updates, 1);
+    }
+    sv_example_free(ex);
+    if (!l->r || !l->pending ||
+        now - l->last_snapshot_ms < (int64_t)(s->loop.online_refresh_s * 1000))
+        return;
+    l->last_snapshot_ms = now;
+    sv_model *d = rk_malloc(sizeof *d);
+    rk_err err = {0};
+    if (!d) return;
+    memcpy(d, l->base, sizeof *d);
+    atomic_init(&d->ref, 1);
+    d->next_dead = NULL;
+    d->ranker = NULL;
+    d->loaded_ms = now;
+    d->online_updates = l->updates;
+    d->base = l->base;
+    if (rk_ranker_clone(&d->ranker, l->r, &err)) {
+        rk_free(d);
+        return;
+    }
+    atomic_fetch_add(&l->base->ref, 1);
+    if (sv_slot_swap_derived(&s->slots[0], l->base, d)) {
+        sv_model_release(d);    /* a new version came in meanwhile */
+        return;
+    }
+    l->pending = 0;
+    atomic_fetch_add(&s->learn_snapshots, 1);
+}
+
 static void *loop_main(void *arg)
 {
     rk_server *s = arg;
@@ -57,6 +197,8 @@ static void *loop_main(void *arg)
     int64_t last_train = 0, last_check = 0;
     int drift = 0;
     uint64_t drift_rows = 0;
+    learner l;
+    memset(&l, 0, sizeof l);
     char log_path[4200];
     snprintf(log_path, sizeof log_path, "%s/loop.log", rk_store_path(s->store));
     while (!atomic_load(&s->loop_stop)) {
@@ -75,6 +217,8 @@ static void *loop_main(void *arg)
                 drift = d;
             }
         }
+        rollback_check(s);
+        if (o->online) learner_step(s, &l, now);
         rk_loop_state st = {now, last_train, positives(s) - base, drift, drift_rows, 0};
         rk_loop_trigger t = rk_loop_decide(o, &st);
         if (t != RK_LOOP_NONE) {
@@ -110,17 +254,23 @@ static void *loop_main(void *arg)
         }
         rk_sleep_ms(200);
     }
+    learner_reset(&l);
     return NULL;
 }
 
 int sv_learn_start(rk_server *s, rk_err *err)
 {
+    rk_loop_opts_default(&s->loop);
     int rc = rk_loop_opts_from_conf(&s->loop, s->root, err);
     if (rc) return rc;
     if (!s->loop.ranker) s->loop.ranker = s->o.ranker;
     char path[4200];
     snprintf(path, sizeof path, "%s/audit.jsonl", rk_store_path(s->store));
     if ((rc = rk_audit_open(&s->audit, path, 1000, err))) return rc;
+    if (s->labels_ok &&
+        (rc = sv_online_create(s, s->label_requests, s->label_bytes,
+                               s->loop.enabled && s->loop.online, err)))
+        return rc;
     if (!s->loop.enabled) return 0;
     if (!s->loop.ranker)
         return rk_err_set(err, RK_ECONFIG, "loop: needs loop.ranker or serve.ranker");
@@ -169,4 +319,17 @@ void sv_learn_metrics(rk_server *s, rk_buf *b)
                             kinds[i], (unsigned long long)counts[i]);
     (void)rk_buf_printf(b, "# TYPE rankd_loop_training gauge\nrankd_loop_training %d\n",
                         atomic_load(&s->loop_training));
+    if (s->loop.online)
+        (void)rk_buf_printf(b, "# HELP rankd_online_learner_updates_total Labelled "
+                            "examples the online learner applied.\n# TYPE "
+                            "rankd_online_learner_updates_total counter\n"
+                            "rankd_online_learner_updates_total %llu\n"
+                            "# TYPE rankd_online_learner_errors_total counter\n"
+                            "rankd_online_learner_errors_total %llu\n"
+                            "# TYPE rankd_online_learner_snapshots_total counter\n"
+                            "rankd_online_learner_snapshots_total %llu\n",
+                            (unsigned long long)atomic_load(&s->learn_updates),
+                            (unsigned long long)atomic_load(&s->learn_errors),
+                            (unsigned long long)atomic_load(&s->learn_snapshots));
+    sv_online_metrics(s, b);
 }

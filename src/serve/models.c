@@ -26,6 +26,13 @@ sv_model *sv_slot_acquire(sv_slot *sl)
 
 static void model_free(sv_model *m)
 {
+    if (m->base) {
+        /* A derived snapshot owns its ranker only. */
+        rk_ranker_destroy(m->ranker);
+        sv_model_release(m->base);
+        rk_free(m);
+        return;
+    }
     if (m->has_meta) rk_model_meta_free(&m->meta);
     rk_drift_window_destroy(m->win);
     rk_free(m->mon_col);
@@ -245,6 +252,30 @@ static void reload_slot(rk_server *s, sv_slot *sl)
            (double)(rk_clock_mono_ns() - t0) / 1e6);
 }
 
+int sv_slot_swap_derived(sv_slot *sl, sv_model *base, sv_model *derived)
+{
+    pthread_mutex_lock(&sl->mu);
+    sv_model *old = sl->cur;
+    int ok = old && (old == base || old->base == base);
+    if (ok) sl->cur = derived;
+    pthread_mutex_unlock(&sl->mu);
+    if (!ok) return -1;
+    sv_model_release(old);
+    return 0;
+}
+
+int sv_models_rollback(rk_server *s, const char *name, uint32_t *now, rk_err *err)
+{
+    pthread_mutex_lock(&s->reg_mu);
+    int rc = rk_registry_rollback(s->reg, name, now, err);
+    pthread_mutex_unlock(&s->reg_mu);
+    if (rc) return rc;
+    /* Switch this server at once instead of at the next poll. */
+    for (size_t i = 0; i < s->nslots; i++)
+        if (strcmp(s->slots[i].name, name) == 0) reload_slot(s, &s->slots[i]);
+    return 0;
+}
+
 void sv_models_reload(rk_server *s)
 {
     for (size_t i = 0; i < s->nslots; i++) reload_slot(s, &s->slots[i]);
@@ -277,6 +308,9 @@ static void slot_json(rk_buf *b, sv_slot *sl)
         char t[32];
         rk_format_time_ms(m->loaded_ms, t);
         (void)rk_buf_printf(b, ",\"loaded_at\":\"%s\"", t);
+        if (m->base)
+            (void)rk_buf_printf(b, ",\"online_updates\":%llu",
+                                (unsigned long long)m->online_updates);
     }
     pthread_mutex_lock(&sl->mu);
     if (sl->failed_version) {
@@ -383,21 +417,19 @@ static int model_op(sv_req *q, int promote)
         model_free(m);
         break;
     }
-    pthread_mutex_lock(&s->reg_mu);
-    if (!rc) {
-        if (promote) {
-            rc = rk_registry_promote(s->reg, name, (uint32_t)version, &err);
-            if (!rc) now = (uint32_t)version;
-        } else {
-            rc = rk_registry_rollback(s->reg, name, &now, &err);
-        }
+    if (!rc && promote) {
+        pthread_mutex_lock(&s->reg_mu);
+        rc = rk_registry_promote(s->reg, name, (uint32_t)version, &err);
+        pthread_mutex_unlock(&s->reg_mu);
+        if (!rc) now = (uint32_t)version;
+        /* Switch this server at once instead of at the next poll. */
+        for (size_t i = 0; !rc && i < s->nslots; i++)
+            if (strcmp(s->slots[i].name, name) == 0) reload_slot(s, &s->slots[i]);
+    } else if (!rc) {
+        rc = sv_models_rollback(s, name, &now, &err);
     }
-    pthread_mutex_unlock(&s->reg_mu);
     if (rc == RK_ENOTFOUND) return sv_error(q, SV_ERR_UNKNOWN_MODEL, "%s", err.msg);
     if (rc) return sv_error_rk(q, rc, &err);
-    /* Switch this server at once instead of at the next poll. */
-    for (size_t i = 0; i < s->nslots; i++)
-        if (strcmp(s->slots[i].name, name) == 0) reload_slot(s, &s->slots[i]);
     (void)rk_buf_puts(q->out, "{\"request_id\":");
     sv_json_str(q->out, q->request_id);
     (void)rk_buf_puts(q->out, ",\"model\":");

@@ -124,6 +124,9 @@ int sv_h_monitor_drift(sv_req *q)
                         m->win ? rk_drift_window_capacity(m->win) : 0);
     if (r) rk_drift_report_json(r, b);
     else (void)rk_buf_puts(b, "null");
+    /* Concept drift: online metrics per version from delayed labels. */
+    (void)rk_buf_puts(b, ",\"concept\":");
+    sv_online_json(s, b);
     (void)rk_buf_putc(b, '}');
     rk_drift_report_free(r);
     sv_model_release(m);

@@ -512,6 +512,20 @@ static void flog_add(sv_req *q, const sv_model *m, const char *user,
     }
 }
 
+/* Remembers what m served so its labels can be scored when they arrive. */
+static void online_add(sv_req *q, const sv_model *m, const ranked *rk,
+                       const char *const *ids, size_t n)
+{
+    float *sc = rk_arena_alloc(&q->w->arena, (n ? n : 1) * sizeof *sc);
+    const rk_fvec **x = rk_arena_alloc(&q->w->arena, (n ? n : 1) * sizeof *x);
+    if (!sc || !x) return;
+    for (size_t i = 0; i < n; i++) {
+        sc[i] = rk[i].score;
+        x[i] = rk[i].row != UINT32_MAX ? &q->w->fv[rk[i].row] : NULL;
+    }
+    sv_online_served(q->srv, q->request_id, q->now_ms, m, ids, sc, x, n);
+}
+
 /* ---- /v1/recommend ---------------------------------------------------------- */
 
 static const char *const rec_keys[] = {"user", "n", "context", "exclude",
@@ -859,6 +873,7 @@ int sv_h_recommend(sv_req *q)
         flog_add(q, deg == SV_DEG_TRENDING ? NULL : m, c.user, c.ctx, c.ctx_len,
                  exp >= 0 ? s->exps[exp].name : NULL,
                  exp >= 0 ? s->exps[exp].v[var].name : NULL, fin, ids, nout);
+    if (m && deg != SV_DEG_TRENDING && ids && nout) online_add(q, m, fin, ids, nout);
     if (exp >= 0) sv_ab_served(s, q->request_id, exp, var);
     sv_model_release(m);
     rk_reader_close(r);
@@ -1008,6 +1023,7 @@ int sv_h_rank(sv_req *q)
         flog_add(q, m, c.user, c.ctx, c.ctx_len,
                  exp >= 0 ? s->exps[exp].name : NULL,
                  exp >= 0 ? s->exps[exp].v[var].name : NULL, rk, ids, c.n);
+    if (ids && c.n) online_add(q, m, rk, ids, c.n);
     if (exp >= 0) sv_ab_served(s, q->request_id, exp, var);
     sv_model_release(m);
     rk_reader_close(r);

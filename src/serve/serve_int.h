@@ -118,6 +118,11 @@ typedef struct sv_model {
     int has_meta;
     rk_drift_window *win;       /* inputs then the prediction */
     int32_t *mon_col;           /* reference i -> dense column, -1 = none */
+    /* online learning: a snapshot derived from `base` (same version) with
+     * a ranker updated from labelled examples; everything but the ranker
+     * is borrowed from base, which it holds a reference to. */
+    struct sv_model *base;
+    uint64_t online_updates;
 } sv_model;
 
 #define SV_NAME_MAX 201
@@ -171,6 +176,7 @@ typedef struct sv_worker sv_worker;
 typedef struct sv_history sv_history;
 typedef struct sv_ccache sv_ccache;
 typedef struct sv_idcache sv_idcache;
+typedef struct sv_online sv_online;
 
 #define SV_MAX_SLOTS (2 + SV_MAX_EXPERIMENTS * SV_MAX_VARIANTS + 2)
 
@@ -241,6 +247,12 @@ struct rk_server {
     int loop_started;
     atomic_int loop_stop, loop_training;
     atomic_uint_fast64_t rank_cost16;  /* ns per ranked candidate x 16 */
+
+    sv_online *onl;             /* delayed labels, online metrics (online.c) */
+    size_t label_requests, label_bytes;
+    const char **mon_exclude;   /* monitor.exclude (names borrowed) */
+    /* online learner (learn.c) */
+    atomic_uint_fast64_t learn_updates, learn_errors, learn_snapshots;
 
     /* feature log: requests append to flog_batch; the flog thread writes */
     pthread_mutex_t flog_mu;
@@ -332,7 +344,45 @@ void sv_monitor_metrics(rk_server *s, rk_buf *b);
 int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
                       uint64_t *rows, rk_err *err);
 
+/* online.c: delayed labels of served rankings, per-version online
+ * metrics (concept drift) and the online learner's examples */
+typedef struct sv_example {
+    struct sv_example *next;
+    char name[SV_NAME_MAX];     /* the model that served it */
+    uint32_t version;
+    float y, p;                 /* label, served prediction */
+    rk_fvec x;                  /* arrays follow the struct */
+} sv_example;
+int sv_online_create(rk_server *s, size_t max_requests, size_t max_bytes,
+                     int keep_vectors, rk_err *err);
+void sv_online_destroy(rk_server *s);
+/* A ranking served by m: n items, their scores and vectors (x[i] may be
+ * NULL; vectors are kept only for online learning). */
+void sv_online_served(rk_server *s, const char *request_id, int64_t now_ms,
+                      const sv_model *m, const char *const *ids,
+                      const float *scores, const rk_fvec *const *x, size_t n);
+/* An acknowledged event carrying a request id. */
+void sv_online_event(rk_server *s, const char *request_id, const char *item,
+                     uint32_t type, int has_value, double value);
+/* Labels requests whose window has passed (background thread). */
+void sv_online_tick(rk_server *s, int64_t now_ms);
+/* Detaches the queued labelled examples (the learner frees them). */
+sv_example *sv_online_take(rk_server *s, size_t *n);
+void sv_example_free(sv_example *e);
+/* A version's online metrics; 0 when it has none. */
+int sv_online_get(rk_server *s, const char *name, uint32_t version,
+                  rk_concept_metrics *out, uint32_t *prev, int *checked);
+void sv_online_set_checked(rk_server *s, const char *name, uint32_t version);
+void sv_online_json(rk_server *s, rk_buf *b);
+void sv_online_metrics(rk_server *s, rk_buf *b);
+
 /* models.c */
+/* Replaces the slot's model by `derived` (built from base) when the slot
+ * still serves base or a snapshot derived from it; 0 on success, else
+ * the caller keeps derived. */
+int sv_slot_swap_derived(sv_slot *sl, sv_model *base, sv_model *derived);
+/* Rolls name back to its previous version in the registry and reloads. */
+int sv_models_rollback(rk_server *s, const char *name, uint32_t *now, rk_err *err);
 int sv_models_init(rk_server *s, rk_err *err);
 void sv_models_reload(rk_server *s);        /* one poll of every slot */
 void sv_models_free(rk_server *s);

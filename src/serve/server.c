@@ -318,6 +318,29 @@ int sv_worker_fvecs(sv_worker *w, size_t n)
 
 /* ---- background work ---------------------------------------------------- */
 
+/* monitor.exclude: feature names the drift verdict leaves out. */
+static int monitor_exclude(rk_server *s, const rk_conf_node *n, rk_err *err)
+{
+    if (!n) return 0;
+    if (rk_conf_node_type(n) != RK_CONF_LIST)
+        return rk_conf_error(err, n, "expected a list of feature names");
+    size_t k = rk_conf_len(n);
+    const char **names = rk_calloc(k ? k : 1, sizeof *names);
+    if (!names) return rk_err_set(err, RK_ENOMEM, "monitor: out of memory");
+    for (size_t i = 0; i < k; i++) {
+        int rc = rk_conf_as_str(rk_conf_at(n, i, NULL), NULL, &names[i], err);
+        if (!rc && !names[i]) rc = rk_conf_error(err, n, "empty feature name");
+        if (rc) {
+            rk_free(names);
+            return rc;
+        }
+    }
+    s->mon_exclude = names;
+    s->drift_opts.exclude = names;
+    s->drift_opts.nexclude = k;
+    return 0;
+}
+
 static void *bg_main(void *arg)
 {
     rk_server *s = arg;
@@ -337,6 +360,7 @@ static void *bg_main(void *arg)
             last_refresh = rk_clock_mono_ns();
         }
         sv_precompute(s);
+        sv_online_tick(s, rk_clock_wall_ms());
         sv_models_bury(s);
         pthread_mutex_lock(&s->bg_mu);
         if (s->stopping) break;
@@ -498,12 +522,15 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
                                 o->cand_cache_ttl_s))
         rc = rk_err_set(err, RK_ENOMEM, "serve: candidate cache");
     rk_drift_opts_default(&s->drift_opts);
+    s->label_requests = 20000;
+    s->label_bytes = 64u << 20;
     const rk_conf_node *mon = root ? rk_conf_get(root, "monitor") : NULL;
     if (!rc && mon) {
         static const char *const mk[] = {"window", "small_reference", "ks_alpha",
                                          "chi2_alpha", "wasserstein", "js", "psi",
-                                         "dataset_share", NULL};
-        int64_t wv;
+                                         "dataset_share", "exclude",
+                                         "label_requests", "label_bytes", NULL};
+        int64_t wv, lr = (int64_t)s->label_requests, lb = (int64_t)s->label_bytes;
         rk_drift_opts *d = &s->drift_opts;
         int64_t sr;
         if (!(rc = rk_conf_check_keys(mon, mk, err)) &&
@@ -521,7 +548,14 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
             !(rc = rk_conf_as_float(rk_conf_get(mon, "js"), d->js, &d->js, err)) &&
             !(rc = rk_conf_as_float(rk_conf_get(mon, "psi"), d->psi, &d->psi, err)) &&
             !(rc = rk_conf_as_float(rk_conf_get(mon, "dataset_share"),
-                                    d->dataset_share, &d->dataset_share, err))) {
+                                    d->dataset_share, &d->dataset_share, err)) &&
+            !(rc = rk_conf_as_int_range(rk_conf_get(mon, "label_requests"), lr, 1,
+                                        100000000, &lr, err)) &&
+            !(rc = rk_conf_as_int_range(rk_conf_get(mon, "label_bytes"), lb, 1 << 16,
+                                        INT64_MAX, &lb, err)) &&
+            !(rc = monitor_exclude(s, rk_conf_get(mon, "exclude"), err))) {
+            s->label_requests = (size_t)lr;
+            s->label_bytes = (size_t)lb;
             s->o.monitor_window = (uint32_t)wv;
             d->small_reference = (uint64_t)sr;
             rc = rk_drift_opts_check(d, err);
@@ -779,6 +813,8 @@ void rk_server_destroy(rk_server *s)
         rk_feat_spec_destroy(s->online);
     }
     rk_registry_close(s->reg);
+    sv_online_destroy(s);
+    rk_free((void *)s->mon_exclude);
     sv_history_destroy(s->hist);
     sv_ccache_destroy(s->ccache);
     sv_idcache_destroy(s->ids);

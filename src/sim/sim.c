@@ -485,6 +485,7 @@ static int one_request(worker *w, sim_rng *r, uint32_t u, uint32_t hour,
     size_t nitems = json_array_size(items);
     if (nitems == 0) w->st.empty++;
     const char *req_id = json_string_value(rid);
+    const int64_t now_ms = rk_clock_wall_ms();
     rk_buf_reset(&w->ev);
     rk_buf_putc(&w->ev, '[');
     int first = 1;
@@ -498,7 +499,10 @@ static int one_request(worker *w, sim_rng *r, uint32_t u, uint32_t hour,
         }
         const char *ext = json_string_value(id);
         size_t len = json_string_length(id);
-        int64_t t = ts + 1000 + (int64_t)pos * 200;
+        /* Live events carry the server's clock (the time they happen),
+         * not the simulated one: the label join and the online metrics
+         * count a label window from when the ranking was served. */
+        int64_t t = now_ms + (int64_t)pos * 4;
         put_event(&w->ev, first, "impression", u, ext, len, t, NAN, req_id,
                   (int)pos, dev, sent_bw);
         first = 0;
@@ -512,17 +516,17 @@ static int one_request(worker *w, sim_rng *r, uint32_t u, uint32_t hour,
             w->shown[w->nshown++] = (uint32_t)ix;
         outcome oc = react(w, r, u, (uint32_t)ix, (uint32_t)pos, hour, bw);
         if (oc.clicked) {
-            put_event(&w->ev, 0, "click", u, ext, len, t + 2000, NAN, req_id,
+            put_event(&w->ev, 0, "click", u, ext, len, t + 1, NAN, req_id,
                       (int)pos, dev, sent_bw);
             put_event(&w->ev, 0, "watch", u, ext, len,
-                      t + 2000 + (int64_t)(oc.watch * 1000), oc.watch, req_id,
+                      t + 2, oc.watch, req_id,
                       (int)pos, dev, sent_bw);
             w->st.clicks++;
             w->st.watches++;
             w->st.watch_seconds += oc.watch;
         }
         if (oc.liked) {
-            put_event(&w->ev, 0, "like", u, ext, len, t + 2500, NAN, req_id,
+            put_event(&w->ev, 0, "like", u, ext, len, t + 3, NAN, req_id,
                       (int)pos, dev, sent_bw);
             w->st.likes++;
         }
