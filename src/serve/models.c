@@ -33,6 +33,10 @@ static void model_free(sv_model *m)
         rk_free(m);
         return;
     }
+    if (m->sref) {
+        for (size_t i = 0; i <= m->meta.nfeatures; i++) rk_refhist_free(m->sref[i]);
+        rk_free(m->sref);
+    }
     if (m->has_meta) rk_model_meta_free(&m->meta);
     rk_drift_window_destroy(m->win);
     rk_free(m->mon_col);

@@ -62,6 +62,30 @@ void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score)
     rk_free(heap);
 }
 
+/* Reference histograms from a window's samples (monitor.reference:
+ * served), named as the training references are. */
+static int served_reference(sv_model *b, const float *const *cur,
+                            const size_t *ncur, rk_err *err)
+{
+    uint32_t nf = (uint32_t)b->meta.nfeatures + 1;
+    rk_refhist **h = rk_calloc(nf, sizeof *h);
+    if (!h) return rk_err_set(err, RK_ENOMEM, "monitor: out of memory");
+    int rc = 0;
+    for (uint32_t i = 0; !rc && i < nf; i++) {
+        const rk_refhist *t = i + 1 < nf ? b->meta.features[i] : b->meta.prediction;
+        rc = rk_refhist_numeric(&h[i], t ? t->name : "prediction", cur[i], ncur[i],
+                                1, 0, err);
+    }
+    if (rc) {
+        for (uint32_t i = 0; i < nf; i++) rk_refhist_free(h[i]);
+        rk_free(h);
+        return rc;
+    }
+    b->sref = h;
+    atomic_store(&b->sref_ready, 1);
+    return 0;
+}
+
 int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
                       uint64_t *rows, rk_err *err)
 {
@@ -79,7 +103,25 @@ int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
         cur[i] = buf + (size_t)i * cap;
     }
     *rows = rk_drift_window_seen(m->win, nf - 1);
-    if (!rc) rc = rk_drift_report_build(&m->meta, cur, ncur, &s->drift_opts, out, err);
+    const rk_model_meta *meta = &m->meta;
+    rk_model_meta sm;
+    if (!rc && s->mon_ref_served) {
+        /* The reference is the version's first full window: nothing to
+         * compare until it is there. */
+        sv_model *b = m->base ? m->base : m;
+        if (!atomic_load(&b->sref_ready) && *rows >= cap) {
+            pthread_mutex_lock(&s->mon_mu);
+            if (!atomic_load(&b->sref_ready)) rc = served_reference(b, cur, ncur, err);
+            pthread_mutex_unlock(&s->mon_mu);
+        }
+        if (rc || !atomic_load(&b->sref_ready)) goto out;
+        sm = b->meta;
+        sm.features = b->sref;
+        sm.prediction = b->sref[nf - 1];
+        meta = &sm;
+    }
+    if (!rc) rc = rk_drift_report_build(meta, cur, ncur, &s->drift_opts, out, err);
+out:
     rk_free(buf);
     rk_free((void *)cur);
     rk_free(ncur);

@@ -123,6 +123,10 @@ typedef struct sv_model {
      * is borrowed from base, which it holds a reference to. */
     struct sv_model *base;
     uint64_t online_updates;
+    /* monitor.reference: served — the version's first full live window,
+     * built once (under the server's mon_mu) and then read only */
+    atomic_int sref_ready;
+    rk_refhist **sref;          /* meta.nfeatures + 1 (the prediction last) */
 } sv_model;
 
 #define SV_NAME_MAX 201
@@ -251,6 +255,8 @@ struct rk_server {
     sv_online *onl;             /* delayed labels, online metrics (online.c) */
     size_t label_requests, label_bytes;
     const char **mon_exclude;   /* monitor.exclude (names borrowed) */
+    int mon_ref_served;         /* monitor.reference: served */
+    pthread_mutex_t mon_mu;     /* builds served references */
     /* online learner (learn.c) */
     atomic_uint_fast64_t learn_updates, learn_errors, learn_snapshots;
 

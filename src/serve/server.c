@@ -522,6 +522,7 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
                                 o->cand_cache_ttl_s))
         rc = rk_err_set(err, RK_ENOMEM, "serve: candidate cache");
     rk_drift_opts_default(&s->drift_opts);
+    pthread_mutex_init(&s->mon_mu, NULL);
     s->label_requests = 20000;
     s->label_bytes = 64u << 20;
     const rk_conf_node *mon = root ? rk_conf_get(root, "monitor") : NULL;
@@ -529,7 +530,9 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
         static const char *const mk[] = {"window", "small_reference", "ks_alpha",
                                          "chi2_alpha", "wasserstein", "js", "psi",
                                          "dataset_share", "exclude",
-                                         "label_requests", "label_bytes", NULL};
+                                         "label_requests", "label_bytes",
+                                         "reference", NULL};
+        static const char *const refs[] = {"training", "served", NULL};
         int64_t wv, lr = (int64_t)s->label_requests, lb = (int64_t)s->label_bytes;
         rk_drift_opts *d = &s->drift_opts;
         int64_t sr;
@@ -553,6 +556,8 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
                                         100000000, &lr, err)) &&
             !(rc = rk_conf_as_int_range(rk_conf_get(mon, "label_bytes"), lb, 1 << 16,
                                         INT64_MAX, &lb, err)) &&
+            !(rc = rk_conf_as_enum(rk_conf_get(mon, "reference"), 0, refs,
+                                   &s->mon_ref_served, err)) &&
             !(rc = monitor_exclude(s, rk_conf_get(mon, "exclude"), err))) {
             s->label_requests = (size_t)lr;
             s->label_bytes = (size_t)lb;
@@ -815,6 +820,7 @@ void rk_server_destroy(rk_server *s)
     rk_registry_close(s->reg);
     sv_online_destroy(s);
     rk_free((void *)s->mon_exclude);
+    pthread_mutex_destroy(&s->mon_mu);
     sv_history_destroy(s->hist);
     sv_ccache_destroy(s->ccache);
     sv_idcache_destroy(s->ids);
