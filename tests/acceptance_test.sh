@@ -13,24 +13,9 @@
 # The taste-shift check (c) runs in bench/loop.sh (several minutes).
 # Prints one line per case and "# N passed, N failed".
 set -u
-RANKD=${RANKD:-build/rankd}
-case "$RANKD" in /*) ;; *) RANKD="$(pwd)/$RANKD" ;; esac
-T=$(mktemp -d "${TMPDIR:-/tmp}/rk-accept-XXXXXX")
+. "$(dirname "$0")/lib/harness.sh"
+rk_harness accept
 D="$T/data"
-PID=""
-stop_server() {
-    if [ -n "$PID" ]; then
-        kill -TERM "$PID" 2>/dev/null
-        wait "$PID" 2>/dev/null
-        PID=""
-    fi
-}
-trap 'stop_server; rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; shift; for l in "$@"; do echo "  $l"; done; fail=$((fail + 1)); }
-finish() { echo "# $pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 
 WORLD="--users 300 --items 600 --seed 7"
 SIM="$WORLD --sessions-per-hour 150 --requests-per-session 2 --n 8"
@@ -171,7 +156,7 @@ done
 # items of one request share its context — so the check is on scores.)
 if awk '$1 < 12 && $3 > m { m = $3 } $1 == 12 { top = $2; s = $3 }
         END { exit !(top == "bandwidth" && s >= 2.5 * m && s >= 0.1) }' "$T/drift.txt"; then
-    ok "b_pipeline_bug_leads_its_window ($(awk '{ printf "h%s:%s:%.3f ", $1, $2, $3 }' "$T/drift.txt"))"
+    ok "b_pipeline_bug_leads_its_window ($(awk '{ printf "h%s top %s, bandwidth %.3f; ", $1, $2, $3 }' "$T/drift.txt"))"
 else
     bad b_pipeline_bug_leads_its_window "$(cat "$T/drift.txt")"
 fi

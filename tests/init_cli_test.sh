@@ -6,23 +6,9 @@
 # docs/templates.md shows: import, train, serve, score a row over HTTP.
 # Prints one line per case and "# N passed, N failed".
 set -u
-RANKD=${RANKD:-build/rankd}
-case "$RANKD" in /*) ;; *) RANKD="$(pwd)/$RANKD" ;; esac
+. "$(dirname "$0")/lib/harness.sh"
 SHARED="$(pwd)/../shared/data"
-T=$(mktemp -d "${TMPDIR:-/tmp}/rk-init-XXXXXX")
-PID=""
-stop_server() {
-    if [ -n "$PID" ]; then
-        kill -TERM "$PID" 2>/dev/null
-        wait "$PID" 2>/dev/null
-        PID=""
-    fi
-}
-trap 'stop_server; rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; shift; for l in "$@"; do echo "  $l"; done; fail=$((fail + 1)); }
+rk_harness init
 
 # start_server DIR: serves DIR with DIR/rankd.yaml; sets PORT.
 start_server() {

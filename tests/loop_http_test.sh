@@ -6,23 +6,9 @@
 # GET /v1/monitor/events, /metrics and DIR/audit.jsonl; an HTTP rollback
 # is recorded too. Prints one line per case and "# N passed, N failed".
 set -u
-RANKD=${RANKD:-build/rankd}
-case "$RANKD" in /*) ;; *) RANKD="$(pwd)/$RANKD" ;; esac
-T=$(mktemp -d "${TMPDIR:-/tmp}/rk-loop-XXXXXX")
+. "$(dirname "$0")/lib/harness.sh"
+rk_harness loop
 D="$T/data"
-PID=""
-stop_server() {
-    if [ -n "$PID" ]; then
-        kill -TERM "$PID" 2>/dev/null
-        wait "$PID" 2>/dev/null
-        PID=""
-    fi
-}
-trap 'stop_server; rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; shift; for l in "$@"; do echo "  $l"; done; fail=$((fail + 1)); }
 
 "$RANKD" demo --data "$D" --users 200 --items 300 --sessions 2000 >"$T/setup.out" 2>&1 &&
     "$RANKD" train --data "$D" --config "$D/rankd.yaml" >>"$T/setup.out" 2>&1

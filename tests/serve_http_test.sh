@@ -9,22 +9,8 @@
 # Every server started here is stopped by the EXIT trap. Prints one line
 # per case and "# N passed, N failed".
 set -u
-RANKD=${RANKD:-build/rankd}
-case "$RANKD" in /*) ;; *) RANKD="$(pwd)/$RANKD" ;; esac
-T=$(mktemp -d "${TMPDIR:-/tmp}/rk-servehttp-XXXXXX")
-PID=""
-stop_server() {
-    if [ -n "$PID" ]; then
-        kill -TERM "$PID" 2>/dev/null
-        wait "$PID" 2>/dev/null
-        PID=""
-    fi
-}
-trap 'stop_server; rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; shift; for l in "$@"; do echo "  $l"; done; fail=$((fail + 1)); }
+. "$(dirname "$0")/lib/harness.sh"
+rk_harness servehttp
 D="$T/data"
 
 # start_server CONFIG: starts rankd serve in the background (PID), waits for

@@ -8,23 +8,8 @@
 # started here is stopped by the EXIT trap. Prints one line per case and
 # "# N passed, N failed".
 set -u
-RANKD=${RANKD:-build/rankd}
-case "$RANKD" in /*) ;; *) RANKD="$(pwd)/$RANKD" ;; esac
-T=$(mktemp -d "${TMPDIR:-/tmp}/rk-simhttp-XXXXXX")
-PID=""
-stop_server() {
-    if [ -n "$PID" ]; then
-        kill -TERM "$PID" 2>/dev/null
-        wait "$PID" 2>/dev/null
-        PID=""
-    fi
-}
-trap 'stop_server; rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; shift; for l in "$@"; do echo "  $l"; done; fail=$((fail + 1)); }
-finish() { echo "# $pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
+. "$(dirname "$0")/lib/harness.sh"
+rk_harness simhttp
 
 WORLD="--users 150 --items 300 --seed 7"
 SIM="$WORLD --sessions-per-hour 40 --requests-per-session 2 --n 8"
