@@ -490,6 +490,21 @@ static const rk_fvec *src_get(const src *s, size_t i, rk_trow *tmp)
 
 #define TREE_BLOCK 256
 
+/* A vector a linear model can take: the trained dense width and hashed
+ * coordinates within its bits. RK_EINVAL naming vector i otherwise. */
+static int linear_check(const rk_ranker *r, const rk_fvec *x, size_t i, rk_err *err)
+{
+    if (x->ndense != r->ndense)
+        return rk_err_set(err, RK_EINVAL, "ranker: vector %zu has %u dense "
+                          "columns, the model %u", i, x->ndense, r->ndense);
+    for (uint32_t j = 0; j < x->nsparse; j++)
+        if (x->idx[j] >> r->hash_bits)
+            return rk_err_set(err, RK_EINVAL, "ranker: vector %zu has hashed "
+                              "coordinate %u beyond %u bits", i, x->idx[j],
+                              r->hash_bits);
+    return 0;
+}
+
 static int raw_many(const rk_ranker *r, const src *s, size_t n, float *out,
                     rk_err *err)
 {
@@ -529,11 +544,7 @@ static int raw_many(const rk_ranker *r, const src *s, size_t n, float *out,
     int rc = 0;
     for (size_t i = 0; !rc && i < n; i++) {
         const rk_fvec *x = src_get(s, i, &tmp);
-        if (x->ndense != r->ndense) {
-            rc = rk_err_set(err, RK_EINVAL, "ranker: vector %zu has %u dense "
-                            "columns, the model %u", i, x->ndense, r->ndense);
-            break;
-        }
+        if ((rc = linear_check(r, x, i, err))) break;
         size_t need = linear_cap(r, x);
         if (need > cap) {
             cap = need * 2;
@@ -546,14 +557,6 @@ static int raw_many(const rk_ranker *r, const src *s, size_t n, float *out,
                 break;
             }
         }
-        for (uint32_t j = 0; j < x->nsparse; j++)
-            if (x->idx[j] >> r->hash_bits) {
-                rc = rk_err_set(err, RK_EINVAL, "ranker: vector %zu has hashed "
-                                "coordinate %u beyond %u bits", i, x->idx[j],
-                                r->hash_bits);
-                break;
-            }
-        if (rc) break;
         rk_sparse sp = {idx, val, 0};
         linear_row(r, x, idx, val, &sp.n);
         rc = r->kind == RK_RANKER_FTRL ? rk_ftrl_predict(r->ftrl, &sp, &out[i])
@@ -602,21 +605,15 @@ int rk_ranker_update(rk_ranker *r, const rk_fvec *x, float y, float w,
     if (r->kind == RK_RANKER_GBDT)
         return rk_err_set(err, RK_EINVAL, "ranker: a gbdt ranker does not "
                           "learn online (use ftrl or fm)");
-    if (x->ndense != r->ndense)
-        return rk_err_set(err, RK_EINVAL, "ranker: the vector has %u dense "
-                          "columns, the model %u", x->ndense, r->ndense);
+    int rc = linear_check(r, x, 0, err);
+    if (rc) return rc;
     if (!(w >= 0) || !isfinite(w))
         return rk_err_set(err, RK_EINVAL, "ranker: weight must be finite and >= 0");
-    for (uint32_t j = 0; j < x->nsparse; j++)
-        if (x->idx[j] >> r->hash_bits)
-            return rk_err_set(err, RK_EINVAL, "ranker: hashed coordinate %u "
-                              "beyond %u bits", x->idx[j], r->hash_bits);
     uint32_t stack_i[256];
     float stack_v[256];
     size_t need = linear_cap(r, x);
     uint32_t *idx = need <= 256 ? stack_i : rk_malloc(need * sizeof *idx);
     float *val = need <= 256 ? stack_v : rk_malloc(need * sizeof *val);
-    int rc = 0;
     if (!idx || !val) {
         rc = rk_err_set(err, RK_ENOMEM, "ranker: out of memory");
     } else {
