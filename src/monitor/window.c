@@ -169,20 +169,32 @@ static uint32_t oldest(const ring *r, uint32_t cap)
     return r->fill == cap ? r->next : 0;
 }
 
+/* The checks both samplers share: 0 with the window locked and *out the
+ * feature's ring when f exists, has the kind asked for and its present
+ * values fit in cap. */
+static int sample_begin(rk_drift_window *w, uint32_t f, int cat, size_t cap,
+                        ring **out)
+{
+    if (f >= w->nfeatures) return RK_EINVAL;
+    ring *r = &w->rings[f];
+    if (cat ? !r->cat : !r->num) return RK_ETYPE;
+    pthread_mutex_lock(&w->mu);
+    if ((size_t)(r->fill - r->missing) > cap) {
+        pthread_mutex_unlock(&w->mu);
+        return RK_ELIMIT;
+    }
+    *out = r;
+    return 0;
+}
+
 int rk_drift_window_sample(rk_drift_window *w, uint32_t f, float *out,
                            size_t cap, size_t *n, uint64_t *missing)
 {
     *n = 0;
     if (missing) *missing = 0;
-    if (f >= w->nfeatures) return RK_EINVAL;
-    ring *r = &w->rings[f];
-    if (!r->num) return RK_ETYPE;
-    pthread_mutex_lock(&w->mu);
-    size_t have = r->fill - r->missing;
-    if (have > cap) {
-        pthread_mutex_unlock(&w->mu);
-        return RK_ELIMIT;
-    }
+    ring *r;
+    int rc = sample_begin(w, f, 0, cap, &r);
+    if (rc) return rc;
     uint32_t s = oldest(r, w->capacity);
     size_t m = 0;
     for (uint32_t i = 0; i < r->fill; i++) {
@@ -201,15 +213,9 @@ int rk_drift_window_sample_cat(rk_drift_window *w, uint32_t f, uint64_t *out,
 {
     *n = 0;
     if (missing) *missing = 0;
-    if (f >= w->nfeatures) return RK_EINVAL;
-    ring *r = &w->rings[f];
-    if (!r->cat) return RK_ETYPE;
-    pthread_mutex_lock(&w->mu);
-    size_t have = r->fill - r->missing;
-    if (have > cap) {
-        pthread_mutex_unlock(&w->mu);
-        return RK_ELIMIT;
-    }
+    ring *r;
+    int rc = sample_begin(w, f, 1, cap, &r);
+    if (rc) return rc;
     uint32_t s = oldest(r, w->capacity);
     size_t m = 0;
     for (uint32_t i = 0; i < r->fill; i++) {
