@@ -39,7 +39,7 @@ typedef struct ol_stat {
     char name[SV_NAME_MAX];
     uint32_t version, prev;     /* prev: the version served before it */
     int used, checked;
-    int64_t first_ms;
+    uint64_t born;              /* creation order (o->stat_clock) */
     rk_concept_acc acc;
 } ol_stat;
 
@@ -129,19 +129,20 @@ void sv_online_destroy(rk_server *s)
 static uint32_t stat_of(sv_online *o, const char *name, uint32_t version)
 {
     uint32_t victim = 0, prev = 0;
-    int64_t oldest = INT64_MAX, newest = -1;
+    uint64_t newest = 0;
     for (uint32_t i = 0; i < OL_MAX_STATS; i++) {
         ol_stat *st = &o->stats[i];
-        if (!st->used) {
-            if (oldest > INT64_MIN) { oldest = INT64_MIN; victim = i; }
-            continue;
-        }
-        if (!strcmp(st->name, name)) {
+        if (st->used && !strcmp(st->name, name)) {
             if (st->version == version) return i;
             /* The predecessor: the newest other version of the name. */
-            if (st->first_ms > newest) { newest = st->first_ms; prev = st->version; }
+            if (st->born > newest) {
+                newest = st->born;
+                prev = st->version;
+            }
         }
-        if (st->first_ms < oldest) { oldest = st->first_ms; victim = i; }
+        /* A free entry, else the oldest one, makes room. */
+        ol_stat *v = &o->stats[victim];
+        if (v->used && (!st->used || st->born < v->born)) victim = i;
     }
     ol_stat *st = &o->stats[victim];
     memset(st, 0, sizeof *st);
@@ -149,7 +150,7 @@ static uint32_t stat_of(sv_online *o, const char *name, uint32_t version)
     st->version = version;
     st->prev = prev;
     st->used = 1;
-    st->first_ms = (int64_t)++o->stat_clock;
+    st->born = ++o->stat_clock;
     return victim;
 }
 
