@@ -779,6 +779,7 @@ typedef struct rk_label_conf {
     const rk_schema *schema;
     /* Set by the caller, not the config: */
     const char *model;            /* join only this model's requests; NULL all */
+    uint32_t model_version;       /* with model: only this version; 0 all */
     uint64_t min_seq;             /* skip events with seq below (0 = all) */
 } rk_label_conf;
 
@@ -797,9 +798,10 @@ int rk_label_conf_from_conf(rk_label_conf *c, const rk_conf_node *root,
 typedef struct rk_join_stats {
     uint64_t requests;        /* logged requests joined */
     uint64_t pending;         /* window still open at now_ms: skipped */
-    uint64_t skipped;         /* requests of another model or vector width;
-                               * items with hashed indices beyond the set's
-                               * hash_bits */
+    uint64_t skipped;         /* requests of another model (or version) or
+                               * vector width; items with hashed indices
+                               * beyond the set's hash_bits (or left out by
+                               * an rk_labels_visit function) */
     uint64_t rows;            /* rows added */
     uint64_t positives;       /* rows with a positive label */
     uint64_t negatives;       /* rows labelled 0 by an explicit negative */
@@ -823,6 +825,24 @@ typedef struct rk_join_stats {
 int rk_labels_join(rk_reader *r, const rk_label_conf *c, int64_t now_ms,
                    int64_t from_ts, int64_t to_ts, rk_trainset *out,
                    rk_join_stats *st, rk_err *err);
+
+/*
+ * The same join handing each labelled item to fn instead of a training
+ * set: e is the logged entry (valid during the call only), i the item's
+ * index in e->items (it has a vector; e->items[i].score is the served
+ * score), label and weight as rk_labels_join would add them. fn returns 0
+ * to take the item (counted in rows), > 0 to leave it out (counted in
+ * skipped), or a negative RK_E code to stop the join, which returns it
+ * (fn should set the message; otherwise err names the code). ndense, when
+ * non-zero, is the vector width required (entries with another width are
+ * skipped, as rk_labels_join does for its set's width). Cost, memory and
+ * errors as rk_labels_join. Not thread-safe per reader.
+ */
+typedef int (*rk_label_fn)(void *arg, const rk_flog_entry *e, uint32_t i,
+                           float label, float weight);
+int rk_labels_visit(rk_reader *r, const rk_label_conf *c, int64_t now_ms,
+                    int64_t from_ts, int64_t to_ts, uint32_t ndense,
+                    rk_label_fn fn, void *arg, rk_join_stats *st, rk_err *err);
 
 #ifdef __cplusplus
 }

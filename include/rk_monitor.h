@@ -391,8 +391,11 @@ int rk_drift_report_json(const rk_drift_report *r, rk_buf *b);
 /* An aligned table, most drifted first, and the dataset verdict. */
 void rk_drift_report_table(const rk_drift_report *r, FILE *out);
 /* A self-contained HTML page: the table plus, per feature, an inline SVG
- * of reference vs current bin shares. RK_EIO when writing fails. */
-int rk_drift_report_html(const rk_drift_report *r, const char *title, FILE *out);
+ * of reference vs current bin shares, then extra (HTML written as is at
+ * the end of the body, e.g. `rankd drift`'s concept section; NULL none).
+ * RK_EIO when writing fails. */
+int rk_drift_report_html(const rk_drift_report *r, const char *title,
+                         const char *extra, FILE *out);
 
 /* ---- concept drift: online metrics from delayed labels -------------------- */
 

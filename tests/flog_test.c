@@ -3,9 +3,12 @@
  * record/get/scan through the store, retention) and of the label join
  * (a scenario table over one logged request, pending windows, model
  * filter, graded labels, exposure, user+item matching, configuration,
- * allocation failure).
+ * allocation failure, the join handed to a function with served scores).
  */
+#include <math.h>
+
 #include "rk_features.h"
+#include "rk_monitor.h"
 #include "rk_store.h"
 #include "test.h"
 
@@ -476,19 +479,45 @@ static int find_row(const rk_trainset *t, const served *s, const char *item, rk_
     return found == 1;
 }
 
+/* The scenario in a fresh store, a reader on it and the default label
+ * rules for model gbdt. */
+typedef struct scenario {
+    const char *dir;
+    rk_store *st;
+    rk_reader *r;
+    served s;
+    rk_label_conf c;
+} scenario;
+
+static int scenario_open(scenario *x, const char *name, rk_err *err)
+{
+    memset(x, 0, sizeof *x);
+    x->dir = rk_test_tmpdir(name);
+    x->st = open_store(x->dir, err);
+    if (!x->st) return RK_EIO;
+    int rc = setup_scenario(x->st, &x->s, err);
+    if (!rc) rc = rk_store_reader(x->st, &x->r, err);
+    rk_label_conf_default(&x->c, rk_store_schema(x->st));
+    x->c.model = "gbdt";
+    return rc;
+}
+
+static void scenario_close(scenario *x)
+{
+    rk_reader_close(x->r);
+    free_items(&x->s);
+    rk_store_close(x->st);
+    rk_test_rmdir(x->dir);
+}
+
 TEST(labels_join_scenarios)
 {
-    const char *dir = rk_test_tmpdir("labels-join");
     rk_err err = {0};
-    rk_store *st = open_store(dir, &err);
-    CHECK(st);
-    served s;
-    CHECK_OK(setup_scenario(st, &s, &err));
-    rk_reader *r;
-    CHECK_OK(rk_store_reader(st, &r, &err));
-    rk_label_conf c;
-    rk_label_conf_default(&c, rk_store_schema(st));
-    c.model = "gbdt";
+    scenario x;
+    CHECK_OK(scenario_open(&x, "labels-join", &err));
+    rk_reader *r = x.r;
+    served *s = &x.s;
+    rk_label_conf c = x.c;
     for (int graded = 0; graded < 2; graded++) {
         c.mode = graded ? RK_LABEL_GRADED : RK_LABEL_WEIGHTED;
         rk_trainset *t;
@@ -506,7 +535,7 @@ TEST(labels_join_scenarios)
         uint64_t group = 0;
         for (size_t i = 0; i < NSERVED; i++) {
             rk_trow row;
-            CHECK(find_row(t, &s, scenario_want[i].item, &row));
+            CHECK(find_row(t, s, scenario_want[i].item, &row));
             if (graded) {
                 CHECK(row.label == scenario_want[i].glabel);
                 CHECK(row.weight == 1);
@@ -541,7 +570,7 @@ TEST(labels_join_scenarios)
     CHECK_OK(rk_trainset_create(&t, 3, 10, 0));
     CHECK_OK(rk_labels_join(r, &c, NOW, T0 - 10 * MIN_MS, NOW, t, &js, &err));
     rk_trow row;
-    CHECK(find_row(t, &s, "D", &row));
+    CHECK(find_row(t, s, "D", &row));
     CHECK(row.label == 1);
     CHECK_EQ_INT(js.positives, 5);
     rk_trainset_destroy(t);
@@ -582,10 +611,100 @@ TEST(labels_join_scenarios)
         CHECK(err.msg[0]);
         rk_trainset_destroy(t);
     }
-    rk_reader_close(r);
-    free_items(&s);
-    rk_store_close(st);
-    rk_test_rmdir(dir);
+    scenario_close(&x);
+}
+
+/* What rk_labels_visit hands over, and what a consumer answers. */
+typedef struct visit_log {
+    size_t n;
+    uint32_t version;
+    float score[NSERVED], label[NSERVED], weight[NSERVED];
+    char item[NSERVED];
+    int answer;              /* returned for every item */
+    rk_concept_acc acc;
+} visit_log;
+
+static int visit_cb(void *arg, const rk_flog_entry *e, uint32_t i, float label, float weight)
+{
+    visit_log *v = arg;
+    if (v->n < NSERVED) {
+        v->score[v->n] = e->items[i].score;
+        v->label[v->n] = label;
+        v->weight[v->n] = weight;
+        v->item[v->n] = e->items[i].item[0];
+        v->n++;
+    }
+    v->version = e->model_version;
+    (void)rk_concept_add(&v->acc, e->items[i].score, label > 0, 1.0f);
+    return v->answer;
+}
+
+/* The join handed to a function (`rankd drift`'s concept metrics): the
+ * same items and labels as the rows rk_labels_join adds, with their served
+ * scores; the version filter; what the function's answer does; and the
+ * online metrics of those scores against rk_metrics_* on the scenario's
+ * expected labels. */
+TEST(labels_visit_served_scores)
+{
+    rk_err err = {0};
+    scenario x;
+    CHECK_OK(scenario_open(&x, "labels-visit", &err));
+    rk_reader *r = x.r;
+    rk_label_conf c = x.c;
+    c.model_version = 7;
+    visit_log v;
+    memset(&v, 0, sizeof v);
+    rk_concept_reset(&v.acc);
+    rk_join_stats js;
+    CHECK_OK(rk_labels_visit(r, &c, NOW, T0 - 10 * MIN_MS, NOW, 3, visit_cb, &v, &js, &err));
+    CHECK_EQ_INT(js.rows, NSERVED);
+    CHECK_EQ_INT(js.pending, 1);
+    CHECK_EQ_INT(v.n, NSERVED);
+    CHECK_EQ_INT(v.version, 7);
+    float y[NSERVED];
+    for (size_t k = 0; k < v.n; k++) {
+        int w = v.item[k] - 'A';
+        CHECK(w >= 0 && w < NSERVED);
+        if (w < 0 || w >= NSERVED) break;
+        CHECK(v.score[k] == x.s.items[w].score);
+        CHECK(v.label[k] == scenario_want[w].label);
+        CHECK(v.weight[k] == scenario_want[w].weight);
+        y[k] = scenario_want[w].label;
+    }
+    /* Scores 1/64 apart fall in distinct bins: the binned AUC is exact. */
+    rk_concept_metrics m;
+    rk_concept_get(&v.acc, &m);
+    double auc, ll;
+    CHECK_OK(rk_metrics_auc(v.score, y, NULL, v.n, &auc, &err));
+    CHECK_OK(rk_metrics_logloss(v.score, y, NULL, v.n, &ll, &err));
+    CHECK(m.n == NSERVED && m.positives == 4);
+    CHECK(fabs(m.auc - auc) < 1e-12);
+    CHECK(fabs(m.logloss - ll) < 1e-9);
+    /* Another version of the model: nothing, the request skipped. */
+    c.model_version = 8;
+    memset(&v, 0, sizeof v);
+    CHECK_OK(rk_labels_visit(r, &c, NOW, T0 - 10 * MIN_MS, NOW, 0, visit_cb, &v, &js, &err));
+    CHECK_EQ_INT(v.n, 0);
+    CHECK_EQ_INT(js.requests, 0);
+    CHECK_EQ_INT(js.skipped, 2); /* R1: version 7; R3: another model */
+    /* A function leaving items out; one stopping the join. */
+    c.model_version = 0;
+    memset(&v, 0, sizeof v);
+    v.answer = 1;
+    CHECK_OK(rk_labels_visit(r, &c, NOW, T0 - 10 * MIN_MS, NOW, 0, visit_cb, &v, &js, &err));
+    CHECK_EQ_INT(js.rows, 0);
+    CHECK_EQ_INT(js.skipped, NSERVED + 1);
+    memset(&v, 0, sizeof v);
+    v.answer = RK_EIO;
+    CHECK_EQ_INT(rk_labels_visit(r, &c, NOW, T0 - 10 * MIN_MS, NOW, 0, visit_cb, &v, &js, &err),
+                 RK_EIO);
+    CHECK_EQ_INT(err.code, RK_EIO);
+    CHECK_EQ_INT(v.n, 1);
+    /* A required width the entries do not have. */
+    memset(&v, 0, sizeof v);
+    CHECK_OK(rk_labels_visit(r, &c, NOW, T0 - 10 * MIN_MS, NOW, 4, visit_cb, &v, &js, &err));
+    CHECK_EQ_INT(v.n, 0);
+    scenario_close(&x);
 }
 
 /* Items served without a vector (an exploration slot) are not rows; the
@@ -724,5 +843,6 @@ int main(int argc, char **argv)
     RK_TEST_MAIN(argc, argv, flog_encode_decode_roundtrip, flog_encode_validation,
                  flog_decode_refuses_corruption, flog_store_record_get_scan_expire,
                  flog_expire_many, labels_join_scenarios,
-                 labels_join_skips_items_without_vectors, labels_conf);
+                 labels_visit_served_scores, labels_join_skips_items_without_vectors,
+                 labels_conf);
 }

@@ -300,6 +300,105 @@ else
     bad drift_report_from_feature_log "exit $rc" "$(cat "$T/drift.out")"
 fi
 
+# Concept drift in rankd drift: the served items of one server run, joined
+# with the events that carried their request ids by the training path's
+# label rules (exposure required: the fifth item of each ranking is never
+# shown), against (a) the log loss, binned AUC and calibration computed
+# here from the scores the server returned, (b) the server's own online
+# metrics in GET /v1/monitor/drift and (c) the offline values in meta.json.
+cp "$D/rankd.yaml" "$T/concept.yaml"
+printf 'labels:\n  window: 2s\n  require_exposure: true\n' >>"$T/concept.yaml"
+cp "$D/rankd.yaml" "$T/concept-long.yaml"
+printf 'labels:\n  window: 1h\n' >>"$T/concept-long.yaml"
+from=$(($(date +%s) * 1000))
+sleep 1
+: >"$T/served.jsonl"
+if start_server "$T/concept.yaml"; then
+    k=0
+    for u in u11 u12 u13 u14 u15 u16 u17 u18; do
+        req POST /v1/recommend "{\"user\": \"$u\", \"n\": 5}" >/dev/null
+        # Items 0-3 shown; the first six rankings get a click on item k % 3.
+        jq -c --arg u "$u" --argjson k $k '.request_id as $r |
+            [.items[0:4][] | {type: "impression", user: $u, item: .id, request_id: $r}] +
+            (if $k < 6 then [.items[$k % 3] | {type: "click", user: $u, item: .id,
+             request_id: $r}] else [] end)' "$T/body" >"$T/ev.json"
+        jq -c --argjson k $k '[.items[0:4] | to_entries[] |
+            {p: .value.score, y: (if $k < 6 and .key == $k % 3 then 1 else 0 end)}]' \
+            "$T/body" >>"$T/served.jsonl"
+        req POST /v1/events "$(cat "$T/ev.json")" >/dev/null
+        k=$((k + 1))
+    done
+    # The server labels a request once its window has passed (a background
+    # tick): wait for nothing pending.
+    i=0
+    while [ $i -lt 100 ]; do
+        sleep 0.2
+        req GET /v1/monitor/drift >/dev/null
+        jq -e '.concept.pending_requests == 0 and .concept.labelled > 0' "$T/body" \
+            >/dev/null 2>&1 && break
+        i=$((i + 1))
+    done
+    jq -c '.concept.versions[] | select(.model == "feed")' "$T/body" >"$T/online.json"
+    stop_server
+fi
+jq -s 'add | 1e-7 as $e | (map(.p | if . < $e then $e elif . > 1 - $e then 1 - $e
+        else . end)) as $q | . as $r |
+    {labels: length, positives: (map(.y) | add),
+     logloss: ([range(length) | if $r[.].y == 1 then -($q[.] | log)
+                else -(1 - $q[.] | log) end] | add / length),
+     calibration: ((map(.p) | add) / (map(.y) | add)),
+     auc: ([.[] | select(.y == 1) | .p * 1024 | floor] as $pos |
+           [.[] | select(.y == 0) | .p * 1024 | floor] as $neg |
+           [$pos[] as $a | $neg[] | if $a > . then 1 elif $a == . then 0.5 else 0 end]
+           | add / (($pos | length) * ($neg | length)))}' \
+    "$T/served.jsonl" >"$T/expect.json" 2>"$T/expect.err"
+"$RANKD" drift --data "$D" --config "$T/concept.yaml" --model feed --from "$from" \
+    --json >"$T/concept.json" 2>"$T/concept.err"
+rc=$?
+# |a - b| <= 1e-6 (1 + |b|), for each compared field.
+near='def near($a; $b): ($a - $b | fabs) <= 1e-6 * (1 + ($b | fabs));'
+if [ $rc -eq 0 ] && jq -e --slurpfile x "$T/expect.json" --slurpfile o "$T/online.json" \
+        "$near"'.concept.versions[0] as $c | $x[0] as $x | $o[0] as $o |
+        .concept.pending_requests == 0 and $c.labels == 32 and $x.labels == 32 and
+        $c.positives == 6 and $x.positives == 6 and
+        near($c.logloss; $x.logloss) and near($c.auc; $x.auc) and
+        near($c.calibration; $x.calibration) and
+        $o.labels == $c.labels and $o.positives == $c.positives and
+        near($c.logloss; $o.logloss) and near($c.auc; $o.auc) and
+        near($c.calibration; $o.calibration) and near($c.ctr; $o.ctr) and
+        near($c.mean_prediction; $o.mean_prediction) and
+        near($c.offline.logloss; $o.offline.logloss) and
+        near($c.offline.auc; $o.offline.auc) and
+        near($c.delta.logloss; $c.logloss - $c.offline.logloss) and
+        near($c.delta.auc; $c.auc - $c.offline.auc)' "$T/concept.json" >/dev/null; then
+    ok drift_concept_metrics
+else
+    bad drift_concept_metrics "exit $rc" "$(cat "$T/concept.json" "$T/concept.err")" \
+        "expected: $(cat "$T/expect.json" "$T/expect.err")" "server: $(cat "$T/online.json")"
+fi
+
+# The same requests with a label window of an hour: nothing labelled yet,
+# said in words (table, HTML) and as nulls with the pending count (JSON).
+"$RANKD" drift --data "$D" --config "$T/concept-long.yaml" --model feed --from "$from" \
+    --html "$T/concept.html" >"$T/pending.out" 2>&1
+rc=$?
+if [ $rc -eq 0 ] &&
+   grep -q "^no labelled predictions yet (8 requests still inside the label window)" \
+       "$T/pending.out" && ! grep -qi "nan" "$T/pending.out" &&
+   grep -q "<h2>Concept drift</h2>.*no labelled predictions yet" "$T/concept.html" &&
+   "$RANKD" drift --data "$D" --config "$T/concept-long.yaml" --model feed \
+       --from "$from" --json | jq -e '.concept | .pending_requests == 8 and
+        .labelled == 0 and .versions[0].labels == 0 and .versions[0].logloss == null and
+        .versions[0].auc == null' >/dev/null 2>&1 &&
+   "$RANKD" drift --data "$D" --config "$T/concept.yaml" --model feed --from "$from" \
+       >"$T/concept.out" 2>&1 &&
+   grep -q "^concept drift (labels.window 2000 ms" "$T/concept.out" &&
+   grep -qE "^logloss +[0-9.]+ +[0-9.]+ +[-+][0-9.]+$" "$T/concept.out"; then
+    ok drift_concept_pending_and_table
+else
+    bad drift_concept_pending_and_table "exit $rc" "$(cat "$T/pending.out" "$T/concept.out")"
+fi
+
 # A non-loopback address without API keys is refused before binding.
 "$RANKD" serve --data "$D" --config "$D/rankd.yaml" --bind 0.0.0.0 --port 0 \
     >"$T/open.out" 2>&1

@@ -4,6 +4,12 @@
  * the reference histograms of its training rows (meta.json), feature by
  * feature with the detector of src/monitor, and prints a table sorted by
  * drift, JSON, or a self-contained HTML report with inline SVG histograms.
+ * Concept drift comes with it: the version's served items joined with the
+ * events that followed them by the training path's label join
+ * (rk_labels_visit, the `labels:` section), their served scores scored
+ * as the server's online metrics score them (binary label, unweighted,
+ * unexposed items left out when exposure is required) and compared with
+ * the version's offline validation values from meta.json.
  * The live counterpart is the server's GET /v1/monitor/drift.
  */
 #include <math.h>
@@ -20,7 +26,11 @@ static const char drift_usage[] =
     "Served items of the model version (default: serve.ranker, its current\n"
     "version) from the feature log between --from and --to (default: all),\n"
     "at most the latest --max-rows (100000), against the version's training\n"
-    "reference. --html writes a report with a histogram per feature.\n";
+    "reference. --html writes a report with a histogram per feature.\n"
+    "Concept drift: the served items whose label window (labels.window) has\n"
+    "passed, labelled by the later events carrying their request id as the\n"
+    "labels: section says; online log loss, AUC and calibration of the\n"
+    "served scores against the version's offline validation values.\n";
 
 typedef struct collect {
     const char *model;
@@ -30,6 +40,8 @@ typedef struct collect {
     float *vals;              /* ring: max_rows x (nref + 1) */
     size_t max_rows, next, rows;
     uint64_t requests;
+    int64_t now_ms, window_ms;
+    uint64_t pending;         /* requests whose label window is still open */
 } collect;
 
 static int on_entry(void *arg, const rk_flog_entry *e)
@@ -37,6 +49,9 @@ static int on_entry(void *arg, const rk_flog_entry *e)
     collect *c = arg;
     if (strcmp(e->model, c->model) || e->model_version != c->version) return 0;
     c->requests++;
+    /* The label join's own test for a request it leaves for later. */
+    if (e->ts_ms > INT64_MAX - c->window_ms || e->ts_ms + c->window_ms > c->now_ms)
+        c->pending++;
     for (uint32_t k = 0; k < e->nitems; k++) {
         const rk_flog_item *it = &e->items[k];
         if (!it->x.ndense) continue; /* not ranked (exploration) */
@@ -50,6 +65,157 @@ static int on_entry(void *arg, const rk_flog_entry *e)
         if (c->rows < c->max_rows) c->rows++;
     }
     return 0;
+}
+
+/* ---- concept drift ------------------------------------------------------ */
+
+/* The version's labelled served predictions. */
+typedef struct concept {
+    rk_concept_acc acc;
+    uint64_t unscored;        /* labelled, but the score is not in [0, 1] */
+} concept;
+
+/* Each labelled item the join hands over. Like the server's online
+ * metrics: positive or not (a graded label or a weight is a gain, not a
+ * probability), every prediction weighing 1. */
+static int on_label(void *arg, const rk_flog_entry *e, uint32_t i, float label,
+                    float weight)
+{
+    concept *k = arg;
+    (void)weight;
+    if (rk_concept_add(&k->acc, e->items[i].score, label > 0 ? 1.0f : 0.0f, 1.0f))
+        k->unscored++;
+    return 0;
+}
+
+/* The compared metrics: online, offline (meta.json) and their difference;
+ * NaN where undefined or absent. */
+enum { CM_LOGLOSS, CM_AUC, CM_CALIBRATION, CM_N };
+static const char *const cm_names[CM_N] = {"logloss", "auc", "calibration"};
+
+typedef struct concept_view {
+    rk_concept_metrics m;
+    double online[CM_N], offline[CM_N], delta[CM_N];
+} concept_view;
+
+static void concept_view_of(const concept *k, const rk_model_meta *meta, concept_view *v)
+{
+    rk_concept_get(&k->acc, &v->m);
+    v->online[CM_LOGLOSS] = v->m.logloss;
+    v->online[CM_AUC] = v->m.auc;
+    v->online[CM_CALIBRATION] = v->m.calibration;
+    for (int i = 0; i < CM_N; i++) {
+        const rk_metric *x = rk_model_meta_metric(meta, cm_names[i]);
+        v->offline[i] = x ? x->value : NAN;
+        v->delta[i] = v->online[i] - v->offline[i]; /* NaN when either is */
+    }
+}
+
+/* Why there is nothing to show, when there is not. */
+static const char *no_labels(const concept_view *v, const concept *k, const collect *c,
+                             char *buf, size_t n)
+{
+    if (v->m.n > 0) return NULL;
+    if (k->unscored)
+        snprintf(buf, n, "no labelled predictions with a score in [0, 1] (%llu "
+                 "labelled items scored outside it: a ranking objective's scores "
+                 "are not probabilities)", (unsigned long long)k->unscored);
+    else if (c->pending)
+        snprintf(buf, n, "no labelled predictions yet (%llu requests still inside "
+                 "the label window)", (unsigned long long)c->pending);
+    else
+        snprintf(buf, n, "no labelled predictions (no served item in range was "
+                 "labelled)");
+    return buf;
+}
+
+static const char *num(char *buf, size_t n, double v, int sign)
+{
+    if (isnan(v)) snprintf(buf, n, "-");
+    else snprintf(buf, n, sign ? "%+.4f" : "%.4f", v);
+    return buf;
+}
+
+static void concept_table(const concept_view *v, const concept *k, const collect *c,
+                          FILE *o)
+{
+    char why[256], a[32], b[32], d[32];
+    fprintf(o, "\nconcept drift (labels.window %lld ms, %llu requests still inside "
+            "it):\n", (long long)c->window_ms, (unsigned long long)c->pending);
+    if (no_labels(v, k, c, why, sizeof why)) {
+        fprintf(o, "%s\n", why);
+        return;
+    }
+    fprintf(o, "%.0f labelled predictions, %.0f positive (ctr %s, mean prediction "
+            "%s)", v->m.n, v->m.positives, num(a, sizeof a, v->m.ctr, 0),
+            num(b, sizeof b, v->m.mean_p, 0));
+    if (k->unscored)
+        fprintf(o, "; %llu scored outside [0, 1] left out",
+                (unsigned long long)k->unscored);
+    fprintf(o, "\n%-12s %10s %10s %10s\n", "metric", "online", "offline", "delta");
+    for (int i = 0; i < CM_N; i++)
+        fprintf(o, "%-12s %10s %10s %10s\n", cm_names[i],
+                num(a, sizeof a, v->online[i], 0), num(b, sizeof b, v->offline[i], 0),
+                num(d, sizeof d, v->delta[i], 1));
+}
+
+/* The server's field names (GET /v1/monitor/drift, "concept"), for one
+ * version, plus the CLI's unscored count and deltas. */
+static void concept_json(const concept_view *v, const concept *k, const collect *c,
+                         rk_buf *b)
+{
+    (void)rk_buf_printf(b, "{\"window_ms\":%lld,\"pending_requests\":%llu,"
+                        "\"labelled\":%.0f,\"unscored\":%llu,\"versions\":[{"
+                        "\"model\":", (long long)c->window_ms,
+                        (unsigned long long)c->pending, v->m.n,
+                        (unsigned long long)k->unscored);
+    (void)rk_buf_put_json_str(b, c->model, strlen(c->model));
+    (void)rk_buf_printf(b, ",\"version\":%u,\"labels\":%.0f,\"positives\":%.0f",
+                        c->version, v->m.n, v->m.positives);
+    for (int i = 0; i < CM_N; i++) {
+        (void)rk_buf_printf(b, ",\"%s\":", cm_names[i]);
+        (void)rk_buf_put_json_num(b, v->online[i]);
+    }
+    (void)rk_buf_puts(b, ",\"ctr\":");
+    (void)rk_buf_put_json_num(b, v->m.ctr);
+    (void)rk_buf_puts(b, ",\"mean_prediction\":");
+    (void)rk_buf_put_json_num(b, v->m.mean_p);
+    const double *sets[2] = {v->offline, v->delta};
+    for (int s = 0; s < 2; s++) {
+        (void)rk_buf_puts(b, s ? "},\"delta\":{" : ",\"offline\":{");
+        for (int i = 0; i < CM_N; i++) {
+            (void)rk_buf_printf(b, "%s\"%s\":", i ? "," : "", cm_names[i]);
+            (void)rk_buf_put_json_num(b, sets[s][i]);
+        }
+    }
+    (void)rk_buf_puts(b, "}}]}");
+}
+
+/* A section for the end of the HTML page (numbers and our own words:
+ * nothing to escape). */
+static void concept_html(const concept_view *v, const concept *k, const collect *c,
+                         rk_buf *b)
+{
+    char why[256], x[32], y[32], z[32];
+    (void)rk_buf_printf(b, "<h2>Concept drift</h2><p>Served predictions labelled by "
+                        "the events that followed them (labels.window %lld ms); "
+                        "%llu requests still inside the window.</p>",
+                        (long long)c->window_ms, (unsigned long long)c->pending);
+    if (no_labels(v, k, c, why, sizeof why)) {
+        (void)rk_buf_printf(b, "<p>%s</p>", why);
+        return;
+    }
+    (void)rk_buf_printf(b, "<p>%.0f labelled predictions, %.0f positive (CTR %s, "
+                        "mean prediction %s).</p><table><tr><th>metric</th><th>"
+                        "online</th><th>offline (validation)</th><th>delta</th></tr>",
+                        v->m.n, v->m.positives, num(x, sizeof x, v->m.ctr, 0),
+                        num(y, sizeof y, v->m.mean_p, 0));
+    for (int i = 0; i < CM_N; i++)
+        (void)rk_buf_printf(b, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>",
+                            cm_names[i], num(x, sizeof x, v->online[i], 0),
+                            num(y, sizeof y, v->offline[i], 0),
+                            num(z, sizeof z, v->delta[i], 1));
+    (void)rk_buf_puts(b, "</table>");
 }
 
 int cli_drift(int argc, char **argv)
@@ -118,6 +284,12 @@ int cli_drift(int argc, char **argv)
     rk_feat_spec *spec = NULL;
     rk_drift_report *rep = NULL;
     collect col = {0};
+    concept cpt;
+    rk_concept_reset(&cpt.acc);
+    cpt.unscored = 0;
+    concept_view cv;
+    rk_buf extra;
+    rk_buf_init(&extra, 0);
     int32_t *cols = NULL;
     rc = 1;
     if (cli_open_store(&env, 1, &s)) goto done;
@@ -157,6 +329,15 @@ int cli_drift(int argc, char **argv)
     col.nref = nref;
     col.col = cols;
     col.max_rows = max_rows;
+    /* The training path's label rules; one clock for both scans. */
+    rk_label_conf lc;
+    rk_label_conf_default(&lc, rk_store_schema(s));
+    if (rk_label_conf_from_conf(&lc, cli_conf_root(&env), rk_store_schema(s), &err))
+        goto fail;
+    lc.model = model;
+    lc.model_version = vi.version;
+    col.now_ms = rk_clock_wall_ms();
+    col.window_ms = lc.window_ms;
     if (rk_store_reader(s, &rd, &err) ||
         rk_flog_scan(rd, from_ms, to_ms, on_entry, &col, &err))
         goto fail;
@@ -165,6 +346,12 @@ int cli_drift(int argc, char **argv)
                    "version %u in that range", model, vi.version);
         goto fail;
     }
+    if (rk_labels_visit(rd, &lc, col.now_ms, from_ms, to_ms, 0, on_label, &cpt, NULL,
+                        &err)) {
+        rk_err_prefix(&err, "concept drift");
+        goto fail;
+    }
+    concept_view_of(&cpt, &vi.meta, &cv);
     /* Columns of the ring as samples (order does not matter). */
     {
         size_t nf = nref + 1;
@@ -191,7 +378,8 @@ int cli_drift(int argc, char **argv)
         snprintf(title, sizeof title, "rankd drift: %s version %u (%zu served items, "
                  "%llu requests)", model, vi.version, col.rows,
                  (unsigned long long)col.requests);
-        if (!f || rk_drift_report_html(rep, title, f) || fclose(f)) {
+        concept_html(&cv, &cpt, &col, &extra);
+        if (!f || rk_drift_report_html(rep, title, extra.data, f) || fclose(f)) {
             rk_err_set(&err, RK_EIO, "%s: cannot write", html);
             goto fail;
         }
@@ -205,6 +393,8 @@ int cli_drift(int argc, char **argv)
                             "\"report\":", vi.version, col.rows,
                             (unsigned long long)col.requests);
         rk_drift_report_json(rep, &b);
+        (void)rk_buf_puts(&b, ",\"concept\":");
+        concept_json(&cv, &cpt, &col, &b);
         (void)rk_buf_puts(&b, "}\n");
         fputs(b.data ? b.data : "", stdout);
         rk_buf_free(&b);
@@ -214,6 +404,7 @@ int cli_drift(int argc, char **argv)
                (unsigned long long)col.requests,
                (unsigned long long)vi.meta.train_rows);
         rk_drift_report_table(rep, stdout);
+        concept_table(&cv, &cpt, &col, stdout);
         if (html) printf("report: %s\n", html);
     }
     rc = 0;
@@ -222,6 +413,7 @@ fail:
     cli_printf_err("drift: %s", err.msg[0] ? err.msg : "failed");
     rc = 1;
 done:
+    rk_buf_free(&extra);
     rk_drift_report_free(rep);
     rk_free(cols);
     rk_free(col.vals);

@@ -10,8 +10,10 @@
  *     of its window, folds into a per-(request, item) state (largest gain,
  *     negative and exposure flags); with match_user_item, events without a
  *     request id are kept per (user, item) with their timestamps;
- *  3. the entries themselves, in time order: one row per served item with
- *     the logged vector, labelled from its state.
+ *  3. the entries themselves, in time order: each served item with a
+ *     logged vector, labelled from its state, goes to the consumer — a
+ *     training set's row (rk_labels_join) or a caller's function
+ *     (rk_labels_visit: `rankd drift` scores the served predictions).
  * Memory is the request map plus the states, bounded by max_index entries;
  * nothing grows with the number of events that do not match.
  */
@@ -215,7 +217,9 @@ typedef struct join {
     rk_reader *r;
     const rk_label_conf *c;
     int64_t now_ms, from_ts, to_ts;
-    rk_trainset *out;
+    uint32_t ndense;  /* logged vector width required, 0 any */
+    rk_label_fn fn;   /* gets each labelled item */
+    void *arg;
     rk_join_stats *st;
     rk_err *err;
     /* Event type index -> label type, -1 when the type plays no role. */
@@ -318,7 +322,9 @@ static int event_cb(void *arg, const rk_event *ev)
     }
     if (!j->c->match_user_item) return 0;
     /* Loose events matter only if some request in range could own them. */
-    if (ev->ts_ms < j->from_ts || ev->ts_ms >= j->to_ts + j->c->window_ms) return 0;
+    if (ev->ts_ms < j->from_ts ||
+        (j->to_ts <= INT64_MAX - j->c->window_ms && ev->ts_ms >= j->to_ts + j->c->window_ms))
+        return 0;
     if (indexed(j) >= j->c->max_index) return over_limit(j);
     uint32_t key[2] = {ev->user, ev->item};
     uint64_t head = 0;
@@ -339,21 +345,19 @@ static int entry_cb(void *arg, const rk_flog_entry *e)
     /* Pending requests (and time keys the first pass did not take) are
      * absent from the map; they were counted there. */
     if (rk_map_get(j->reqs, e->request_id, rl, &ts) != 0 || (int64_t)ts != e->ts_ms) return 0;
-    if (j->c->model && strcmp(e->model, j->c->model) != 0) {
+    if (j->c->model && (strcmp(e->model, j->c->model) != 0 ||
+                        (j->c->model_version && e->model_version != j->c->model_version))) {
         j->st->skipped++;
         return 0;
     }
-    uint32_t nd = rk_trainset_ndense(j->out);
     /* Items served without a vector (exploration slots, fallbacks) are
      * not rows; any other width means another feature space. */
-    for (uint32_t i = 0; i < e->nitems; i++)
-        if (e->items[i].x.ndense && e->items[i].x.ndense != nd) {
+    for (uint32_t i = 0; j->ndense && i < e->nitems; i++)
+        if (e->items[i].x.ndense && e->items[i].x.ndense != j->ndense) {
             j->st->skipped++;
             return 0;
         }
     j->st->requests++;
-    uint64_t group = rk_hash64(e->request_id, rl, 0);
-    if (group == 0) group = 1; /* 0 means "no group" */
     uint32_t user = 0;
     int have_user = j->c->match_user_item && e->user[0] &&
                     rk_reader_lookup(j->r, RK_ENTITY_USER, e->user, strlen(e->user), &user) == 0;
@@ -396,24 +400,43 @@ static int entry_cb(void *arg, const rk_flog_entry *e)
                 weight = gain;
             }
         }
-        int rc = rk_trainset_add(j->out, &it->x, label, weight, group, e->ts_ms);
-        if (rc == RK_EINVAL) {
-            /* A hashed index beyond the set's hash_bits: logged by a model
-             * with another feature space. */
-            j->st->skipped++;
-            continue;
+        int rc = j->fn(j->arg, e, i, label, weight);
+        if (rc < 0) {
+            if (j->err && j->err->code != rc)
+                rk_err_set(j->err, rc, "label join: %s", rk_strerror(rc));
+            return rc;
         }
-        if (rc)
-            return rk_err_set(j->err, rc, "label join: training set: %s",
-                              rc == RK_ELIMIT ? "memory budget exceeded" : "out of memory");
-        j->st->rows++;
+        if (rc > 0) j->st->skipped++;
+        else j->st->rows++;
     }
     return 0;
 }
 
-int rk_labels_join(rk_reader *r, const rk_label_conf *c, int64_t now_ms,
-                   int64_t from_ts, int64_t to_ts, rk_trainset *out,
-                   rk_join_stats *st, rk_err *err)
+/* rk_labels_join's consumer: each labelled item becomes a row of the set,
+ * grouped by its request. */
+typedef struct set_sink {
+    rk_trainset *out;
+    rk_err *err;
+} set_sink;
+
+static int add_row(void *arg, const rk_flog_entry *e, uint32_t i, float label, float weight)
+{
+    set_sink *k = arg;
+    uint64_t group = rk_hash64(e->request_id, strlen(e->request_id), 0);
+    if (group == 0) group = 1; /* 0 means "no group" */
+    int rc = rk_trainset_add(k->out, &e->items[i].x, label, weight, group, e->ts_ms);
+    /* A hashed index beyond the set's hash_bits: logged by a model with
+     * another feature space. */
+    if (rc == RK_EINVAL) return 1;
+    if (rc)
+        return rk_err_set(k->err, rc, "label join: training set: %s",
+                          rc == RK_ELIMIT ? "memory budget exceeded" : "out of memory");
+    return 0;
+}
+
+int rk_labels_visit(rk_reader *r, const rk_label_conf *c, int64_t now_ms,
+                    int64_t from_ts, int64_t to_ts, uint32_t ndense,
+                    rk_label_fn fn, void *arg, rk_join_stats *st, rk_err *err)
 {
     rk_join_stats local;
     if (!st) st = &local;
@@ -425,7 +448,7 @@ int rk_labels_join(rk_reader *r, const rk_label_conf *c, int64_t now_ms,
         return rk_err_set(err, RK_EINVAL, "label join: window must be positive");
     if (from_ts >= to_ts) return 0;
     join j = {.r = r, .c = c, .now_ms = now_ms, .from_ts = from_ts, .to_ts = to_ts,
-              .out = out, .st = st, .err = err};
+              .ndense = ndense, .fn = fn, .arg = arg, .st = st, .err = err};
     for (int i = 0; i < RK_MAX_EVENT_TYPES; i++) j.role_of[i] = -1;
     for (uint32_t i = 0; i < c->ntypes; i++) {
         uint32_t idx;
@@ -458,4 +481,13 @@ done:
     rk_map_destroy(j.loose);
     rk_vec_free(&j.evs);
     return rc;
+}
+
+int rk_labels_join(rk_reader *r, const rk_label_conf *c, int64_t now_ms,
+                   int64_t from_ts, int64_t to_ts, rk_trainset *out,
+                   rk_join_stats *st, rk_err *err)
+{
+    set_sink k = {out, err};
+    return rk_labels_visit(r, c, now_ms, from_ts, to_ts, out ? rk_trainset_ndense(out) : 0,
+                           add_row, &k, st, err);
 }

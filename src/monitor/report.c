@@ -233,7 +233,8 @@ static void svg(FILE *o, const rk_refhist *h, const double *cur, int drift)
     fputs("</svg>", o);
 }
 
-int rk_drift_report_html(const rk_drift_report *r, const char *title, FILE *o)
+int rk_drift_report_html(const rk_drift_report *r, const char *title,
+                         const char *extra, FILE *o)
 {
     fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>", o);
     html_escape(o, title);
@@ -265,6 +266,8 @@ int rk_drift_report_html(const rk_drift_report *r, const char *title, FILE *o)
             svg(o, r->ref[i], r->cur_share + i * r->maxbins, f->drift);
         fputs("</td></tr>\n", o);
     }
-    fputs("</table></body></html>\n", o);
+    fputs("</table>", o);
+    if (extra) fputs(extra, o);
+    fputs("</body></html>\n", o);
     return ferror(o) ? RK_EIO : 0;
 }
