@@ -165,6 +165,25 @@ static int write_ev(env *e, rk_event_in v)
     return rc;
 }
 
+/* The request of user at ts in context ctx (either may be NULL) for the
+ * n items named in items, described in it (n entries). */
+static rk_feat_request items_req(rk_feat_item *it, const char *const *items, size_t n,
+                                 const char *user, int64_t ts, const char *ctx)
+{
+    memset(it, 0, n * sizeof *it);
+    for (size_t i = 0; i < n; i++) {
+        it[i].id = items[i];
+        it[i].len = strlen(items[i]);
+    }
+    rk_feat_request req = {0};
+    req.user = user;
+    req.user_len = user ? strlen(user) : 0;
+    req.ts_ms = ts;
+    req.context = ctx;
+    req.context_len = ctx ? strlen(ctx) : 0;
+    return req;
+}
+
 /* Computes (user, item, ts, ctx) from the online store. */
 static int online(env *e, const char *user, const char *item, int64_t ts,
                   const char *ctx, rk_fvec *out)
@@ -177,15 +196,8 @@ static int online(env *e, const char *user, const char *item, int64_t ts,
         return -1;
     }
     rk_feat_source_set_reader(src, r);
-    rk_feat_request req = {0};
-    req.user = user;
-    req.user_len = user ? strlen(user) : 0;
-    req.ts_ms = ts;
-    req.context = ctx;
-    req.context_len = ctx ? strlen(ctx) : 0;
-    rk_feat_item it = {0};
-    it.id = item;
-    it.len = item ? strlen(item) : 0;
+    rk_feat_item it;
+    rk_feat_request req = items_req(&it, &item, item ? 1 : 0, user, ts, ctx);
     int rc = rk_feat_compute(src, &req, item ? &it : NULL, out, &e->err);
     rk_feat_source_destroy(src);
     rk_reader_close(r);
@@ -1425,19 +1437,9 @@ static int cached_vs_lmdb(env *e, const rk_feat_spec *spec0, rk_reader *r,
     rk_feat_source *a = NULL, *b = NULL;
     rk_feat_item it[64];
     rk_fvec va[64], vb[64];
-    memset(it, 0, sizeof it);
     memset(va, 0, sizeof va);
     memset(vb, 0, sizeof vb);
-    for (size_t i = 0; i < n; i++) {
-        it[i].id = items[i];
-        it[i].len = strlen(items[i]);
-    }
-    rk_feat_request req = {0};
-    req.user = user;
-    req.user_len = user ? strlen(user) : 0;
-    req.ts_ms = ts;
-    req.context = ctx;
-    req.context_len = ctx ? strlen(ctx) : 0;
+    rk_feat_request req = items_req(it, items, n, user, ts, ctx);
     int diff = -1;
     if (!rk_feat_source_create(&a, e->spec) && !rk_feat_source_create(&b, spec0)) {
         rk_feat_source_set_reader(a, r);
@@ -2035,6 +2037,159 @@ TEST(cache_huge_tables_and_entity_keys)
     rk__feat_cache_destroy(c);
 }
 
+/* Fetch counts of the cached spec (twice: fill, then hit) and the
+ * LMDB-only one for items on a fresh reader; -1 when they differ. */
+static long fetch_both(env *e, const rk_feat_spec *spec0, const char *user,
+                       const char *const *items, size_t n, int64_t ts)
+{
+    rk_reader *r;
+    rk_feat_source *a = NULL, *b = NULL;
+    rk_feat_item it[16];
+    rk_feat_request req = items_req(it, items, n, user, ts, "{\"device\":\"tv\"}");
+    size_t fa = 0, fa2 = 0, fb = 0;
+    long ret = -1;
+    if (!rk_store_reader(e->store, &r, &e->err)) {
+        if (!rk_feat_source_create(&a, e->spec) && !rk_feat_source_create(&b, spec0)) {
+            rk_feat_source_set_reader(a, r);
+            rk_feat_source_set_reader(b, r);
+            if (!rk_feat_fetch(a, &req, it, n, &fa, &e->err) &&
+                !rk_feat_fetch(a, &req, it, n, &fa2, &e->err) &&
+                !rk_feat_fetch(b, &req, it, n, &fb, &e->err) && fa == fb && fa2 == fb)
+                ret = (long)fb;
+        }
+        rk_feat_source_destroy(a);
+        rk_feat_source_destroy(b);
+        rk_reader_close(r);
+    }
+    return ret;
+}
+
+/* Item bundles: an item's record and its [item] aggregate record share
+ * one cache entry. The commit hook drops the bundle when either changes
+ * (an aggregate merge names the record's key, an upsert the item's id),
+ * and a fill read from a snapshot older than the change is refused, so
+ * the next request sees the write; cached and LMDB-only vectors and
+ * fetch counts stay equal throughout. */
+TEST(cache_item_bundles)
+{
+    /* The hook alone, on a bare cache. */
+    const uint64_t lay = 0x1234567890abcdefull;
+    feat_cache *c;
+    CHECK_OK(rk__feat_cache_create(&c, 1000, (size_t)1 << 20, 4096));
+    rk__feat_cache_set_bundle(c, lay);
+    rk_commit_change none = {0};
+    rk__feat_cache_commit(c, 2, NULL, 0);
+    rk__feat_cache_commit(c, 3, &none, 0);
+    const char *id = "i1";
+    uint64_t kh = rk__feat_item_key_hash(lay, rk__feat_part_hash(KP_ITEM, id, 2));
+    fc_key bk = rk__feat_cache_bundle_key(lay, kh), rk = {lay, kh};
+    unsigned char val[40] = {1}, out[40], key[FEAT_KEY_LEN];
+    size_t n;
+    rk__feat_cache_fill(c, bk, 3, val, sizeof val, 1);
+    rk__feat_cache_fill(c, rk, 3, val, sizeof val, 1);
+    CHECK_EQ_INT(rk__feat_cache_get(c, bk, 3, out, sizeof out, &n), FC_HIT);
+    /* A record of another group with the same hash word: kept. */
+    rk_commit_change ch = {0};
+    ch.kind = RK_CHANGE_KV;
+    ch.table = RK_KV_AGG;
+    key[0] = 'A';
+    rk__le64(key + 1, lay ^ 1);
+    rk__le64(key + 9, kh);
+    ch.key = key;
+    ch.len = FEAT_KEY_LEN;
+    rk__feat_cache_commit(c, 4, &ch, 1);
+    CHECK_EQ_INT(rk__feat_cache_get(c, bk, 4, out, sizeof out, &n), FC_HIT);
+    /* The item's [item] record: the record's entry and the bundle go. */
+    rk__le64(key + 1, lay);
+    rk__feat_cache_commit(c, 5, &ch, 1);
+    CHECK_EQ_INT(rk__feat_cache_get(c, bk, 5, out, sizeof out, &n), FC_MISS);
+    CHECK_EQ_INT(rk__feat_cache_get(c, rk, 5, out, sizeof out, &n), FC_MISS);
+    /* A bundle read before that commit is refused; one read after it is
+     * kept. */
+    rk__feat_cache_fill(c, bk, 4, val, sizeof val, 1);
+    CHECK_EQ_INT(rk__feat_cache_get(c, bk, 5, out, sizeof out, &n), FC_MISS);
+    rk__feat_cache_fill(c, bk, 5, val, sizeof val, 1);
+    CHECK_EQ_INT(rk__feat_cache_get(c, bk, 5, out, sizeof out, &n), FC_HIT);
+    /* An upsert of the item, named by id: the bundle goes; another
+     * item's upsert leaves it. */
+    ch.kind = RK_CHANGE_ENTITY;
+    ch.entity = RK_ENTITY_ITEM;
+    ch.key = "i2";
+    ch.len = 2;
+    rk__feat_cache_commit(c, 6, &ch, 1);
+    CHECK_EQ_INT(rk__feat_cache_get(c, bk, 6, out, sizeof out, &n), FC_HIT);
+    ch.key = id;
+    rk__feat_cache_commit(c, 7, &ch, 1);
+    CHECK_EQ_INT(rk__feat_cache_get(c, bk, 7, out, sizeof out, &n), FC_MISS);
+    rk__feat_cache_fill(c, bk, 6, val, sizeof val, 1);
+    CHECK_EQ_INT(rk__feat_cache_get(c, bk, 7, out, sizeof out, &n), FC_MISS);
+    rk__feat_cache_destroy(c);
+
+    /* Through the store. */
+    env e;
+    rk_conf *conf0 = NULL;
+    rk_feat_spec *spec0 = NULL;
+    CHECK_OK(cache_env(&e, &conf0, &spec0, "1000", "feat-cache-bundle"));
+    const rk_feat_spec *s = e.spec;
+    int32_t gi = rk__feat_item_group(s);
+    CHECK(gi >= 0 && rk__feat_cache_bundle_layout(s->cache) == s->g[gi].layout);
+    uint64_t ih = rk__feat_part_hash(KP_ITEM, id, 2);
+    CHECK(rk__feat_item_key_hash(s->g[gi].layout, ih) == rk__feat_agg_hash(&s->g[gi], &ih));
+    int pc = col(s, "price"), ic = col(s, "item_clicks");
+    CHECK_OK(put_item(&e, "i1", "shoes", "red running shoes", 10));
+    CHECK_OK(put_item(&e, "i5", "hats", "wool hat", 3));
+    CHECK_OK(put_user(&e, "u1", "fr", 30));
+    int64_t t = 100 * DAY;
+    const char *items[] = {"i1", "i5", "nope"};
+    rk_fvec v = {0};
+    /* i5 has no [item] record yet: its bundle holds the item alone. */
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i5", t, &v), 0);
+    CHECK(v.dense[ic] == 0 && v.dense[pc] == 3);
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    long f0 = fetch_both(&e, spec0, "u1", items, 3, t);
+    CHECK(f0 >= 0);
+    rk_feat_cache_stats cs0, cs1;
+    rk_feat_cache_stats_get(s, &cs0);
+    /* Cached now: the next request hits, fills nothing. */
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    rk_feat_cache_stats_get(s, &cs1);
+    CHECK(cs1.fills == cs0.fills && cs1.hits > cs0.hits);
+    /* Aggregates written after the bundles were cached are seen at once:
+     * a new [item] record for i5, a changed one for i1. */
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i5", t - HOUR, "{\"device\":\"tv\"}")));
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i1", t - HOUR, "{\"device\":\"tv\"}")));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i5", t, &v), 0);
+    CHECK(v.dense[ic] > 0.9);
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[ic] > 0.9 && v.dense[ic] < 1.1);
+    long f1 = fetch_both(&e, spec0, "u1", items, 3, t);
+    CHECK(f1 > f0);
+    /* A reader older than a write fills from its snapshot: refused, and
+     * the newer reader sees the write. */
+    rk_reader *old;
+    CHECK_OK(rk_store_reader(e.store, &old, &e.err));
+    CHECK_OK(write_ev(&e, mkev("click", "u1", "i1", t - HOUR, NULL)));
+    rk_feat_cache_stats_get(s, &cs0);
+    const char *one[] = {"i1"};
+    CHECK_EQ_INT(cached_vs_lmdb(&e, spec0, old, "u1", one, 1, t, NULL, &v), 0);
+    CHECK(v.dense[ic] > 0.9 && v.dense[ic] < 1.1);
+    rk_reader_close(old);
+    rk_feat_cache_stats_get(s, &cs1);
+    CHECK(cs1.refused > cs0.refused);
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[ic] > 1.9);
+    /* An upsert of the item after its bundle was cached. */
+    CHECK_EQ_INT(fetch_both(&e, spec0, "u1", items, 3, t) >= 0, 1);
+    CHECK_OK(put_item(&e, "i1", "boots", NULL, 25));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[pc] == 25 && v.dense[ic] > 1.9);
+    CHECK_EQ_INT(fetch_both(&e, spec0, "u1", items, 3, t) >= 0, 1);
+    rk_fvec_free(&v);
+    rk_feat_spec_destroy(spec0);
+    rk_conf_destroy(conf0);
+    env_close(&e);
+}
+
 int main(int argc, char **argv)
 {
     RK_TEST_MAIN(argc, argv, numeric_transforms, categorical_transforms, tokenizer,
@@ -2047,5 +2202,5 @@ int main(int argc, char **argv)
                  cache_coherent_with_writes, cache_eviction_tiny_capacity,
                  cache_concurrent_readers_and_writer, cache_growth_and_batch_probe,
                  cache_lockfree_pin_and_reclaim, cache_unpinned_fallback_and_attr_batch,
-                 cache_huge_tables_and_entity_keys);
+                 cache_huge_tables_and_entity_keys, cache_item_bundles);
 }

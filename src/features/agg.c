@@ -44,14 +44,33 @@ uint64_t rk__feat_part_hash(uint8_t kind, const void *p, size_t n)
     return rk_hash64(p, n, seeds[kind & 3]);
 }
 
-void rk__feat_agg_key(const agroup *g, const uint64_t *parts,
-                      unsigned char key[FEAT_KEY_LEN])
+uint64_t rk__feat_agg_hash(const agroup *g, const uint64_t *parts)
 {
     unsigned char buf[8 * FEAT_MAX_PARTS];
     for (uint32_t i = 0; i < g->nparts; i++) rk__le64(buf + 8 * i, parts[i]);
+    return rk_hash64(buf, 8u * g->nparts, g->layout);
+}
+
+uint64_t rk__feat_item_key_hash(uint64_t layout, uint64_t ih)
+{
+    unsigned char buf[8];
+    rk__le64(buf, ih);
+    return rk_hash64(buf, 8, layout);
+}
+
+void rk__feat_agg_key(const agroup *g, const uint64_t *parts,
+                      unsigned char key[FEAT_KEY_LEN])
+{
     key[0] = 'A';
     rk__le64(key + 1, g->layout);
-    rk__le64(key + 9, rk_hash64(buf, 8u * g->nparts, g->layout));
+    rk__le64(key + 9, rk__feat_agg_hash(g, parts));
+}
+
+int32_t rk__feat_item_group(const rk_feat_spec *s)
+{
+    for (uint32_t i = 0; i < s->ngroups; i++)
+        if (s->g[i].nparts == 1 && s->g[i].part[0].kind == KP_ITEM) return (int32_t)i;
+    return -1;
 }
 
 const agroup *rk__feat_group_by_layout(const rk_feat_spec *s, uint64_t lay)
@@ -544,14 +563,17 @@ int rk_feat_attach(rk_feat_spec *spec, rk_store *s, rk_err *err)
     if (rc) return rk_err_set(err, rc, "features: cannot attach the merge function");
     if (spec->cache_keys && !spec->cache) {
         /* A value bigger than this is read from the store every time: the
-         * largest aggregate record, or an entity record of 16 KiB. */
-        size_t max_val = 16384;
+         * largest aggregate record, or an entity record of 16 KiB (with
+         * its [item] record, in a bundle). */
+        int32_t gi = rk__feat_item_group(spec);
+        size_t max_val = 16384 + (gi >= 0 ? 8 + (size_t)spec->g[gi].rec_size : 0);
         for (uint32_t i = 0; i < spec->ngroups; i++)
             if (spec->g[i].rec_size > max_val) max_val = spec->g[i].rec_size;
         if (rk__feat_cache_create(&spec->cache, spec->cache_keys,
                                   (size_t)spec->cache_mb << 20, max_val))
             return rk_err_set(err, RK_ENOMEM, "features: out of memory for the "
                               "read cache");
+        if (gi >= 0) rk__feat_cache_set_bundle(spec->cache, spec->g[gi].layout);
     }
     /* Setting the hook publishes the store's current commit to the cache. */
     if (spec->cache) rk_store_set_commit_hook(s, cache_hook, spec->cache);

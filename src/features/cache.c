@@ -129,6 +129,7 @@ struct feat_cache {
     _Atomic uint64_t bypassed, unpinned;
     void *raw;              /* the allocation (this struct is aligned in it) */
     size_t max_val;
+    uint64_t bundle;        /* layout of the [item] group of bundles; 0: none */
     fc_shard sh[NSHARDS];
 };
 
@@ -654,14 +655,16 @@ void rk__feat_cache_get_many(feat_cache *c, uint64_t ver, fc_get *q, size_t n,
             fc_get *g = &q[ord[j]];
             fc_ent *e = &t->slot[probe(s, g->k, g->h)];
             if (!empty(e) && e->ver <= ver) {
-                unsigned char *d = rk_arena_alloc(arena, e->len);
-                if (!d) {
+                unsigned char *d = e->len ? rk_arena_alloc(arena, e->len) : NULL;
+                if (e->len && !d) {
                     s->misses++;
                     continue;
                 }
                 if (e->len) memcpy(d, e->data, e->len);
                 g->val = d;
                 g->len = e->len;
+                g->aux = e->aux;
+                g->auxst = e->auxst;
                 g->rc = e->present ? FC_HIT : FC_ABSENT;
                 ST(e->ref, 1);
                 s->hits++;
@@ -792,6 +795,17 @@ fc_key rk__feat_cache_entity_key(uint8_t entity, const void *id, size_t len)
     return rk__feat_cache_entity_key_h(entity, rk__feat_part_hash(kind, id, len));
 }
 
+void rk__feat_cache_set_bundle(feat_cache *c, uint64_t layout) { c->bundle = layout; }
+uint64_t rk__feat_cache_bundle_layout(const feat_cache *c) { return c->bundle; }
+
+/* A bundle's key is its item's [item] aggregate key with the first word
+ * tweaked, so the hook derives it from either thing that changes it: the
+ * aggregate key itself, or the item's id (through the key's hash). */
+fc_key rk__feat_cache_bundle_key(uint64_t layout, uint64_t item_key_hash)
+{
+    return (fc_key){layout ^ 0x62756e646c653161ull, item_key_hash};
+}
+
 void rk__feat_cache_commit(feat_cache *c, uint64_t txn,
                            const rk_commit_change *ch, size_t n)
 {
@@ -819,10 +833,21 @@ void rk__feat_cache_commit(feat_cache *c, uint64_t txn,
         const rk_commit_change *x = &ch[i];
         const unsigned char *p = x->key;
         if (x->kind == RK_CHANGE_KV && x->table == RK_KV_AGG && x->len == FEAT_KEY_LEN &&
-            p[0] == 'A')
-            invalidate(c, (fc_key){rk__rd64(p + 1), rk__rd64(p + 9)}, txn);
-        else if (x->kind == RK_CHANGE_ENTITY)
-            invalidate(c, rk__feat_cache_entity_key(x->entity, x->key, x->len), txn);
+            p[0] == 'A') {
+            fc_key k = {rk__rd64(p + 1), rk__rd64(p + 9)};
+            invalidate(c, k, txn);
+            /* An item's [item] record: its bundle holds a copy. */
+            if (c->bundle && k.a == c->bundle)
+                invalidate(c, rk__feat_cache_bundle_key(k.a, k.b), txn);
+        } else if (x->kind == RK_CHANGE_ENTITY) {
+            uint8_t item = x->entity == RK_ENTITY_ITEM;
+            uint64_t h = rk__feat_part_hash(item ? KP_ITEM : KP_USER, x->key, x->len);
+            invalidate(c, rk__feat_cache_entity_key_h(x->entity, h), txn);
+            /* An item's record: its bundle holds it too. */
+            if (c->bundle && item)
+                invalidate(c, rk__feat_cache_bundle_key(
+                                  c->bundle, rk__feat_item_key_hash(c->bundle, h)), txn);
+        }
     }
     atomic_store_explicit(&c->applied, txn, memory_order_release);
     /* Free what the pinned readers have let go since the last commit. */

@@ -100,6 +100,14 @@ struct rk_feat_source {
     uint32_t nka;
     uint32_t *ka;
     uint32_t *kidx;
+    /* Item bundles (rk__feat_cache_set_bundle): gitem is the [item] group
+     * (-1: none). In a batch with bund set, column 0 of bq probed each
+     * candidate's bundle; bundle_resolve turns it into the result of an
+     * entity probe (the blob) and brec/breclen, the [item] record. */
+    int32_t gitem;
+    uint8_t bund;
+    const unsigned char **brec;
+    uint32_t *breclen;
     /* Pinned lock-free cache reader of the current request (-1: none, the
      * locked calls are used), and the slot to try first next time. */
     int rs;
@@ -137,6 +145,7 @@ int rk_feat_source_create(rk_feat_source **out, const rk_feat_spec *s)
     src->ka = rk_calloc((size_t)ng * FEAT_MAX_PARTS, sizeof *src->ka);
     src->kidx = rk_calloc((size_t)ng * FEAT_MAX_PARTS, sizeof *src->kidx);
     src->rs = -1;
+    src->gitem = rk__feat_item_group(s);
     if (src->ka && src->kidx)
         for (uint32_t gi = 0; gi < s->ngroups; gi++)
             for (uint32_t k = 0; k < s->g[gi].nparts; k++) {
@@ -326,6 +335,13 @@ typedef struct blob_attr {
  * ka[0], or that the item has no categorical value of it. */
 #define AUX_NOKEY 1
 #define AUX_KEY 2
+#define AUX_KEYBITS 3
+/* An item bundle (bundle_resolve) sets AUX_BUNDLE, with AUX_REC when it
+ * holds the [item] record (first, padded to 8 bytes) and AUX_ENT when it
+ * holds the item's blob (after it), and the key bits above. */
+#define AUX_BUNDLE 4
+#define AUX_REC 8
+#define AUX_ENT 16
 
 /* The key-part hash of item attribute attr in v, as fetch_group derives
  * it from the view (the last value of attr wins, as in index_view); 0
@@ -556,6 +572,13 @@ static int fetch_group(rk_feat_source *src, uint32_t gi)
             return 0;
         }
     }
+    if (src->bq && src->bund && (int32_t)gi == src->gitem && src->item && src->item->id) {
+        /* In the candidate's bundle (bundle_resolve). */
+        src->keyed[gi] = 1;
+        src->rec[gi] = src->brec[src->cur];
+        src->reclen[gi] = src->breclen[src->cur];
+        return 0;
+    }
     if (src->bq && g->item_level && src->gcol[gi] >= 0) {
         /* Found (or known absent) by batch_probe: the key is not needed
          * again. */
@@ -673,6 +696,7 @@ static void prefetch_item(const rk_feat_source *src, const rk_feat_item *it)
  * prefetched ahead (rk__feat_cache_get_many). Leaves src->bq NULL, and
  * the loop probing key by key, when the cache is off or the arena full. */
 static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_t n);
+static int bundle_resolve(rk_feat_source *src, const rk_feat_item *items, size_t n);
 
 static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
                        int entity, int copy)
@@ -682,17 +706,24 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
     src->bih = NULL;
     src->bq2 = NULL;
     if (!src->cache || !n) return 0;
+    /* With bundles, column 0 probes the item's record and its [item]
+     * record together, so that group gets no column of its own. */
+    uint64_t blay = src->gitem >= 0 ? s->g[src->gitem].layout : 0;
+    int bund = blay && rk__feat_cache_bundle_layout(src->cache) == blay;
     uint32_t ncol = 0;
     for (uint32_t gi = 0; gi < s->ngroups; gi++) {
         const agroup *g = &s->g[gi];
-        src->gcol[gi] = g->item_level && g->has_item_part && !g->uses_item_attr
+        src->gcol[gi] = g->item_level && g->has_item_part && !g->uses_item_attr &&
+                                !(bund && (int32_t)gi == src->gitem)
                             ? (int32_t)ncol++ : -1;
     }
-    uint32_t stride = (entity ? 1u : 0u) + ncol;
+    uint32_t c0 = entity || bund ? 1u : 0u, stride = c0 + ncol;
     if (!stride) return 0;
     fc_get *q = rk_arena_alloc(&src->arena, n * stride * sizeof *q);
     uint64_t *bih = rk_arena_alloc(&src->arena, n * sizeof *bih);
-    if (!q || !bih) return 0;
+    src->brec = bund ? rk_arena_alloc(&src->arena, n * sizeof *src->brec) : NULL;
+    src->breclen = bund ? rk_arena_alloc(&src->arena, n * sizeof *src->breclen) : NULL;
+    if (!q || !bih || (bund && (!src->brec || !src->breclen))) return 0;
     for (size_t i = 0; i < n; i++) {
         const rk_feat_item *it = &items[i];
         fc_get *row = q + i * stride;
@@ -708,7 +739,10 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
          * and (bih) the item loop's src->ih. */
         uint64_t ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
         bih[i] = ih;
-        if (entity) {
+        if (bund) {
+            row[0].k = rk__feat_cache_bundle_key(blay, rk__feat_item_key_hash(blay, ih));
+            row[0].rc = FC_MISS;
+        } else if (entity) {
             row[0].k = rk__feat_cache_entity_key_h(RK_ENTITY_ITEM, ih);
             row[0].rc = FC_MISS;
         }
@@ -726,10 +760,8 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
                 else break;
             }
             if (k < g->nparts) continue;
-            unsigned char key[FEAT_KEY_LEN];
-            rk__feat_agg_key(g, parts, key);
-            fc_get *x = &row[(entity ? 1 : 0) + (uint32_t)src->gcol[gi]];
-            x->k = (fc_key){rk__rd64(key + 1), rk__rd64(key + 9)};
+            fc_get *x = &row[c0 + (uint32_t)src->gcol[gi]];
+            x->k = (fc_key){g->layout, rk__feat_agg_hash(g, parts)};
             x->rc = FC_MISS;
         }
     }
@@ -740,8 +772,119 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
     src->bih = bih;
     src->bq_n = n;
     src->bstride = stride;
-    src->bent = (uint8_t)(entity != 0);
-    return batch_attr_keys(src, items, n);
+    src->bent = (uint8_t)c0;
+    src->bund = (uint8_t)bund;
+    int rc = bund ? bundle_resolve(src, items, n) : 0;
+    return rc ? rc : batch_attr_keys(src, items, n);
+}
+
+/* Reads candidate i's bundle from the store after a probe that did not
+ * find it (e: its column 0): the item's record, as read_entity reads it,
+ * and its [item] record; offers the bundle to the cache after a miss and
+ * leaves e and brec[i] as bundle_resolve does for a hit. */
+static int bundle_read(rk_feat_source *src, const rk_feat_item *it, size_t i, fc_get *e)
+{
+    const rk_feat_spec *s = src->s;
+    const agroup *g = &s->g[src->gitem];
+    rk_entity_view v;
+    uint32_t dense = it->dense;
+    int rc = it->has_dense ? 0 : rk_reader_lookup(src->r, RK_ENTITY_ITEM, it->id, it->len,
+                                                  &dense);
+    if (!rc) rc = rk_reader_entity(src->r, RK_ENTITY_ITEM, dense, &v);
+    int found = rc == 0;
+    if (rc && rc != RK_ENOTFOUND) return reader_fail(src, rc, "entity read");
+    size_t bn = 0;
+    uint64_t kh = 0;
+    uint8_t ast = 0;
+    if (found) {
+        bn = blob_encode(&v, s->max_item_attr, src->ka, src->nka, src->blob[1], src->blobcap);
+        if (src->nka) ast = view_key_attr(&v, src->ka[0], &kh) ? AUX_KEY : AUX_NOKEY;
+    }
+    unsigned char key[FEAT_KEY_LEN];
+    key[0] = 'A';
+    rk__le64(key + 1, g->layout);
+    rk__le64(key + 9, e->k.b);
+    const void *rv = NULL;
+    size_t rn = 0;
+    rc = rk_reader_kv_get(src->r, RK_KV_AGG, key, FEAT_KEY_LEN, &rv, &rn);
+    if (rc == RK_ENOTFOUND) rv = NULL, rn = 0;
+    else if (rc) return rk_err_set(src->err, rc, "features: aggregate lookup: %s",
+                                   rk_reader_errmsg(src->r));
+    /* The record as the store holds it (valid while the reader is). */
+    src->brec[i] = rv;
+    src->breclen[i] = (uint32_t)rn;
+    /* A bundle needs a blob that fits and a record of the group's size
+     * (anything else is simply not cached). */
+    size_t off = rv ? ALIGN8(g->rec_size) : 0, tot = off + bn;
+    int fits = (!found || bn) && (!rv || rn == g->rec_size);
+    unsigned char *buf = fits && tot ? rk_arena_alloc(&src->arena, tot) : NULL;
+    if (buf) {
+        if (rv) {
+            memcpy(buf, rv, rn);
+            memset(buf + rn, 0, off - rn);
+        }
+        if (bn) memcpy(buf + off, src->blob[1], bn);
+    }
+    if (e->rc == FC_MISS && fits && (buf || !tot))
+        rk__feat_cache_fill_aux(src->cache, e->k, src->ver, buf, tot, 1, kh,
+                                (uint8_t)(ast | AUX_BUNDLE | (rv ? AUX_REC : 0) |
+                                          (found ? AUX_ENT : 0)));
+    e->aux = kh;
+    e->auxst = ast;
+    e->val = NULL;
+    e->len = 0;
+    if (!found) {
+        e->rc = FC_ABSENT;
+    } else if (bn && buf) {
+        e->rc = FC_HIT;
+        e->val = buf + off;
+        e->len = (uint32_t)bn;
+    } else if (bn && (e->val = rk_arena_memdup(&src->arena, src->blob[1], bn))) {
+        e->rc = FC_HIT;
+        e->len = (uint32_t)bn;
+    } else {
+        /* Too large to keep: the item loop reads it again. */
+        e->rc = FC_BYPASS;
+    }
+    return 0;
+}
+
+/* Splits each candidate's bundle into the item's blob, left in column 0
+ * as an entity probe leaves it (FC_HIT with the blob, FC_ABSENT for an
+ * unknown item, aux its first key-part hash), and its [item] record
+ * (brec), from the slot's aux state alone: the value is not touched. A
+ * bundle not found is read from the store (bundle_read). */
+static int bundle_resolve(rk_feat_source *src, const rk_feat_item *items, size_t n)
+{
+    const agroup *g = &src->s->g[src->gitem];
+    size_t roff = ALIGN8(g->rec_size);
+    for (size_t i = 0; i < n; i++) {
+        fc_get *e = &src->bq[i * src->bstride];
+        src->brec[i] = NULL;
+        src->breclen[i] = 0;
+        if (!items[i].id) continue;
+        if (e->rc != FC_HIT || !(e->auxst & AUX_BUNDLE)) {
+            int rc = bundle_read(src, &items[i], i, e);
+            if (rc) return rc;
+            continue;
+        }
+        size_t off = 0;
+        if (e->auxst & AUX_REC) {
+            src->brec[i] = e->val;
+            src->breclen[i] = g->rec_size;
+            off = roff;
+        }
+        if (e->auxst & AUX_ENT) {
+            e->val += off;
+            e->len -= (uint32_t)off;
+        } else {
+            e->rc = FC_ABSENT;
+            e->val = NULL;
+            e->len = 0;
+        }
+        e->auxst &= AUX_KEYBITS;
+    }
+    return 0;
 }
 
 /* Starts loading the first lines of a probed value. */
@@ -853,16 +996,27 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
                 }
             }
             if (k < g->nparts) continue;
-            unsigned char key[FEAT_KEY_LEN];
-            rk__feat_agg_key(g, parts, key);
-            fc_key ck = {rk__rd64(key + 1), rk__rd64(key + 9)};
-            /* Parked at its own place until the pass below; the memo slot
-             * it will use is fetched meanwhile (the memo is cold after the
-             * previous request's computation). */
-            row[src->gcol2[gi]] = -3;
-            q[i * ncol2 + (uint32_t)src->gcol2[gi]].k = ck;
-            if (!g->has_item_part)
-                __builtin_prefetch(&src->memo[(ck.b ^ g->layout) & (MEMO_SLOTS - 1)], 1);
+            fc_get *x = &q[i * ncol2 + (uint32_t)src->gcol2[gi]];
+            if (g->has_item_part) {
+                /* Parked at its own place until the pass below. */
+                row[src->gcol2[gi]] = -3;
+                x->k = (fc_key){g->layout, rk__feat_agg_hash(g, parts)};
+                continue;
+            }
+            /* Without the item the key depends on the parts alone, and
+             * candidates share them (one category, many items): park the
+             * parts and a cheap hash of them, and derive the key in the
+             * pass below only for the first candidate with them. The memo
+             * slot is fetched meanwhile (it is cold after the previous
+             * request's computation). */
+            uint64_t pm = g->layout;
+            for (k = 0; k < FEAT_MAX_PARTS; k++)
+                pm = rk__mix64(pm ^ (k < g->nparts ? parts[k] : 0));
+            row[src->gcol2[gi]] = -4;
+            x->k = (fc_key){parts[0], g->nparts > 1 ? parts[1] : 0};
+            x->h = g->nparts > 2 ? parts[2] : 0;
+            x->aux = pm;
+            __builtin_prefetch(&src->memo[pm & (MEMO_SLOTS - 1)], 1);
         }
     }
     /* Deduplicate and compact the parked keys: q[m] never overtakes the
@@ -871,13 +1025,14 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
         for (uint32_t gi = 0; gi < s->ngroups; gi++) {
             if (src->gcol2[gi] < 0) continue;
             size_t pos = i * ncol2 + (uint32_t)src->gcol2[gi];
-            if (idx[pos] != -3) continue;
+            if (idx[pos] != -3 && idx[pos] != -4) continue;
             const agroup *g = &s->g[gi];
             fc_key ck = q[pos].k;
             int32_t *x = &idx[pos];
-            if (!g->has_item_part) {
-                /* Shared by candidates: one probe per request. */
-                uint64_t h = ck.b ^ g->layout;
+            if (*x == -4) {
+                /* Shared by candidates: one derivation and one probe per
+                 * request. */
+                uint64_t h = q[pos].aux;
                 memo_ent *me = &src->memo[h & (MEMO_SLOTS - 1)];
                 if (me->gen == src->gen && me->h == h) {
                     *x = me->idx;
@@ -886,6 +1041,8 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
                 me->gen = src->gen;
                 me->h = h;
                 me->idx = (int32_t)m;
+                uint64_t parts[FEAT_MAX_PARTS] = {ck.a, ck.b, q[pos].h};
+                ck = (fc_key){g->layout, rk__feat_agg_hash(g, parts)};
             }
             *x = (int32_t)m;
             q[m].k = ck;

@@ -238,8 +238,17 @@ typedef struct agg_upd {
 /* Builds the 17-byte key of group g from its part hashes. */
 void rk__feat_agg_key(const agroup *g, const uint64_t *parts,
                       unsigned char key[FEAT_KEY_LEN]);
+/* The key's hash word alone (bytes 9..16 of rk__feat_agg_key). */
+uint64_t rk__feat_agg_hash(const agroup *g, const uint64_t *parts);
+/* rk__feat_agg_hash of the one-part group [item] of layout `layout` for
+ * the item whose key-part hash is ih (no agroup needed: the cache's
+ * commit hook maps item ids to bundle keys with it). */
+uint64_t rk__feat_item_key_hash(uint64_t layout, uint64_t ih);
 /* Hashes of key parts; context values are hashed by field. */
 uint64_t rk__feat_part_hash(uint8_t kind, const void *p, size_t n);
+/* Index of the group keyed by the item alone ([item]; at most one, as
+ * groups are one per key template), or -1. */
+int32_t rk__feat_item_group(const rk_feat_spec *s);
 /* The group with this layout hash, or NULL. */
 const agroup *rk__feat_group_by_layout(const rk_feat_spec *s, uint64_t lay);
 
@@ -349,13 +358,14 @@ typedef struct fc_get {
     const unsigned char *val;
     uint32_t len;
     int rc;
-    uint64_t aux;       /* lock-free hits: the fill's aux word and state */
+    uint64_t aux;       /* hits: the fill's aux word and state */
     uint8_t auxst;
 } fc_get;
 /* Probes a batch of keys for a reader at commit ver, like
  * rk__feat_cache_get each, taking each shard's lock once. Values of any
  * length are copied into arena (a query whose copy does not fit stays a
- * miss). Thread-safe; the arena is the caller's. */
+ * miss; an empty value is a hit with val NULL). Thread-safe; the arena is
+ * the caller's. */
 void rk__feat_cache_get_many(feat_cache *c, uint64_t ver, fc_get *q, size_t n,
                              rk_arena *arena);
 /* Pinned, lock-free reading (one pin per request): returns the reader
@@ -391,6 +401,16 @@ fc_key rk__feat_cache_entity_key(uint8_t entity, const void *id, size_t len);
  * for items), for callers that hold it already: one hash per candidate. */
 fc_key rk__feat_cache_entity_key_h(uint8_t entity, uint64_t h);
 void rk__feat_cache_stats(feat_cache *c, rk_feat_cache_stats *o);
+/* Item bundles: one entry per item holding its record (entity blob) and
+ * its record of the one-part [item] aggregate group, under
+ * rk__feat_cache_bundle_key(layout, the [item] key's hash word), so a
+ * candidate costs one probe for both. The commit hook drops an item's
+ * bundle when its entity or that record changes (the second derived from
+ * the record's key, the first from the item's id). Set once before any
+ * fill (rk_feat_attach); layout 0: no bundles. */
+void rk__feat_cache_set_bundle(feat_cache *c, uint64_t layout);
+uint64_t rk__feat_cache_bundle_layout(const feat_cache *c);
+fc_key rk__feat_cache_bundle_key(uint64_t layout, uint64_t item_key_hash);
 
 /* ---- compute.c ------------------------------------------------------- */
 /* Aggregate record lookup of a source: *rec NULL when absent. */
