@@ -23,6 +23,16 @@
 
 #include "feat_int.h"
 
+/* Key hashes run several times per candidate of every request (its id,
+ * its [item] key, its other aggregate keys): XXH3 is inlined here, the
+ * same function rk_hash64 calls (XXH3_64bits_withSeed, bit for bit),
+ * without the call into the shared library, and with the length known at
+ * compile time for the one-part and two-part keys. */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+static const unsigned char no_bytes[1];
+
 #define NEVER INT64_MIN
 #define OP_UPDATE 1
 #define OP_EXPIRE 2
@@ -41,21 +51,33 @@ uint64_t rk__feat_part_hash(uint8_t kind, const void *p, size_t n)
 {
     static const uint64_t seeds[] = {0x7573657231ull, 0x6974656d31ull,
                                      0x6174747231ull, 0x63747831ull};
-    return rk_hash64(p, n, seeds[kind & 3]);
+    return XXH3_64bits_withSeed(n ? p : no_bytes, n, seeds[kind & 3]);
 }
 
 uint64_t rk__feat_agg_hash(const agroup *g, const uint64_t *parts)
 {
     unsigned char buf[8 * FEAT_MAX_PARTS];
-    for (uint32_t i = 0; i < g->nparts; i++) rk__le64(buf + 8 * i, parts[i]);
-    return rk_hash64(buf, 8u * g->nparts, g->layout);
+    /* One case per length: a loop here compiles to a `rep movs`, slower
+     * than the hash itself. */
+    switch (g->nparts) {
+    case 1:
+        rk__le64(buf, parts[0]);
+        return XXH3_64bits_withSeed(buf, 8, g->layout);
+    case 2:
+        rk__le64(buf, parts[0]);
+        rk__le64(buf + 8, parts[1]);
+        return XXH3_64bits_withSeed(buf, 16, g->layout);
+    default:
+        for (uint32_t i = 0; i < g->nparts; i++) rk__le64(buf + 8 * i, parts[i]);
+        return XXH3_64bits_withSeed(g->nparts ? buf : no_bytes, 8u * g->nparts, g->layout);
+    }
 }
 
 uint64_t rk__feat_item_key_hash(uint64_t layout, uint64_t ih)
 {
     unsigned char buf[8];
     rk__le64(buf, ih);
-    return rk_hash64(buf, 8, layout);
+    return XXH3_64bits_withSeed(buf, 8, layout);
 }
 
 void rk__feat_agg_key(const agroup *g, const uint64_t *parts,

@@ -1562,6 +1562,33 @@ int rk_feat_compute(rk_feat_source *src, const rk_feat_request *req,
     return rk_feat_compute_batch(src, req, item, item ? 1 : 0, out, err);
 }
 
+/* Records found for candidate i's item-level groups, read straight from
+ * the batches when every one of its keys was resolved there (the common
+ * case); -1 sends the candidate through fetch_group. */
+static int batched_count(const rk_feat_source *src, size_t i)
+{
+    const rk_feat_spec *s = src->s;
+    if (!src->item->id) return -1;
+    int cnt = 0;
+    for (uint32_t gi = 0; gi < s->ngroups; gi++) {
+        if (!s->g[gi].item_level) continue;
+        if (src->bund && (int32_t)gi == src->gitem) {
+            cnt += src->brec[i] != NULL;
+        } else if (src->gcol[gi] >= 0) {
+            int rc = src->bq[i * src->bstride + src->bent + (uint32_t)src->gcol[gi]].rc;
+            if (rc != FC_HIT && rc != FC_ABSENT) return -1;
+            cnt += rc == FC_HIT;
+        } else if (src->bq2 && src->gcol2[gi] >= 0) {
+            int32_t x = src->bidx2[i * src->ncol2 + (uint32_t)src->gcol2[gi]];
+            if (x < -1) return -1;
+            cnt += x >= 0 && src->bq2[x].rc == FC_HIT;
+        } else {
+            return -1;
+        }
+    }
+    return cnt;
+}
+
 int rk_feat_fetch(rk_feat_source *src, const rk_feat_request *req,
                   const rk_feat_item *items, size_t n, size_t *found, rk_err *err)
 {
@@ -1585,12 +1612,18 @@ int rk_feat_fetch(rk_feat_source *src, const rk_feat_request *req,
         src->item = it;
         src->has_item = it->id != NULL;
         src->has_iv = 0;
+        int got = src->bq ? batched_count(src, i) : -1;
+        if (got >= 0) {
+            cnt += (size_t)got;
+            continue;
+        }
         if (src->has_item)
             src->ih = src->bq ? src->bih[i] : rk__feat_part_hash(KP_ITEM, it->id, it->len);
-        int got;
         /* With the second batch the attribute keys are already resolved
-         * (only an item named by dense id alone still needs its record). */
-        if (need && (!src->bq2 || !it->id)) {
+         * (unless the item is named by dense id alone, or its record was
+         * too large to keep in the batch). */
+        if (need && (!src->bq2 || !it->id ||
+                     (src->bent && src->bq[i * src->bstride].rc == FC_BYPASS))) {
             rc = read_entity(src, RK_ENTITY_ITEM, it->id, it->len, it->has_dense,
                              it->dense, &src->iv, &got);
             if (!rc && got) {
