@@ -2135,6 +2135,14 @@ TEST(cache_item_bundles)
     CHECK(gi >= 0 && rk__feat_cache_bundle_layout(s->cache) == s->g[gi].layout);
     uint64_t ih = rk__feat_part_hash(KP_ITEM, id, 2);
     CHECK(rk__feat_item_key_hash(s->g[gi].layout, ih) == rk__feat_agg_hash(&s->g[gi], &ih));
+    /* The inlined key hashes are rk_hash64 over the parts (stored keys). */
+    for (uint32_t k = 0; k < s->ngroups; k++) {
+        uint64_t parts[FEAT_MAX_PARTS] = {ih, 0x1122334455667788ull, 42};
+        unsigned char buf[8 * FEAT_MAX_PARTS];
+        for (uint32_t j = 0; j < s->g[k].nparts; j++) rk__le64(buf + 8 * j, parts[j]);
+        CHECK(rk__feat_agg_hash(&s->g[k], parts) ==
+              rk_hash64(buf, 8u * s->g[k].nparts, s->g[k].layout));
+    }
     int pc = col(s, "price"), ic = col(s, "item_clicks");
     CHECK_OK(put_item(&e, "i1", "shoes", "red running shoes", 10));
     CHECK_OK(put_item(&e, "i5", "hats", "wool hat", 3));
