@@ -73,6 +73,22 @@ else
     bad models_list "$(cat "$T/list.out")"
 fi
 
+# --gate-metrics: the gate compares only the named metrics; an unknown
+# name is a usage error before any training.
+"$RANKD" train --data "$D" --ranker gbdt --dataset synth --name trees --trees 1 \
+    --depth 1 --gate-metrics auc >"$T/gm.out" 2>&1
+rc=$?
+"$RANKD" train --data "$D" --ranker gbdt --dataset synth --name trees \
+    --gate-metrics auc,aucc >"$T/gm_bad.out" 2>&1
+rc_bad=$?
+if [ $rc -eq 0 ] && grep -q "kept as a candidate (gate failed (1 of 1 metrics worse" "$T/gm.out" &&
+   ! grep -q "logloss .* vs .*than" "$T/gm.out" && [ $rc_bad -eq 2 ] &&
+   grep -q "'aucc' is not a metric the gate can compare" "$T/gm_bad.out"; then
+    ok gate_metrics_subset
+else
+    bad gate_metrics_subset "exit $rc / $rc_bad" "$(cat "$T/gm.out" "$T/gm_bad.out")"
+fi
+
 "$RANKD" models show trees/1 --data "$D" --json >"$T/show.json" 2>&1
 if jq -e '.meta.kind == "gbdt" and .meta.rows.train == 2400 and (.meta.reference.features | length) == 2 and .artifact_check == "ok"' \
         "$T/show.json" >/dev/null 2>&1; then

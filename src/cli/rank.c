@@ -18,7 +18,7 @@ static const char rank_usage[] =
     "         [--test-dataset NAME] [--task binary|rank]\n"
     "         [--calibration none|platt|isotonic] [--downsample R [--reweight]]\n"
     "         [--balanced] [--hash-bits B] [--name NAME] [--no-publish]\n"
-    "         [--gate-delta D] [--json] [--seed N]\n"
+    "         [--gate-delta D] [--gate-metrics M,M...] [--json] [--seed N]\n"
     "         [--split-seed N] [--test-frac F] [--from-log [MODEL]]\n"
     "  gbdt:  [--trees N] [--depth D] [--eta E] [--min-child-weight W]\n"
     "         [--subsample S] [--colsample S] [--lambda L] [--max-bin B]\n"
@@ -35,6 +35,7 @@ static const char rank_usage[] =
 typedef struct rank_args {
     const char *ranker, *dataset, *valid_ds, *test_ds, *task, *calib, *name;
     const char *log_model;     /* --from-log: the served model's name */
+    const char *gate_metrics;  /* --gate-metrics: comma list, NULL = all */
     int from_log;
     double valid_frac, test_frac, downsample, gate_delta;
     uint64_t split_seed;  /* 0 = split in row order */
@@ -43,6 +44,40 @@ typedef struct rank_args {
     uint64_t seed;
     rk_ranker_opts o;
 } rank_args;
+
+/* Whether name is one of the comma-separated names of list. */
+static int in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+/* --gate-metrics: every name must be a metric with a direction (the
+ * gate needs to know whether higher or lower is better). */
+static int check_gate_metrics(const char *list)
+{
+    for (const char *p = list;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(len < 63 ? len : 63), p);
+        if (!len || len > 63 || rk_metric_direction(name) == RK_METRIC_AUTO) {
+            cli_printf_err("--gate-metrics: '%.*s' is not a metric the gate can "
+                           "compare (auc, pr_auc, logloss, ne, calibration, gauc, "
+                           "ndcg@K, map...)\n", (int)len, p);
+            return -1;
+        }
+        if (!e) return 0;
+        p = e + 1;
+    }
+}
 
 static int num_opt(const char *name, int argc, char **argv, int *i, double lo,
                    double hi, double *out)
@@ -142,6 +177,7 @@ static int parse_args(rank_args *a, cli_common *c, int argc, char **argv)
             (r = cli_opt("--task", argc, argv, &i, &a->task)) ||
             (r = cli_opt("--calibration", argc, argv, &i, &a->calib)) ||
             (r = cli_opt("--name", argc, argv, &i, &a->name)) ||
+            (r = cli_opt("--gate-metrics", argc, argv, &i, &a->gate_metrics)) ||
             (r = num_opt("--valid-frac", argc, argv, &i, 0.01, 0.99, &a->valid_frac)) ||
             (r = num_opt("--downsample", argc, argv, &i, 1e-6, 1, &a->downsample)) ||
             (r = num_opt("--test-frac", argc, argv, &i, 0.01, 0.9, &a->test_frac)) ||
@@ -187,6 +223,7 @@ static int parse_args(rank_args *a, cli_common *c, int argc, char **argv)
         return 2;
     }
     a->o.task = a->task && strcmp(a->task, "rank") == 0 ? RK_TASK_RANK : RK_TASK_BINARY;
+    if (a->gate_metrics && check_gate_metrics(a->gate_metrics)) return 2;
     if (a->calib) {
         if (strcmp(a->calib, "none") == 0) a->o.calib = RK_CALIB_NONE;
         else if (strcmp(a->calib, "platt") == 0) a->o.calib = RK_CALIB_PLATT;
@@ -403,6 +440,7 @@ static int publish(const rank_args *a, const cli_env *env, const rk_feat_spec *s
     size_t nr = 0;
     for (size_t i = 0; i < ev->n && nr < RK_RANKER_MAX_METRICS; i++) {
         if (rk_metric_direction(ev->m[i].name) == RK_METRIC_AUTO) continue;
+        if (a->gate_metrics && !in_list(a->gate_metrics, ev->m[i].name)) continue;
         rules[nr++] = (rk_gate_rule){ev->m[i].name, RK_METRIC_AUTO, a->gate_delta, 0, 0};
     }
     gate.rules = rules;
