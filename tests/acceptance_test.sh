@@ -9,7 +9,9 @@
 #       is rolled back automatically once its online log loss is known;
 #   (b) a pipeline bug (bandwidth sent x1000) is flagged in the first
 #       monitoring window after it, as the top drifting feature, at least
-#       2.5x its largest score in the five windows before.
+#       2.5x its largest score in the five windows before;
+#   (e) continuous online learning: an FTRL version learns from each
+#       labelled example and its snapshots replace the served model.
 # The taste-shift check (c) runs in bench/loop.sh (several minutes).
 # Prints one line per case and "# N passed, N failed".
 set -u
@@ -36,6 +38,9 @@ monitor:
   exclude: [hour]
 loop:
   ranker: feed
+  kind: ftrl
+  online: true
+  online_refresh_s: 0.5
   every_labels: 1000000000
   on_drift: false
   drift_check_s: 0.5
@@ -159,6 +164,41 @@ if awk '$1 < 12 && $3 > m { m = $3 } $1 == 12 { top = $2; s = $3 }
     ok "b_pipeline_bug_leads_its_window ($(awk '{ printf "h%s top %s, bandwidth %.3f; ", $1, $2, $3 }' "$T/drift.txt"))"
 else
     bad b_pipeline_bug_leads_its_window "$(cat "$T/drift.txt")"
+fi
+# ---- (e) online learning -------------------------------------------------
+# GBDT versions served so far (the loop records that they cannot learn
+# online, once per version); an FTRL version learns from every labelled example.
+"$RANKD" train --data "$D" --config "$T/cfg.yaml" --ranker ftrl --name feed \
+    --from-log feed --json >"$T/ftrl.json" 2>>"$T/train.out"
+v=$(jq -r '.version // empty' "$T/ftrl.json" 2>/dev/null)
+curl -s -X POST "$URL/v1/models/feed/promote" -d "{\"version\": ${v:-0}}" >/dev/null
+if [ -n "$v" ] && wait_serving "$v" && hours 13 2; then
+    i=0
+    while [ $i -lt 50 ]; do
+        curl -s "$URL/v1/models" >"$T/models.json"
+        n=$(jq -r '[.serving[] | select(.name == "feed") | .online_updates // 0][0]' \
+            "$T/models.json")
+        [ "${n:-0}" -gt 0 ] && break
+        sleep 0.2
+        i=$((i + 1))
+    done
+    curl -s "$URL/metrics" >"$T/metrics.txt"
+    curl -s "$URL/v1/monitor/events" >"$T/events.json"
+    snaps=$(awk '$1 == "rankd_online_learner_snapshots_total" { print $2 }' "$T/metrics.txt")
+    errs=$(awk '$1 == "rankd_online_learner_errors_total" { print $2 }' "$T/metrics.txt")
+    if [ "${n:-0}" -gt 1000 ] && [ "${snaps:-0}" -ge 1 ] && [ "${errs:-1}" -eq 0 ] &&
+       jq -e --argjson v "$v" '[.events[] | select(.kind == "online_learning" and
+              .version == $v)] | length == 1' "$T/events.json" >/dev/null 2>&1 &&
+       jq -e '[.events[] | select(.kind == "failed" and
+              (.detail | test("does not learn online")))] | length >= 1' \
+              "$T/events.json" >/dev/null 2>&1; then
+        ok "e_online_learning ($n updates, $snaps snapshots, CTR $(mean_ctr 13 14))"
+    else
+        bad e_online_learning "updates ${n:-?} snapshots ${snaps:-?} errors ${errs:-?}" \
+            "$(jq -c '[.events[] | select(.kind == "online_learning")]' "$T/events.json")"
+    fi
+else
+    bad e_online_learning "$(cat "$T/ftrl.json")" "$(tail -3 "$T/train.out")"
 fi
 stop_server
 finish
