@@ -3,7 +3,7 @@
 #  - unit and integration binaries  $BUILD/tests/*   (each prints "# p passed, f failed")
 #  - fuzz corpus replays            $BUILD/fuzz/replay_<name> fuzz/corpus/<name>
 #  - shell end-to-end tests         tests/*.sh       (one result each; get RANKD and BUILD)
-#  - benchmark smoke runs           $BUILD/bench/*   with --smoke (one result each)
+#  - benchmark smoke runs           $BUILD/bench/* and bench/*.sh with --smoke (one result each)
 # Usage: scripts/run-tests.sh BUILD_DIR
 set -u
 BUILD=${1:-build}
@@ -60,6 +60,10 @@ done
 for b in "$BUILD"/bench/*; do
     [ -x "$b" ] || continue
     run "bench-smoke:$(basename "$b")" "$b" --smoke
+done
+for b in bench/*.sh; do
+    [ -f "$b" ] || continue
+    run "bench-smoke:$(basename "$b")" sh "$b" --smoke
 done
 
 [ -n "$failures" ] && echo "failed:$failures"

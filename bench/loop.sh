@@ -1,0 +1,171 @@
+#!/bin/sh
+# loop.sh — the learning loop against a taste shift, at a larger scale than
+# tests/acceptance_test.sh: for each retraining policy a fresh `rankd
+# serve` (FTRL ranker, learning loop on) is driven by `rankd simulate
+# --scenario taste_shift` (every user's taste rotates by --shift-deg at
+# --event-hour), and the online CTR per simulated hour is compared with the
+# CTR before the shift.
+#
+# Policies: none (the first version serves throughout), periodic
+# (`loop.every_minutes`), drift (`loop.on_drift`), online (`loop.online`:
+# one FTRL step per labelled example, snapshot every second).
+#
+# Prints one JSON line per policy on stdout (pre-shift CTR, CTR in the
+# first and last four hours after the shift, recovery = last / pre, the
+# first hour whose 3-hour mean reaches 90% of the pre-shift CTR or null)
+# and a table with the CTR curve of every policy on stderr; the curves are
+# kept as CSV under --out. Traffic goes to 127.0.0.1 only and every run
+# stops by itself.
+#
+#   sh bench/loop.sh                        # about 5 minutes on 2 cores
+#   sh bench/loop.sh --policies none,online --shift-deg 45 --hours 30
+#   sh bench/loop.sh --smoke                # the `make test` run (seconds)
+set -u
+RANKD=${RANKD:-build/rankd}
+case "$RANKD" in /*) ;; *) RANKD="$(pwd)/$RANKD" ;; esac
+POLICIES=none,periodic,drift,online
+USERS=500 ITEMS=2000 SPH=400 HOURS=24 EVENT=8 DEG=90 SPEED=1800 HIST=4000
+EVERY_MIN=0.2 OUT="" SEED=7
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --policies) POLICIES=$2; shift ;;
+    --users) USERS=$2; shift ;;
+    --items) ITEMS=$2; shift ;;
+    --sessions-per-hour) SPH=$2; shift ;;
+    --hours) HOURS=$2; shift ;;
+    --event-hour) EVENT=$2; shift ;;
+    --shift-deg) DEG=$2; shift ;;
+    --speed) SPEED=$2; shift ;;
+    --history-sessions) HIST=$2; shift ;;
+    --every-minutes) EVERY_MIN=$2; shift ;;
+    --seed) SEED=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --smoke) USERS=60 ITEMS=150 SPH=40 HOURS=4 EVENT=2 SPEED=max HIST=300
+             POLICIES=none,online ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "loop.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ -x "$RANKD" ] || { echo "loop.sh: $RANKD not built (make)" >&2; exit 2; }
+T=$(mktemp -d "${TMPDIR:-/tmp}/rk-bench-loop-XXXXXX")
+PID=""
+stop_server() {
+    if [ -n "$PID" ]; then kill -TERM "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""; fi
+}
+trap 'stop_server; rm -rf "$T"' EXIT
+[ -n "$OUT" ] || OUT="$T/out"
+mkdir -p "$OUT"
+WORLD="--users $USERS --items $ITEMS --seed $SEED"
+SIM="$WORLD --sessions-per-hour $SPH --requests-per-session 2 --n 8"
+
+# run_policy NAME: one server, one simulation; the curve in $OUT/NAME.csv.
+run_policy() {
+    name=$1
+    every=0 drift=false online=false
+    case "$name" in
+    none) ;;
+    periodic) every=$EVERY_MIN ;;
+    drift) drift=true ;;
+    online) online=true ;;
+    *) echo "loop.sh: unknown policy $name" >&2; return 1 ;;
+    esac
+    d="$T/$name"
+    mkdir -p "$d"
+    "$RANKD" simulate --write-config "$d/sim.yaml" $WORLD >/dev/null 2>&1 || return 1
+    # Labels are final 2 s after serving (the simulator posts them at once).
+    sed 's/^  window: 30m$/  window: 2s/' "$d/sim.yaml" >"$d/cfg.yaml"
+    cat >>"$d/cfg.yaml" <<YAML
+monitor:
+  window: 2000
+  reference: served
+  exclude: [hour]
+loop:
+  ranker: feed
+  kind: ftrl
+  every_labels: 0
+  every_minutes: $every
+  on_drift: $drift
+  drift_check_s: 1
+  min_drift_rows: 2000
+  cooldown_minutes: $EVERY_MIN
+  online: $online
+  online_refresh_s: 1
+  rollback: false
+  args: [--gate-metrics, "auc,logloss"]
+YAML
+    "$RANKD" serve --data "$d/data" --config "$d/cfg.yaml" --port 0 \
+        --port-file "$d/port" >"$d/serve.log" 2>&1 &
+    PID=$!
+    i=0
+    while [ ! -s "$d/port" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -s "$d/port" ] || { cat "$d/serve.log" >&2; return 1; }
+    url="http://127.0.0.1:$(cat "$d/port")"
+    "$RANKD" simulate --url "$url" --setup $SIM --history-sessions "$HIST" \
+        --hours 0 >"$d/setup.out" 2>&1 &&
+    "$RANKD" train --data "$d/data" --config "$d/cfg.yaml" >"$d/train.out" 2>&1 &&
+    "$RANKD" train --data "$d/data" --config "$d/cfg.yaml" --ranker ftrl \
+        --name feed >>"$d/train.out" 2>&1 || {
+        tail -5 "$d/setup.out" "$d/train.out" >&2
+        return 1
+    }
+    sleep 2 # the server picks the new versions up
+    "$RANKD" simulate --url "$url" $SIM --hours "$HOURS" --scenario taste_shift \
+        --event-hour "$EVENT" --shift-deg "$DEG" --speed "$SPEED" \
+        --csv "$OUT/$name.csv" >"$d/sim.out" 2>&1 || { tail -5 "$d/sim.out" >&2; return 1; }
+    curl -s "$url/v1/monitor/events" >"$OUT/$name.events.json"
+    stop_server
+}
+
+# summary NAME: one JSON line from the curve.
+summary() {
+    awk -F, -v name="$1" -v ev="$EVENT" -v deg="$DEG" '
+        NR > 1 { h = $1; imp[h] = $5; clk[h] = $6; if (h > last) last = h }
+        function ctr(a, b,   i, c, k) {
+            for (k = a; k <= b; k++) { i += imp[k]; c += clk[k] }
+            return i ? c / i : 0
+        }
+        END {
+            pre = ctr(ev > 4 ? ev - 4 : 0, ev - 1)
+            first = ctr(ev, ev + 3); lastc = ctr(last - 3, last)
+            reach = "null"
+            for (k = ev; k + 2 <= last; k++)
+                if (pre > 0 && ctr(k, k + 2) >= 0.9 * pre) { reach = k - ev; break }
+            printf "{\"bench\":\"loop\",\"policy\":\"%s\",\"shift_deg\":%s,\"pre_ctr\":%.4f," \
+                   "\"first4_ctr\":%.4f,\"last4_ctr\":%.4f,\"recovery\":%.3f," \
+                   "\"hours_to_90pct\":%s}\n", name, deg, pre, first, lastc,
+                   (pre > 0 ? lastc / pre : 0), reach
+        }' "$OUT/$1.csv"
+}
+
+status=0
+ran=""
+for p in $(echo "$POLICIES" | tr ',' ' '); do
+    echo "loop.sh: policy $p..." >&2
+    if run_policy "$p"; then
+        summary "$p"
+        ran="$ran $p"
+    else
+        echo "loop.sh: policy $p failed" >&2
+        stop_server
+        status=1
+    fi
+done
+# The curves side by side: CTR per simulated hour, one column per policy.
+{
+    printf "%4s" hour
+    for p in $ran; do printf " %9s" "$p"; done
+    echo
+    h=0
+    while [ $h -lt "$HOURS" ]; do
+        printf "%4s" "$h$( [ $h -eq "$EVENT" ] && echo '*' )"
+        for p in $ran; do
+            awk -F, -v h=$h 'NR > 1 && $1 == h { printf " %9.4f", $5 ? $6 / $5 : 0 }' \
+                "$OUT/$p.csv"
+        done
+        echo
+        h=$((h + 1))
+    done
+    echo "(* the taste shift; curves in $OUT)"
+} >&2
+exit $status
