@@ -28,7 +28,8 @@ typedef struct bagent {
  * [user, item.category]): candidates share them, and a store lookup costs
  * far more than a probe. Entries of older requests are ignored by their
  * generation. */
-#define MEMO_SLOTS 2048
+#define MEMO_BITS 11
+#define MEMO_SLOTS (1u << MEMO_BITS)
 typedef struct memo_ent {
     uint64_t gen, h;
     const unsigned char *rec;
@@ -698,6 +699,14 @@ static void prefetch_item(const rk_feat_source *src, const rk_feat_item *it)
 static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_t n);
 static int bundle_resolve(rk_feat_source *src, const rk_feat_item *items, size_t n);
 
+/* One column of the first batch, planned per request (batch_probe). */
+typedef struct kplan {
+    const agroup *g;
+    uint32_t col;                         /* in each candidate's row */
+    uint8_t imask;                        /* bit k: part k is the item */
+    uint64_t parts[FEAT_MAX_PARTS];       /* the others */
+} kplan;
+
 static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
                        int entity, int copy)
 {
@@ -719,6 +728,31 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
     }
     uint32_t c0 = entity || bund ? 1u : 0u, stride = c0 + ncol;
     if (!stride) return 0;
+    /* The columns' keys, planned once per request: every part but the
+     * item's is the same for all candidates, and a part missing from the
+     * request (no user, no such context field) leaves the column unprobed
+     * for every candidate, as fetch_group would find it. */
+    kplan *plan = rk_arena_alloc(&src->arena, (ncol ? ncol : 1) * sizeof *plan);
+    if (!plan) return 0;
+    uint32_t np = 0;
+    for (uint32_t gi = 0; gi < s->ngroups; gi++) {
+        if (src->gcol[gi] < 0) continue;
+        const agroup *g = &s->g[gi];
+        kplan *p = &plan[np];
+        uint32_t k;
+        p->g = g;
+        p->col = c0 + (uint32_t)src->gcol[gi];
+        p->imask = 0;
+        for (k = 0; k < g->nparts; k++) {
+            const kpart *kp = &g->part[k];
+            p->parts[k] = 0;
+            if (kp->kind == KP_ITEM) p->imask |= (uint8_t)(1u << k);
+            else if (kp->kind == KP_USER && src->has_user) p->parts[k] = src->uh;
+            else if (kp->kind == KP_CTX && src->ctxok[gi][k]) p->parts[k] = src->ctxh[gi][k];
+            else break;
+        }
+        if (k == g->nparts) np++;
+    }
     fc_get *q = rk_arena_alloc(&src->arena, n * stride * sizeof *q);
     uint64_t *bih = rk_arena_alloc(&src->arena, n * sizeof *bih);
     src->brec = bund ? rk_arena_alloc(&src->arena, n * sizeof *src->brec) : NULL;
@@ -746,22 +780,13 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
             row[0].k = rk__feat_cache_entity_key_h(RK_ENTITY_ITEM, ih);
             row[0].rc = FC_MISS;
         }
-        for (uint32_t gi = 0; gi < s->ngroups; gi++) {
-            if (src->gcol[gi] < 0) continue;
-            const agroup *g = &s->g[gi];
+        for (uint32_t j = 0; j < np; j++) {
+            const kplan *p = &plan[j];
             uint64_t parts[FEAT_MAX_PARTS];
-            uint32_t k;
-            /* The parts as fetch_group derives them. */
-            for (k = 0; k < g->nparts; k++) {
-                const kpart *kp = &g->part[k];
-                if (kp->kind == KP_ITEM) parts[k] = ih;
-                else if (kp->kind == KP_USER && src->has_user) parts[k] = src->uh;
-                else if (kp->kind == KP_CTX && src->ctxok[gi][k]) parts[k] = src->ctxh[gi][k];
-                else break;
-            }
-            if (k < g->nparts) continue;
-            fc_get *x = &row[c0 + (uint32_t)src->gcol[gi]];
-            x->k = (fc_key){g->layout, rk__feat_agg_hash(g, parts)};
+            for (uint32_t k = 0; k < p->g->nparts; k++)
+                parts[k] = p->imask >> k & 1 ? ih : p->parts[k];
+            fc_get *x = &row[p->col];
+            x->k = (fc_key){p->g->layout, rk__feat_agg_hash(p->g, parts)};
             x->rc = FC_MISS;
         }
     }
@@ -895,6 +920,22 @@ static void prefetch_val(const fc_get *g, uint32_t lines)
         __builtin_prefetch(g->val + 64u * k);
 }
 
+/* The memo's word for the key parts of group g (batch_attr_keys), two
+ * multiplies instead of six mixes: a sum of the parts (hashes already)
+ * times odd constants, plus the layout. Two part lists of one group in
+ * one request that differ in one part (the item attribute; the request's
+ * parts are shared) never agree, since an odd multiplier is invertible
+ * modulo 2^64; other pairs agree with probability ~2^-64, as two keys'
+ * hashes do. Its top bits pick the memo slot. */
+static uint64_t memo_parts(const agroup *g, const uint64_t *parts)
+{
+    static const uint64_t mul[FEAT_MAX_PARTS] = {0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full,
+                                                 0x165667b19e3779f9ull};
+    uint64_t pm = g->layout;
+    for (uint32_t k = 0; k < g->nparts; k++) pm += parts[k] * mul[k];
+    return pm;
+}
+
 /* Items ahead whose record's first line phase B prefetches. */
 #define PF_BLOB 16
 
@@ -1009,14 +1050,12 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
              * pass below only for the first candidate with them. The memo
              * slot is fetched meanwhile (it is cold after the previous
              * request's computation). */
-            uint64_t pm = g->layout;
-            for (k = 0; k < FEAT_MAX_PARTS; k++)
-                pm = rk__mix64(pm ^ (k < g->nparts ? parts[k] : 0));
+            uint64_t pm = memo_parts(g, parts);
             row[src->gcol2[gi]] = -4;
             x->k = (fc_key){parts[0], g->nparts > 1 ? parts[1] : 0};
             x->h = g->nparts > 2 ? parts[2] : 0;
             x->aux = pm;
-            __builtin_prefetch(&src->memo[pm & (MEMO_SLOTS - 1)], 1);
+            __builtin_prefetch(&src->memo[pm >> (64 - MEMO_BITS)], 1);
         }
     }
     /* Deduplicate and compact the parked keys: q[m] never overtakes the
@@ -1033,7 +1072,7 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
                 /* Shared by candidates: one derivation and one probe per
                  * request. */
                 uint64_t h = q[pos].aux;
-                memo_ent *me = &src->memo[h & (MEMO_SLOTS - 1)];
+                memo_ent *me = &src->memo[h >> (64 - MEMO_BITS)];
                 if (me->gen == src->gen && me->h == h) {
                     *x = me->idx;
                     continue;
