@@ -138,6 +138,27 @@ void rk_sim_csv_row(FILE *f, const rk_sim_hour_stats *st);
  * retrieval and serve sections match the simulated world. Returns 0 or
  * RK_EIO (errno set). */
 int rk_sim_write_config(FILE *f, const rk_sim_opts *o);
+/* Only the store, entities and events sections of that config: the video
+ * platform's schema, shared with `rankd demo`. Returns 0 or RK_EIO. */
+int rk_sim_write_schema(FILE *f);
+
+/* The video platform's vocabulary, shared with `rankd demo`: category
+ * names (a world of N categories uses the first N), item tags, the two
+ * word lists of item titles ("Adjective Noun #id") and user countries.
+ * Static, never freed. */
+typedef struct rk_sim_vocab {
+    const char *const *categories;
+    uint32_t ncategories;
+    const char *const *tags;
+    uint32_t ntags;
+    const char *const *adjectives;
+    uint32_t nadjectives;
+    const char *const *nouns;
+    uint32_t nnouns;
+    const char *const *countries;
+    uint32_t ncountries;
+} rk_sim_vocab;
+const rk_sim_vocab *rk_sim_vocabulary(void);
 
 /* ---- the world model, exposed for tests and tools (thread-safe reads) --- */
 

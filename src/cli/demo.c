@@ -16,24 +16,11 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "rk_sim.h"
 
-static const char *const categories[] = {
-    "news", "sports", "music", "comedy", "gaming", "cooking",
-    "travel", "science", "tech", "film", "kids", "fitness"};
-#define NCAT (sizeof categories / sizeof categories[0])
-static const char *const tags[] = {
-    "live", "short", "tutorial", "review", "highlights", "interview",
-    "vlog", "4k", "classic", "trending", "behind-the-scenes", "podcast",
-    "animation", "documentary", "how-to", "reaction", "challenge", "asmr",
-    "remix", "top10"};
-#define NTAG (sizeof tags / sizeof tags[0])
-static const char *const adjectives[] = {"Amazing", "Quiet", "Wild", "Tiny",
-                                         "Golden", "Lost", "Fast", "Hidden"};
-static const char *const nouns[] = {"River", "Kitchen", "Match", "Planet",
-                                    "Song", "Robot", "Journey", "Trick"};
-static const char *const countries[] = {"US", "DE", "FR", "BR", "IN", "JP",
-                                        "GB", "ES"};
-
+/* The simulator's vocabulary (rk_sim_vocabulary); the demo uses its first
+ * NCAT categories. */
+#define NCAT 12
 /* xorshift64*: small, fast and the same on every platform. */
 typedef struct rng {
     uint64_t s;
@@ -86,30 +73,9 @@ static int write_config(const char *path)
 {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
-    fputs("# rankd demo configuration (written by `rankd demo`)\n"
-          "store:\n"
-          "  fsync: everysec\n"
-          "entities:\n"
-          "  item:\n"
-          "    attributes:\n"
-          "      title: text\n"
-          "      category: categorical\n"
-          "      tags: categorical_list\n"
-          "      duration: numeric\n"
-          "      published: timestamp\n"
-          "  user:\n"
-          "    attributes:\n"
-          "      country: categorical\n"
-          "      age: numeric\n"
-          "events:\n"
-          "  impression: {role: exposure}\n"
-          "  click: {role: positive, weight: 1}\n"
-          "  like: {role: positive, weight: 3}\n"
-          "  watch: {role: valued, weight: 1}\n"
-          "log:\n"
-          "  level: warn\n",
-          f);
-    return fclose(f);
+    int bad = fputs("# rankd demo configuration (written by `rankd demo`)\n", f) < 0 ||
+              rk_sim_write_schema(f) || fputs("log:\n  level: warn\n", f) < 0;
+    return fclose(f) || bad ? -1 : 0;
 }
 
 /* Generates the three input files; returns 0 or -1 (errno set). */
@@ -117,6 +83,7 @@ static int generate(const demo_opts *o, const char *in_dir, demo_item *items,
                     double *cdf)
 {
     char path[4096];
+    const rk_sim_vocab *v = rk_sim_vocabulary();
     rng r = {o->seed * 0x9E3779B97F4A7C15ULL + 1};
     const int64_t t0 = 1767225600000LL; /* 2026-01-01T00:00:00Z */
 
@@ -131,12 +98,14 @@ static int generate(const demo_opts *o, const char *in_dir, demo_item *items,
         int64_t published = t0 - (int64_t)rng_below(&r, 90) * 86400000LL;
         char pub[32];
         rk_format_time_ms(published, pub);
-        uint32_t t1 = rng_below(&r, NTAG), t2 = (t1 + 1 + rng_below(&r, NTAG - 1)) % NTAG;
+        uint32_t t1 = rng_below(&r, v->ntags);
+        uint32_t t2 = (t1 + 1 + rng_below(&r, v->ntags - 1)) % v->ntags;
         fprintf(f, "{\"id\":\"v%u\",\"attributes\":{\"title\":\"%s %s #%u\","
                    "\"category\":\"%s\",\"tags\":[\"%s\",\"%s\"],"
                    "\"duration\":%.0f,\"published\":\"%s\"}}\n",
-                i, adjectives[rng_below(&r, 8)], nouns[rng_below(&r, 8)], i,
-                categories[it->cat], tags[t1], tags[t2], it->duration, pub);
+                i, v->adjectives[rng_below(&r, v->nadjectives)],
+                v->nouns[rng_below(&r, v->nnouns)], i, v->categories[it->cat],
+                v->tags[t1], v->tags[t2], it->duration, pub);
     }
     if (fclose(f)) return -1;
 
@@ -170,7 +139,7 @@ static int generate(const demo_opts *o, const char *in_dir, demo_item *items,
     for (uint32_t u = 0; u < o->users; u++) {
         taste[2 * u] = rng_below(&r, NCAT);
         taste[2 * u + 1] = rng_below(&r, NCAT);
-        fprintf(f, "u%u,%s,%u\n", u, countries[rng_below(&r, 8)],
+        fprintf(f, "u%u,%s,%u\n", u, v->countries[rng_below(&r, v->ncountries)],
                 13 + rng_below(&r, 58));
     }
     int rc = fclose(f);

@@ -9,12 +9,9 @@
 
 #include "sim_int.h"
 
-int rk_sim_write_config(FILE *f, const rk_sim_opts *o)
+int rk_sim_write_schema(FILE *f)
 {
-    int n = fprintf(f,
-        "# rankd configuration for the simulated video platform, written by\n"
-        "# `rankd simulate --write-config` (world: seed %llu, %u users, %u items,\n"
-        "# %u categories). See docs/simulator.md.\n"
+    int n = fputs(
         "store:\n"
         "  fsync: everysec\n"
         "entities:\n"
@@ -33,7 +30,21 @@ int rk_sim_write_config(FILE *f, const rk_sim_opts *o)
         "  impression: {role: exposure}\n"
         "  click: {role: positive, weight: 1}\n"
         "  like: {role: positive, weight: 3}\n"
-        "  watch: {role: valued, weight: 1}\n"
+        "  watch: {role: valued, weight: 1}\n",
+        f);
+    return n < 0 || ferror(f) ? RK_EIO : 0;
+}
+
+int rk_sim_write_config(FILE *f, const rk_sim_opts *o)
+{
+    if (fprintf(f,
+            "# rankd configuration for the simulated video platform, written by\n"
+            "# `rankd simulate --write-config` (world: seed %llu, %u users, %u items,\n"
+            "# %u categories). See docs/simulator.md.\n",
+            (unsigned long long)o->seed, o->users, o->items, o->categories) < 0 ||
+        rk_sim_write_schema(f))
+        return RK_EIO;
+    int n = fputs(
         "retrieval:\n"
         "  interactions: {valued_min: 10}   # a watch of 10 s or more is a positive\n"
         "  models: [ials, covis]\n"
@@ -68,7 +79,7 @@ int rk_sim_write_config(FILE *f, const rk_sim_opts *o)
         "  rules: {max_per_category: 4, explore_slots: 1}\n"
         "log:\n"
         "  level: warn\n",
-        (unsigned long long)o->seed, o->users, o->items, o->categories);
+        f);
     if (n < 0 || fflush(f) != 0 || ferror(f)) return RK_EIO;
     return 0;
 }

@@ -27,18 +27,6 @@
 #define SIM_EVENT_BATCH 1000
 #define SIM_EXCLUDE_MAX 1000
 
-static const char *const tags[] = {
-    "live", "short", "tutorial", "review", "highlights", "interview", "vlog",
-    "4k", "classic", "trending", "behind-the-scenes", "podcast", "animation",
-    "documentary", "how-to", "reaction", "challenge", "asmr", "remix", "top10"};
-#define NTAG (sizeof tags / sizeof tags[0])
-static const char *const adjectives[] = {"Amazing", "Quiet", "Wild", "Tiny",
-                                         "Golden", "Lost", "Fast", "Hidden"};
-static const char *const nouns[] = {"River", "Kitchen", "Match", "Planet",
-                                    "Song", "Robot", "Journey", "Trick"};
-static const char *const countries[] = {"US", "DE", "FR", "BR", "IN", "JP",
-                                        "GB", "ES"};
-
 typedef struct worker {
     struct rk_sim *s;
     uint32_t id;
@@ -198,17 +186,17 @@ static int put_item(worker *w, uint32_t i)
     const rk_sim_item *it = &wd->items[i];
     sim_rng r;
     rk__sim_rng_seed(&r, wd->o.seed, 2, i);
-    uint32_t t1 = rk__sim_rng_below(&r, NTAG);
-    uint32_t t2 = (t1 + 1 + rk__sim_rng_below(&r, NTAG - 1)) % NTAG;
+    uint32_t t1 = rk__sim_rng_below(&r, SIM_TAGS);
+    uint32_t t2 = (t1 + 1 + rk__sim_rng_below(&r, SIM_TAGS - 1)) % SIM_TAGS;
     char pub[32], url[1024], path[64];
     rk_format_time_ms(it->published_ms, pub);
     rk_buf_reset(&w->req);
     rk_buf_printf(&w->req,
                   "{\"title\":\"%s %s #%u\",\"category\":\"%s\",\"tags\":"
                   "[\"%s\",\"%s\"],\"duration\":%.0f,\"published\":\"%s\"}",
-                  adjectives[rk__sim_rng_below(&r, 8)],
-                  nouns[rk__sim_rng_below(&r, 8)], i,
-                  rk__sim_categories[it->category], tags[t1], tags[t2],
+                  rk__sim_adjectives[rk__sim_rng_below(&r, SIM_WORDS)],
+                  rk__sim_nouns[rk__sim_rng_below(&r, SIM_WORDS)], i,
+                  rk__sim_categories[it->category], rk__sim_tags[t1], rk__sim_tags[t2],
                   it->duration, pub);
     snprintf(path, sizeof path, "/v1/items/v%u", i);
     url_of(w->s, url, sizeof url, path);
@@ -221,7 +209,7 @@ static int put_user(worker *w, uint32_t u)
     char url[1024], path[64];
     rk_buf_reset(&w->req);
     rk_buf_printf(&w->req, "{\"country\":\"%s\",\"age\":%u}",
-                  countries[wd->country[u]], wd->age[u]);
+                  rk__sim_countries[wd->country[u]], wd->age[u]);
     snprintf(path, sizeof path, "/v1/users/u%u", u);
     url_of(w->s, url, sizeof url, path);
     return rk__sim_http(&w->http, "PUT", url, w->req.data, w->req.len, &w->err);

@@ -24,8 +24,17 @@ double rk__sim_rng_normal(sim_rng *r);
 #define SIM_MAX_CAT 64
 #define SIM_DEVICES 3
 
+#define SIM_TAGS 20
+#define SIM_WORDS 8
+#define SIM_COUNTRIES 8
+
+/* The vocabulary (rk_sim_vocabulary): names by index. */
 extern const char *const rk__sim_categories[SIM_MAX_CAT];
 extern const char *const rk__sim_devices[SIM_DEVICES];
+extern const char *const rk__sim_tags[SIM_TAGS];
+extern const char *const rk__sim_adjectives[SIM_WORDS];
+extern const char *const rk__sim_nouns[SIM_WORDS];
+extern const char *const rk__sim_countries[SIM_COUNTRIES];
 
 typedef struct sim_world {
     rk_sim_opts o;

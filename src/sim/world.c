@@ -31,6 +31,25 @@ const char *const rk__sim_categories[SIM_MAX_CAT] = {
     "c49", "c50", "c51", "c52", "c53", "c54", "c55", "c56", "c57", "c58",
     "c59", "c60", "c61", "c62", "c63"};
 const char *const rk__sim_devices[SIM_DEVICES] = {"mobile", "desktop", "tv"};
+const char *const rk__sim_tags[SIM_TAGS] = {
+    "live", "short", "tutorial", "review", "highlights", "interview", "vlog",
+    "4k", "classic", "trending", "behind-the-scenes", "podcast", "animation",
+    "documentary", "how-to", "reaction", "challenge", "asmr", "remix", "top10"};
+const char *const rk__sim_adjectives[SIM_WORDS] = {"Amazing", "Quiet", "Wild", "Tiny",
+                                                   "Golden", "Lost", "Fast", "Hidden"};
+const char *const rk__sim_nouns[SIM_WORDS] = {"River", "Kitchen", "Match", "Planet",
+                                              "Song", "Robot", "Journey", "Trick"};
+const char *const rk__sim_countries[SIM_COUNTRIES] = {"US", "DE", "FR", "BR",
+                                                      "IN", "JP", "GB", "ES"};
+
+const rk_sim_vocab *rk_sim_vocabulary(void)
+{
+    static const rk_sim_vocab v = {
+        rk__sim_categories, SIM_MAX_CAT, rk__sim_tags,  SIM_TAGS,
+        rk__sim_adjectives, SIM_WORDS,   rk__sim_nouns, SIM_WORDS,
+        rk__sim_countries,  SIM_COUNTRIES};
+    return &v;
+}
 
 /* ---- random numbers ------------------------------------------------------ */
 
@@ -246,7 +265,7 @@ int rk__sim_world_build(sim_world *w, const rk_sim_opts *o, rk_err *err)
         w->device[u] = du < 0.6 ? 0 : du < 0.9 ? 1 : 2;
         w->bandwidth[u] = (float)(8.0 * exp(0.8 * rk__sim_rng_normal(&r)));
         w->age[u] = (uint8_t)(13 + rk__sim_rng_below(&r, 58));
-        w->country[u] = (uint8_t)rk__sim_rng_below(&r, 8);
+        w->country[u] = (uint8_t)rk__sim_rng_below(&r, SIM_COUNTRIES);
     }
     rk_free(centers);
     rk_free(perm);
