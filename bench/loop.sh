@@ -21,8 +21,8 @@
 #   sh bench/loop.sh --policies none,online --shift-deg 45 --hours 30
 #   sh bench/loop.sh --smoke                # the `make test` run (seconds)
 set -u
-RANKD=${RANKD:-build/rankd}
-case "$RANKD" in /*) ;; *) RANKD="$(pwd)/$RANKD" ;; esac
+# The end-to-end tests' harness: $RANKD, $T, rk_serve, stop_server.
+. "$(dirname "$0")/../tests/lib/harness.sh"
 POLICIES=none,periodic,drift,online
 USERS=500 ITEMS=2000 SPH=400 HOURS=24 EVENT=8 DEG=90 SPEED=1800 HIST=4000
 EVERY_MIN=0.2 OUT="" SEED=7
@@ -48,12 +48,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -x "$RANKD" ] || { echo "loop.sh: $RANKD not built (make)" >&2; exit 2; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/rk-bench-loop-XXXXXX")
-PID=""
-stop_server() {
-    if [ -n "$PID" ]; then kill -TERM "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""; fi
-}
-trap 'stop_server; rm -rf "$T"' EXIT
+rk_harness bench-loop
 [ -n "$OUT" ] || OUT="$T/out"
 mkdir -p "$OUT"
 WORLD="--users $USERS --items $ITEMS --seed $SEED"
@@ -94,13 +89,8 @@ loop:
   rollback: false
   args: [--gate-metrics, "auc,logloss"]
 YAML
-    "$RANKD" serve --data "$d/data" --config "$d/cfg.yaml" --port 0 \
-        --port-file "$d/port" >"$d/serve.log" 2>&1 &
-    PID=$!
-    i=0
-    while [ ! -s "$d/port" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-    [ -s "$d/port" ] || { cat "$d/serve.log" >&2; return 1; }
-    url="http://127.0.0.1:$(cat "$d/port")"
+    rk_serve "$d/data" "$d/cfg.yaml" || { tail -5 "$T/serve.log" >&2; return 1; }
+    url=$URL
     "$RANKD" simulate --url "$url" --setup $SIM --history-sessions "$HIST" \
         --hours 0 >"$d/setup.out" 2>&1 &&
     "$RANKD" train --data "$d/data" --config "$d/cfg.yaml" >"$d/train.out" 2>&1 &&

@@ -48,17 +48,7 @@ loop:
   rollback_min_labels: 1500
 YAML
 
-"$RANKD" serve --data "$D" --config "$T/cfg.yaml" --port 0 --port-file "$T/port" \
-    >"$T/serve.log" 2>&1 &
-PID=$!
-i=0
-while [ ! -s "$T/port" ] && [ $i -lt 300 ]; do
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-    i=$((i + 1))
-done
-[ -s "$T/port" ] || { bad server_starts "$(cat "$T/serve.log")"; finish; }
-URL="http://127.0.0.1:$(cat "$T/port")"
+rk_serve "$D" "$T/cfg.yaml" || { bad server_starts "$(cat "$T/serve.log")"; finish; }
 
 # hours FIRST N [simulate options]: runs N hours, appends the CSV rows.
 hours() {

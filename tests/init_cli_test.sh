@@ -10,20 +10,8 @@ set -u
 SHARED="$(pwd)/../shared/data"
 rk_harness init
 
-# start_server DIR: serves DIR with DIR/rankd.yaml; sets PORT.
-start_server() {
-    rm -f "$1/port"
-    "$RANKD" serve --data "$1/data" --config "$1/rankd.yaml" --port 0 \
-        --port-file "$1/port" >"$1/serve.log" 2>&1 &
-    PID=$!
-    i=0
-    while [ ! -s "$1/port" ] && [ $i -lt 300 ]; do
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.1
-        i=$((i + 1))
-    done
-    [ -s "$1/port" ] && PORT=$(cat "$1/port")
-}
+# start_server DIR: serves DIR with DIR/rankd.yaml (rk_serve; sets PORT).
+start_server() { rk_serve "$1/data" "$1/rankd.yaml"; }
 
 for t in video ads search fraud; do
     D="$T/$t"
@@ -33,7 +21,7 @@ for t in video ads search fraud; do
        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ]; then
         ok "template_${t}_serves"
     else
-        bad "template_${t}_serves" "$(cat "$T/$t.out" "$D/serve.log" 2>/dev/null | tail -5)"
+        bad "template_${t}_serves" "$(cat "$T/$t.out" "$T/serve.log" 2>/dev/null | tail -5)"
     fi
     stop_server
 done

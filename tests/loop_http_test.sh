@@ -39,12 +39,7 @@ else
     exit 1
 fi
 
-"$RANKD" serve --data "$D" --config "$D/rankd.yaml" --port 0 --port-file "$T/port" \
-    >"$T/serve.log" 2>&1 &
-PID=$!
-i=0
-while [ ! -s "$T/port" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-URL="http://127.0.0.1:$(cat "$T/port" 2>/dev/null)"
+rk_serve "$D" "$D/rankd.yaml" || { bad server_starts "$(cat "$T/serve.log")"; finish; }
 
 for u in u1 u2 u3 u4 u5 u6 u7 u8 u9 u10; do
     r=$(curl -s "$URL/v1/recommend" -d "{\"user\": \"$u\", \"n\": 4}")

@@ -13,26 +13,8 @@ set -u
 rk_harness servehttp
 D="$T/data"
 
-# start_server CONFIG: starts rankd serve in the background (PID), waits for
-# its port file and sets URL. Returns 1 when it does not come up.
-start_server() {
-    rm -f "$T/port"
-    "$RANKD" serve --data "$D" --config "$1" --bind 127.0.0.1 --port 0 \
-        --port-file "$T/port" >>"$T/serve.log" 2>&1 &
-    PID=$!
-    i=0
-    while [ ! -s "$T/port" ] && [ $i -lt 600 ]; do
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if [ ! -s "$T/port" ]; then
-        stop_server
-        return 1
-    fi
-    URL="http://127.0.0.1:$(cat "$T/port")"
-    return 0
-}
+# start_server CONFIG: rk_serve on the test's data directory.
+start_server() { rk_serve "$D" "$1"; }
 
 # req METHOD PATH [BODY [CURL-ARGS...]]: the body goes to $T/body, the
 # headers to $T/hdr; prints the status code.

@@ -23,17 +23,7 @@ else
     finish
 fi
 
-"$RANKD" serve --data "$T/data" --config "$T/sim.yaml" --bind 127.0.0.1 --port 0 \
-    --port-file "$T/port" >"$T/serve.log" 2>&1 &
-PID=$!
-i=0
-while [ ! -s "$T/port" ] && [ $i -lt 300 ]; do
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-    i=$((i + 1))
-done
-if [ -s "$T/port" ]; then
-    URL="http://127.0.0.1:$(cat "$T/port")"
+if rk_serve "$T/data" "$T/sim.yaml"; then
     ok server_starts_with_the_written_config
 else
     bad server_starts_with_the_written_config "$(cat "$T/serve.log")"
