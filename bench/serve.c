@@ -557,23 +557,31 @@ static void on_fatal(int sig)
     raise(sig);
 }
 
-/* One blocking request on a fresh connection ("Connection: close");
- * returns the status and the body in *body (malloc'd) or -1. */
-static int http_once(uint16_t port, const char *method, const char *path, char **body)
+/* A blocking TCP connection to 127.0.0.1:port; the fd or -1. */
+static int connect_loopback(uint16_t port)
 {
-    *body = NULL;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return -1;
     struct sockaddr_in sa = {0};
     sa.sin_family = AF_INET;
     sa.sin_port = htons(port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
         close(fd);
         return -1;
     }
+    return fd;
+}
+
+/* One blocking request on a fresh connection ("Connection: close");
+ * returns the status and the body in *body (malloc'd) or -1. */
+static int http_once(uint16_t port, const char *method, const char *path, char **body)
+{
+    *body = NULL;
+    int fd = connect_loopback(port);
+    if (fd < 0) return -1;
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char req[512];
     int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      "Connection: close\r\n\r\n", method, path);
@@ -744,16 +752,8 @@ typedef struct paced {
 
 static int conn_open(conn *c, uint16_t port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = connect_loopback(port);
     if (fd < 0) return -1;
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
-        close(fd);
-        return -1;
-    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
