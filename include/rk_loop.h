@@ -128,16 +128,18 @@ typedef struct rk_loop_result {
 
 /*
  * Runs `exe train --data DIR --config CONF --ranker KIND --name NAME
- * [--from-log NAME] ARGS... --json` as a child process (exe: the rankd
+ * [--from-log NAME [--as-of MS]] ARGS... --json` as a child process (exe: the rankd
  * binary, usually /proc/self/exe), first on the feature log and, when
- * that gives no rows, on the event log; its output goes to log_path
+ * that gives no rows, on the event log; as_of_ms (0 = none) is the
+ * server's clock, the time the label join judges windows at (--as-of);
+ * its output goes to log_path
  * (appended). Blocks until it ends. The registry gate decides promotion.
  * Fills *res; returns 0 when a run finished (res->ok says whether it
  * trained), RK_EIO when no child could be started, RK_ECLOSED when
  * *cancel (may be NULL) became non-zero: the child is then killed.
  */
 int rk_loop_train(const char *exe, const char *data_dir, const char *config,
-                  const rk_loop_opts *o, const char *log_path,
+                  const rk_loop_opts *o, int64_t as_of_ms, const char *log_path,
                   const atomic_int *cancel, rk_loop_result *res, rk_err *err);
 
 #ifdef __cplusplus

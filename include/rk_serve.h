@@ -77,6 +77,10 @@ typedef struct rk_serve_opts {
     const char *exe;             /* the rankd binary for the loop's training
                                     runs, NULL = no loop */
     int log_features;            /* 1: feature-log every served ranking */
+    int clock_event;             /* 0 = `clock: wall` (the default): now is the
+                                    wall clock; 1 = `clock: event`: now also
+                                    follows the newest time a request or an
+                                    event carried (simulation, replay) */
     rk_api_key keys[RK_SERVE_MAX_KEYS];
     size_t nkeys;                /* 0 = no authentication (loopback only) */
 } rk_serve_opts;

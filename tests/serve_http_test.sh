@@ -32,6 +32,21 @@ req() {
     fi
 }
 
+# wait_labelled: the server labels a request once its window has passed
+# (a background tick); waits (at most 20 s) until GET /v1/monitor/drift
+# has labels and nothing pending, its answer in $T/body.
+wait_labelled() {
+    i=0
+    while [ $i -lt 100 ]; do
+        sleep 0.2
+        req GET /v1/monitor/drift >/dev/null
+        jq -e '.concept.pending_requests == 0 and .concept.labelled > 0' "$T/body" \
+            >/dev/null 2>&1 && return 0
+        i=$((i + 1))
+    done
+    return 1
+}
+
 # expect_error METHOD PATH BODY STATUS CODE NAME
 expect_error() {
     st=$(req "$1" "$2" "$3")
@@ -116,6 +131,8 @@ fi
 expect_error POST /v1/recommend '{"user": ' 400 BAD_JSON error_bad_json
 expect_error POST /v1/recommend '{"user": "u1", "n": NaN}' 400 BAD_JSON error_nan
 expect_error POST /v1/recommend '{"user": "u1", "colour": 1}' 400 BAD_REQUEST error_unknown_field
+expect_error POST /v1/recommend '{"user": "u1", "ts": 1700000000000}' 400 BAD_REQUEST \
+    error_ts_needs_the_event_clock
 expect_error GET /v1/nope '' 404 NOT_FOUND error_unknown_route
 expect_error DELETE /v1/recommend '' 405 METHOD_NOT_ALLOWED error_wrong_method
 expect_error GET /v1/items/no-such-item '' 404 UNKNOWN_ITEM error_unknown_item
@@ -310,16 +327,7 @@ if start_server "$T/concept.yaml"; then
         req POST /v1/events "$(cat "$T/ev.json")" >/dev/null
         k=$((k + 1))
     done
-    # The server labels a request once its window has passed (a background
-    # tick): wait for nothing pending.
-    i=0
-    while [ $i -lt 100 ]; do
-        sleep 0.2
-        req GET /v1/monitor/drift >/dev/null
-        jq -e '.concept.pending_requests == 0 and .concept.labelled > 0' "$T/body" \
-            >/dev/null 2>&1 && break
-        i=$((i + 1))
-    done
+    wait_labelled
     jq -c '.concept.versions[] | select(.model == "feed")' "$T/body" >"$T/online.json"
     stop_server
 fi
@@ -379,6 +387,58 @@ if [ $rc -eq 0 ] &&
     ok drift_concept_pending_and_table
 else
     bad drift_concept_pending_and_table "exit $rc" "$(cat "$T/pending.out" "$T/concept.out")"
+fi
+
+# serve.clock: event — the server's clock follows the newest time a
+# request or an event carried (a simulation two days ahead): the label
+# window, the online metrics and the feature log run on it, `rankd train
+# --from-log --as-of` judges windows at that time, and a restarted server
+# resumes from its newest event.
+sed 's/^serve:$/serve:\n  clock: event/' "$D/rankd.yaml" >"$T/event.yaml"
+printf 'labels:\n  window: 30m\n' >>"$T/event.yaml"
+if start_server "$T/event.yaml" && [ "$(req GET /healthz)" = 200 ] &&
+   jq -e '.clock == "event"' "$T/body" >/dev/null; then
+    t0=$(jq .now_ms "$T/body")
+    fut=$((t0 + 2 * 86400000))
+    later=$((fut + 3600000))
+    req POST /v1/recommend "{\"user\": \"u21\", \"n\": 5, \"ts\": $fut}" >/dev/null
+    rid=$(jq -r .request_id "$T/body")
+    it=$(jq -r '.items[0].id' "$T/body")
+    req GET /healthz >/dev/null
+    jq -c . "$T/body" >"$T/clock1.json"
+    # No ts: the events happen at the server's now, two days ahead.
+    req POST /v1/events "[{\"type\": \"impression\", \"user\": \"u21\", \"item\": \"$it\", \"request_id\": \"$rid\"}, {\"type\": \"click\", \"user\": \"u21\", \"item\": \"$it\", \"request_id\": \"$rid\"}]" >/dev/null
+    req GET /v1/monitor/drift >/dev/null
+    jq -c '.concept' "$T/body" >"$T/pending.json"
+    # An hour later on the event clock: the 30-minute window has passed.
+    req POST /v1/events "{\"type\": \"impression\", \"user\": \"u22\", \"item\": \"$it\", \"ts\": $later}" >/dev/null
+    wait_labelled
+    jq -c '.concept' "$T/body" >"$T/labelled.json"
+    stop_server
+    start_server "$T/event.yaml" && req GET /healthz >/dev/null
+    jq -c . "$T/body" >"$T/clock2.json"
+    stop_server
+fi
+"$RANKD" train --data "$D" --config "$T/event.yaml" --ranker ftrl --from-log feed \
+    --name feed-clock --no-publish --json >"$T/clock-now.json" 2>"$T/clock-now.err"
+rc1=$?
+"$RANKD" train --data "$D" --config "$T/event.yaml" --ranker ftrl --from-log feed \
+    --name feed-clock --no-publish --as-of "$later" --json >"$T/clock-asof.json" \
+    2>"$T/clock-asof.err"
+rc2=$?
+if [ -n "${fut:-}" ] &&
+   jq -e --argjson f "$fut" '.now_ms >= $f and .now_ms < $f + 60000' "$T/clock1.json" >/dev/null &&
+   jq -e '.pending_requests >= 1' "$T/pending.json" >/dev/null &&
+   jq -e '.pending_requests == 0 and .labelled > 0' "$T/labelled.json" >/dev/null &&
+   jq -e --argjson l "$later" '.clock == "event" and .now_ms >= $l' "$T/clock2.json" >/dev/null &&
+   [ $rc1 -ne 0 ] && grep -q "still inside the label window" "$T/clock-now.err" &&
+   [ $rc2 -eq 0 ] && jq -e '.train_rows > 0' "$T/clock-asof.json" >/dev/null; then
+    ok event_clock
+else
+    bad event_clock "clock $(cat "$T/clock1.json" "$T/clock2.json" 2>/dev/null)" \
+        "pending $(cat "$T/pending.json" 2>/dev/null) labelled $(cat "$T/labelled.json" 2>/dev/null)" \
+        "train now: exit $rc1 $(cat "$T/clock-now.err")" \
+        "train --as-of: exit $rc2 $(cat "$T/clock-asof.json" "$T/clock-asof.err")"
 fi
 
 # A non-loopback address without API keys is refused before binding.

@@ -453,6 +453,38 @@ static const char *item_at(json_t *ans, size_t i)
     return str_of(json_array_get(json_object_get(ans, "items"), i), "id");
 }
 
+/* ---- serve.clock ------------------------------------------------------------ */
+
+/* The clock option: wall by default, event when asked, anything else a
+ * config error naming the place. */
+TEST(serve_clock_option)
+{
+    static const struct {
+        const char *yaml;
+        int rc, event;
+    } cases[] = {
+        {"serve:\n  ranker: feed\n", 0, 0},
+        {"serve:\n  clock: wall\n", 0, 0},
+        {"serve:\n  clock: event\n", 0, 1},
+        {"serve:\n  clock: lunar\n", RK_ECONFIG, 0},
+        {"serve:\n  clock: [event]\n", RK_ECONFIG, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rk_conf *c = NULL;
+        rk_err err = {0};
+        CHECK_OK(rk_conf_parse_yaml(&c, cases[i].yaml, strlen(cases[i].yaml),
+                                    "clock.yaml", &err));
+        rk_serve_opts o;
+        rk_serve_opts_default(&o);
+        CHECK_EQ_INT(o.clock_event, 0);
+        CHECK_EQ_INT(rk_serve_opts_from_conf(&o, rk_conf_root(c), &err), cases[i].rc);
+        if (cases[i].rc) CHECK_CONTAINS(err.msg, "clock.yaml:2");
+        else CHECK_EQ_INT(o.clock_event, cases[i].event);
+        if (i == 3) CHECK_CONTAINS(err.msg, "expected wall or event");
+        rk_conf_destroy(c);
+    }
+}
+
 /* ---- rk_serve_json_limits -------------------------------------------------- */
 
 TEST(json_limits_table)
@@ -1714,6 +1746,7 @@ int main(int argc, char **argv)
         return 1;
     }
     static const rk_test_case cases[] = {
+        {"serve_clock_option", serve_clock_option},
         {"json_limits_table", json_limits_table},
         {"errors_have_status_and_stable_code", errors_have_status_and_stable_code},
         {"api_key_roles", api_key_roles},

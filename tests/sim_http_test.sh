@@ -83,6 +83,27 @@ else
     bad taste_shift_with_two_threads "$(cat "$T/sim3.out")"
 fi
 
+# On a serve.clock: event server the simulated hours carry their times:
+# two hours at full speed move the server's clock two hours ahead of the
+# wall clock, and the feature log holds the simulated times.
+stop_server
+sed 's/^serve:$/serve:\n  clock: event/' "$T/sim.yaml" >"$T/event.yaml"
+wall=$(($(date +%s) * 1000))
+if rk_serve "$T/data" "$T/event.yaml" &&
+   "$RANKD" simulate --url "$URL" $SIM --hours 2 --first-hour 4 --csv "$T/e.csv" \
+       >"$T/sim4.out" 2>&1 && check_csv "$T/e.csv" 2 &&
+   curl -s "$URL/healthz" | jq -e --argjson w "$wall" \
+       '.clock == "event" and .now_ms >= $w + 5 * 3600000 and .now_ms < $w + 7 * 3600000' \
+       >/dev/null &&
+   "$RANKD" drift --data "$T/data" --config "$T/event.yaml" --model feed \
+       --from $((wall + 4 * 3600000 - 120000)) --json 2>/dev/null |
+       jq -e '.rows >= 100' >/dev/null; then
+    ok event_clock_runs_in_simulated_time
+else
+    bad event_clock_runs_in_simulated_time "$(cat "$T/sim4.out")" \
+        "$(curl -s "$URL/healthz")"
+fi
+
 stop_server
 "$RANKD" simulate --url "$URL" $SIM --hours 1 >"$T/down.out" 2>&1
 rc=$?

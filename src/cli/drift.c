@@ -22,7 +22,7 @@
 static const char drift_usage[] =
     "usage: rankd drift [--data DIR] [--config FILE] [--model NAME] [--version V]\n"
     "                   [--from TIME] [--to TIME] [--max-rows N] [--json]\n"
-    "                   [--html FILE]\n"
+    "                   [--html FILE] [--as-of TIME]\n"
     "Served items of the model version (default: serve.ranker, its current\n"
     "version) from the feature log between --from and --to (default: all),\n"
     "at most the latest --max-rows (100000), against the version's training\n"
@@ -30,7 +30,9 @@ static const char drift_usage[] =
     "Concept drift: the served items whose label window (labels.window) has\n"
     "passed, labelled by the later events carrying their request id as the\n"
     "labels: section says; online log loss, AUC and calibration of the\n"
-    "served scores against the version's offline validation values.\n";
+    "served scores against the version's offline validation values.\n"
+    "--as-of TIME: judge the label windows at TIME instead of now (a store\n"
+    "written by a serve.clock: event server, e.g. a simulation).\n";
 
 typedef struct collect {
     const char *model;
@@ -222,7 +224,7 @@ int cli_drift(int argc, char **argv)
 {
     cli_common c = {0};
     const char *model = NULL, *ver = NULL, *from = NULL, *to = NULL, *html = NULL,
-               *maxr = NULL;
+               *maxr = NULL, *asof = NULL;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         int r;
@@ -232,7 +234,8 @@ int cli_drift(int argc, char **argv)
             (r = cli_opt("--from", argc, argv, &i, &from)) ||
             (r = cli_opt("--to", argc, argv, &i, &to)) ||
             (r = cli_opt("--max-rows", argc, argv, &i, &maxr)) ||
-            (r = cli_opt("--html", argc, argv, &i, &html))) {
+            (r = cli_opt("--html", argc, argv, &i, &html)) ||
+            (r = cli_opt("--as-of", argc, argv, &i, &asof))) {
             if (r < 0) return 2;
             continue;
         }
@@ -248,13 +251,14 @@ int cli_drift(int argc, char **argv)
         return 2;
     }
     uint64_t version = 0, max_rows = 100000;
-    int64_t from_ms = 0, to_ms = INT64_MAX;
+    int64_t from_ms = 0, to_ms = INT64_MAX, as_of_ms = 0;
     if ((ver && cli_uint("--version", ver, UINT32_MAX, &version)) ||
         (maxr && cli_uint("--max-rows", maxr, 100000000, &max_rows)))
         return 2;
     if ((from && rk_parse_time_ms(from, strlen(from), &from_ms)) ||
-        (to && rk_parse_time_ms(to, strlen(to), &to_ms))) {
-        cli_printf_err("drift: --from/--to: expected a time (epoch ms or "
+        (to && rk_parse_time_ms(to, strlen(to), &to_ms)) ||
+        (asof && (rk_parse_time_ms(asof, strlen(asof), &as_of_ms) || as_of_ms <= 0))) {
+        cli_printf_err("drift: --from/--to/--as-of: expected a time (epoch ms or "
                        "ISO 8601)");
         return 2;
     }
@@ -336,7 +340,7 @@ int cli_drift(int argc, char **argv)
         goto fail;
     lc.model = model;
     lc.model_version = vi.version;
-    col.now_ms = rk_clock_wall_ms();
+    col.now_ms = as_of_ms ? as_of_ms : rk_clock_wall_ms();
     col.window_ms = lc.window_ms;
     if (rk_store_reader(s, &rd, &err) ||
         rk_flog_scan(rd, from_ms, to_ms, on_entry, &col, &err))

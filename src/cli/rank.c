@@ -20,6 +20,7 @@ static const char rank_usage[] =
     "         [--balanced] [--hash-bits B] [--name NAME] [--no-publish]\n"
     "         [--gate-delta D] [--gate-metrics M,M...] [--json] [--seed N]\n"
     "         [--split-seed N] [--test-frac F] [--from-log [MODEL]]\n"
+    "         [--as-of TIME]\n"
     "  gbdt:  [--trees N] [--depth D] [--eta E] [--min-child-weight W]\n"
     "         [--subsample S] [--colsample S] [--lambda L] [--max-bin B]\n"
     "         [--early-stopping N] [--threads N] [--sparse-cols N]\n"
@@ -30,6 +31,9 @@ static const char rank_usage[] =
     "With --from-log they are the feature vectors `rankd serve` logged for\n"
     "MODEL (default: --name) joined with the labels of later events\n"
     "(labels: in the config); the new version keeps that model's spec.\n"
+    "--as-of TIME (ISO-8601 or epoch seconds/ms) is the time the label\n"
+    "windows are judged at (default: now); a server with serve.clock: event\n"
+    "passes its own clock.\n"
     "See docs/ranking.md.\n";
 
 typedef struct rank_args {
@@ -37,6 +41,7 @@ typedef struct rank_args {
     const char *log_model;     /* --from-log: the served model's name */
     const char *gate_metrics;  /* --gate-metrics: comma list, NULL = all */
     int from_log;
+    int64_t as_of_ms;          /* --as-of: label windows judged then; 0 = now */
     double valid_frac, test_frac, downsample, gate_delta;
     uint64_t split_seed;  /* 0 = split in row order */
     int reweight, balanced, publish, json;
@@ -192,6 +197,13 @@ static int parse_args(rank_args *a, cli_common *c, int argc, char **argv)
             if (r < 0 || cli_uint("--split-seed", v, UINT32_MAX, &a->split_seed)) return 2;
         } else if ((r = cli_opt("--seed", argc, argv, &i, &v))) {
             if (r < 0 || cli_uint("--seed", v, UINT32_MAX, &a->seed)) return 2;
+        } else if ((r = cli_opt("--as-of", argc, argv, &i, &v))) {
+            if (r < 0) return 2;
+            if (rk_parse_time_ms(v, strlen(v), &a->as_of_ms) || a->as_of_ms <= 0) {
+                cli_printf_err("train: --as-of: expected an ISO-8601 time or "
+                               "epoch seconds/ms after 1970, not '%s'\n", v);
+                return 2;
+            }
         } else if (strcmp(argv[i], "--from-log") == 0) {
             a->from_log = 1;
             if (i + 1 < argc && argv[i + 1][0] != '-') a->log_model = argv[++i];
@@ -224,6 +236,10 @@ static int parse_args(rank_args *a, cli_common *c, int argc, char **argv)
     }
     a->o.task = a->task && strcmp(a->task, "rank") == 0 ? RK_TASK_RANK : RK_TASK_BINARY;
     if (a->gate_metrics && check_gate_metrics(a->gate_metrics)) return 2;
+    if (a->as_of_ms && !a->from_log) {
+        cli_printf_err("train: --as-of applies to --from-log (the label join)\n");
+        return 2;
+    }
     if (a->calib) {
         if (strcmp(a->calib, "none") == 0) a->o.calib = RK_CALIB_NONE;
         else if (strcmp(a->calib, "platt") == 0) a->o.calib = RK_CALIB_PLATT;
@@ -512,7 +528,8 @@ static int log_trainset(const rank_args *a, const cli_env *env, rk_store *s,
     if ((rc = rk_trainset_create(all, rk_feat_ndense(*spec), rk_feat_hash_bits(*spec), 0)))
         return rk_err_set(err, rc, "training set: %s", rk_strerror(rc));
     rk_join_stats st;
-    rc = rk_labels_join(rd, &lc, rk_clock_wall_ms(), 0, INT64_MAX, *all, &st, err);
+    rc = rk_labels_join(rd, &lc, a->as_of_ms ? a->as_of_ms : rk_clock_wall_ms(), 0,
+                        INT64_MAX, *all, &st, err);
     if (!rc && rk_trainset_rows(*all) == 0)
         rc = rk_err_set(err, RK_EINVAL, "the feature log of '%s' gives no rows (%llu "
                         "requests joined, %llu still inside the label window): "

@@ -84,9 +84,11 @@ static void parse(const char *path, rk_loop_result *res)
 }
 
 int rk_loop_train(const char *exe, const char *data_dir, const char *config,
-                  const rk_loop_opts *o, const char *log_path,
+                  const rk_loop_opts *o, int64_t as_of_ms, const char *log_path,
                   const atomic_int *cancel, rk_loop_result *res, rk_err *err)
 {
+    char as_of[32];
+    snprintf(as_of, sizeof as_of, "%lld", (long long)as_of_ms);
     memset(res, 0, sizeof *res);
     res->auc = res->logloss = NAN;
     char out_path[4200];
@@ -109,6 +111,10 @@ int rk_loop_train(const char *exe, const char *data_dir, const char *config,
         if (from_log) {
             argv[k++] = (char *)"--from-log";
             argv[k++] = (char *)o->ranker;
+            if (as_of_ms) {
+                argv[k++] = (char *)"--as-of";
+                argv[k++] = as_of;
+            }
         }
         for (size_t i = 0; i < o->nargs; i++) argv[k++] = (char *)o->args[i];
         argv[k++] = (char *)"--json";

@@ -74,7 +74,7 @@ static void rollback_check(rk_server *s)
              "%.0f of version %u (margin %g%s)", cn.logloss, cn.n, cp.logloss, cp.n,
              prev, o->rollback_margin, o->rollback_relative ? " relative" : "");
     if (vd == RK_LOOP_KEEP) {
-        rk_audit_add(s->audit, 0, "online_check_passed", o->ranker, v, det);
+        rk_audit_add(s->audit, sv_now_ms(s), "online_check_passed", o->ranker, v, det);
         return;
     }
     uint32_t now = 0;
@@ -82,11 +82,11 @@ static void rollback_check(rk_server *s)
     if (sv_models_rollback(s, o->ranker, &now, &err)) {
         char d2[700];
         snprintf(d2, sizeof d2, "rollback of version %u failed: %s", v, err.msg);
-        rk_audit_add(s->audit, 0, "failed", o->ranker, v, d2);
+        rk_audit_add(s->audit, sv_now_ms(s), "failed", o->ranker, v, d2);
         return;
     }
     sv_online_set_checked(s, o->ranker, now);
-    rk_audit_add(s->audit, 0, "rolled_back", o->ranker, now, det);
+    rk_audit_add(s->audit, sv_now_ms(s), "rolled_back", o->ranker, now, det);
     rk_log(s->log, RK_LOG_WARN, "loop", "%s: version %u rolled back to %u: %s",
            o->ranker, v, now, det);
 }
@@ -123,7 +123,7 @@ static void learner_follow(rk_server *s, learner *l)
         if (k == RK_RANKER_GBDT) {
             if (l->refused_version != base->version) {
                 l->refused_version = base->version;
-                rk_audit_add(s->audit, 0, "failed", s->loop.ranker, base->version,
+                rk_audit_add(s->audit, sv_now_ms(s), "failed", s->loop.ranker, base->version,
                              "online learning: a gbdt version does not learn "
                              "online; waiting for an ftrl or fm version");
             }
@@ -132,11 +132,11 @@ static void learner_follow(rk_server *s, learner *l)
         } else {
             atomic_fetch_add(&base->ref, 1);
             l->base = base;
-            l->last_snapshot_ms = rk_clock_wall_ms();
+            l->last_snapshot_ms = sv_now_ms(s);
             char det[128];
             snprintf(det, sizeof det, "learning online from version %u, snapshot "
                      "every %g s", base->version, s->loop.online_refresh_s);
-            rk_audit_add(s->audit, 0, "online_learning", s->loop.ranker,
+            rk_audit_add(s->audit, sv_now_ms(s), "online_learning", s->loop.ranker,
                          base->version, det);
         }
     }
@@ -202,7 +202,7 @@ static void *loop_main(void *arg)
     char log_path[4200];
     snprintf(log_path, sizeof log_path, "%s/loop.log", rk_store_path(s->store));
     while (!atomic_load(&s->loop_stop)) {
-        int64_t now = rk_clock_wall_ms();
+        int64_t now = sv_now_ms(s);
         if (now - last_check >= (int64_t)(o->drift_check_s * 1000)) {
             last_check = now;
             int d = drift_now(s, &drift_rows);
@@ -211,7 +211,7 @@ static void *loop_main(void *arg)
                 char det[128];
                 snprintf(det, sizeof det, "%llu served items in the window",
                          (unsigned long long)drift_rows);
-                rk_audit_add(s->audit, 0, d ? "drift_alarm" : "drift_cleared",
+                rk_audit_add(s->audit, sv_now_ms(s), d ? "drift_alarm" : "drift_cleared",
                              o->ranker, m ? m->version : 0, det);
                 sv_model_release(m);
                 drift = d;
@@ -233,20 +233,20 @@ static void *loop_main(void *arg)
             rk_loop_result res;
             rk_err err = {0};
             int rc = rk_loop_train(s->o.exe, rk_store_path(s->store), s->o.config_path,
-                                   o, log_path, &s->loop_stop, &res, &err);
+                                   o, s->o.clock_event ? now : 0, log_path, &s->loop_stop, &res, &err);
             atomic_store(&s->loop_training, 0);
             if (rc == RK_ECLOSED) break;
             char d2[700];
             if (rc || !res.ok) {
                 snprintf(d2, sizeof d2, "%s", rc ? err.msg : res.reason);
-                rk_audit_add(s->audit, 0, "failed", o->ranker, 0, d2);
+                rk_audit_add(s->audit, sv_now_ms(s), "failed", o->ranker, 0, d2);
             } else {
                 snprintf(d2, sizeof d2, "%llu rows from the %s; valid auc %.4f, "
                          "logloss %.4f; %s", (unsigned long long)res.train_rows,
                          res.from_log ? "feature log" : "event log", res.auc,
                          res.logloss, res.reason);
-                rk_audit_add(s->audit, 0, "trained", o->ranker, res.version, d2);
-                rk_audit_add(s->audit, 0, res.promoted ? "promoted" : "rejected",
+                rk_audit_add(s->audit, sv_now_ms(s), "trained", o->ranker, res.version, d2);
+                rk_audit_add(s->audit, sv_now_ms(s), res.promoted ? "promoted" : "rejected",
                              o->ranker, res.version, res.reason);
                 if (res.promoted) sv_models_reload(s);
             }

@@ -221,14 +221,20 @@ int sv_h_metrics(sv_req *q)
                         "rankd_uptime_seconds %.3f\n",
                         (unsigned long long)ms.in_use,
                         (unsigned long long)ms.peak,
-                        (double)(q->now_ms - s->started_ms) / 1000.0);
+                        (double)(rk_clock_wall_ms() - s->started_ms) / 1000.0);
     return 0;
 }
 
 int sv_h_healthz(sv_req *q)
 {
-    (void)rk_buf_printf(q->out, "{\"status\":\"ok\",\"request_id\":\"%s\"}",
-                        q->request_id);
+    /* The server's clock (serve.clock): a simulation driving a clock: event
+     * server reads where it stands. */
+    char t[32];
+    rk_format_time_ms(q->now_ms, t);
+    (void)rk_buf_printf(q->out, "{\"status\":\"ok\",\"request_id\":\"%s\","
+                        "\"clock\":\"%s\",\"now\":\"%s\",\"now_ms\":%lld}",
+                        q->request_id, q->srv->o.clock_event ? "event" : "wall", t,
+                        (long long)q->now_ms);
     return 0;
 }
 

@@ -268,7 +268,7 @@ void sv_precompute(rk_server *s)
     for (size_t i = 0; out && i < n && !s->stopping; i++) {
         rk_err err = {0};
         size_t nout = 0;
-        int64_t now = rk_clock_wall_ms();
+        int64_t now = sv_now_ms(s);
         sv_model *fm = sv_slot_acquire(&s->slots[1]);
         sv_model *cm = sv_slot_acquire(&s->slots[2]);
         uint64_t stamp = cand_stamp(s, users[i], fm, cm);
@@ -530,7 +530,7 @@ static void online_add(sv_req *q, const sv_model *m, const ranked *rk,
 
 static const char *const rec_keys[] = {"user", "n", "context", "exclude",
                                        "filters", "explain", "deadline_ms",
-                                       NULL};
+                                       "ts", NULL};
 
 typedef struct req_common {
     const char *user;
@@ -570,6 +570,35 @@ static int parse_context(sv_req *q, req_common *c)
     return 0;
 }
 
+/* Field "ts": the time the request is ranked as of (features, label
+ * window, feature log). Accepted only under serve.clock: event, where it
+ * also moves the server's clock forward; a wall-clock server ranks now. */
+static int parse_ts(sv_req *q)
+{
+    json_t *t = sv_field(q, "ts");
+    if (!t || json_is_null(t)) return 0;
+    if (!q->srv->o.clock_event)
+        return sv_error(q, SV_ERR_BAD_REQUEST, "field 'ts': a request time is "
+                        "accepted only when serve.clock is event (this server "
+                        "ranks at its wall clock)");
+    int64_t ms;
+    char buf[32];
+    int rc = RK_EPARSE;
+    if (json_is_integer(t)) {
+        snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(t));
+        rc = rk_parse_time_ms(buf, strlen(buf), &ms);
+    } else if (json_is_string(t)) {
+        rc = rk_parse_time_ms(json_string_value(t), json_string_length(t), &ms);
+    }
+    if (rc || ms < 0)
+        return sv_error(q, SV_ERR_BAD_REQUEST, "field 'ts': expected epoch "
+                        "seconds or milliseconds, or an ISO-8601 time, at or "
+                        "after 1970");
+    sv_clock_seen(q->srv, ms);
+    q->now_ms = ms;
+    return 0;
+}
+
 int sv_h_recommend(sv_req *q)
 {
     rk_server *s = q->srv;
@@ -583,7 +612,7 @@ int sv_h_recommend(sv_req *q)
     if (sv_get_str(q, q->json, "user", &c.user, &c.user_len, RK_ID_MAX) < 0 ||
         sv_get_uint(q, q->json, "n", 1, s->o.max_n, &c.n) < 0 ||
         sv_get_bool(q, q->json, "explain", &c.explain) < 0 ||
-        parse_context(q, &c))
+        parse_context(q, &c) || parse_ts(q))
         return -1;
     double deadline_ms = s->o.deadline_ms;
     json_t *dl = sv_field(q, "deadline_ms");
@@ -883,7 +912,7 @@ int sv_h_recommend(sv_req *q)
 /* ---- /v1/rank ----------------------------------------------------------------- */
 
 static const char *const rank_keys[] = {"user", "candidates", "context", "n",
-                                        "explain", "query", NULL};
+                                        "explain", "query", "ts", NULL};
 
 int sv_h_rank(sv_req *q)
 {
@@ -899,7 +928,7 @@ int sv_h_rank(sv_req *q)
     if (sv_get_str(q, q->json, "user", &c.user, &c.user_len, RK_ID_MAX) < 0 ||
         sv_get_str(q, q->json, "query", &query, &qlen, 4096) < 0 ||
         sv_get_bool(q, q->json, "explain", &c.explain) < 0 ||
-        parse_context(q, &c))
+        parse_context(q, &c) || parse_ts(q))
         return -1;
     json_t *cl = sv_field(q, "candidates");
     if (!cl || !json_is_array(cl) || !json_array_size(cl))

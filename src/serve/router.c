@@ -350,7 +350,7 @@ int rk__serve_dispatch(rk_server *s, const char *method, const char *path,
     q.ctype = "application/json";
     q.status = 200;
     q.t0_ns = rk_clock_mono_ns();
-    q.now_ms = rk_clock_wall_ms();
+    q.now_ms = sv_now_ms(s);
     q.ep = SV_EP_OTHER;
     uint64_t no = atomic_fetch_add(&s->reqno, 1);
     snprintf(q.request_id, sizeof q.request_id, "%016llx",

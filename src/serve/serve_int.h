@@ -67,6 +67,12 @@ typedef struct sv_hist {
 } sv_hist;
 
 void sv_hist_add(sv_hist *h, uint64_t ns);
+
+/* server.c: the server's clock (serve.clock). Under clock: wall it is the
+ * wall clock; under clock: event it never runs behind the newest time
+ * sv_clock_seen was given, and advances with the wall clock in between. */
+int64_t sv_now_ms(rk_server *s);
+void sv_clock_seen(rk_server *s, int64_t ts_ms);
 /* Approximate quantile (bucket upper bound interpolation) in microseconds. */
 double sv_hist_quantile(const sv_hist *h, double q);
 
@@ -196,7 +202,11 @@ struct rk_server {
     rk_feat_spec *online;       /* the config's features: attached to store */
     rk_label_conf labels;
     int labels_ok;
-    int64_t started_ms;
+    int64_t started_ms;         /* wall clock, for uptime */
+    /* serve.clock: event — the server's now is the wall clock plus this
+     * offset, raised (never lowered) when a request or an event carries a
+     * later time. Stays 0 under clock: wall. */
+    atomic_int_fast64_t clock_off;
     int ready;
 
     /* slots: 0 = default ranker, 1 = factors, 2 = covis, then variants */

@@ -118,7 +118,7 @@ int rk_serve_opts_from_conf(rk_serve_opts *o, const rk_conf_node *root,
         "max_array", "max_connections", "deadline_ms", "reload_ms", "ranker",
         "factors", "covis", "candidates", "sources", "ann_ef", "max_n",
         "history", "history_users", "refresh_s", "rules", "cache",
-        "api_keys", "log_features", NULL};
+        "api_keys", "log_features", "clock", NULL};
     int rc = rk_conf_check_keys(sec, allowed, err);
     uint64_t v;
 #define U(key, field, lo, hi)                                          \
@@ -151,6 +151,13 @@ int rk_serve_opts_from_conf(rk_serve_opts *o, const rk_conf_node *root,
     if (!rc) rc = rk_conf_as_str(rk_conf_get(sec, "covis"), o->covis, &o->covis, err);
     if (!rc) rc = rk_conf_as_bool(rk_conf_get(sec, "log_features"),
                                   o->log_features, &o->log_features, err);
+    const rk_conf_node *clk = rk_conf_get(sec, "clock");
+    const char *cv = NULL;
+    if (!rc && clk && !(rc = rk_conf_as_str(clk, NULL, &cv, err))) {
+        if (cv && strcmp(cv, "wall") == 0) o->clock_event = 0;
+        else if (cv && strcmp(cv, "event") == 0) o->clock_event = 1;
+        else rc = rk_conf_error(err, clk, "expected wall or event");
+    }
     const rk_conf_node *src = rk_conf_get(sec, "sources");
     if (!rc && src) {
         if (rk_conf_node_type(src) != RK_CONF_MAP)
@@ -345,6 +352,7 @@ static void *bg_main(void *arg)
 {
     rk_server *s = arg;
     uint64_t last_reload = 0, last_refresh = rk_clock_mono_ns();
+    int64_t last_refresh_ms = sv_now_ms(s);
     pthread_mutex_lock(&s->bg_mu);
     while (!s->stopping) {
         pthread_mutex_unlock(&s->bg_mu);
@@ -353,14 +361,19 @@ static void *bg_main(void *arg)
             sv_models_reload(s);
             last_reload = rk_clock_mono_ns();
         }
-        if (now - last_refresh >= (uint64_t)s->o.refresh_s * 1000000000u) {
+        /* refresh_s is on the server's clock (trending follows the data's
+         * time), but never more often than once a real second: under
+         * clock: event a simulation may run it thousands of times faster. */
+        if (sv_now_ms(s) - last_refresh_ms >= (int64_t)s->o.refresh_s * 1000 &&
+            now - last_refresh >= 1000000000u) {
             rk_err err = {0};
             if (sv_refresh_generators(s, &err))
                 rk_log(s->log, RK_LOG_WARN, "serve", "refresh: %s", err.msg);
             last_refresh = rk_clock_mono_ns();
+            last_refresh_ms = sv_now_ms(s);
         }
         sv_precompute(s);
-        sv_online_tick(s, rk_clock_wall_ms());
+        sv_online_tick(s, sv_now_ms(s));
         sv_models_bury(s);
         pthread_mutex_lock(&s->bg_mu);
         if (s->stopping) break;
@@ -416,16 +429,32 @@ static void *flog_main(void *arg)
     return NULL;
 }
 
+int64_t sv_now_ms(rk_server *s)
+{
+    return rk_clock_wall_ms() + atomic_load_explicit(&s->clock_off, memory_order_relaxed);
+}
+
+void sv_clock_seen(rk_server *s, int64_t ts_ms)
+{
+    if (!s->o.clock_event) return;
+    int64_t want = ts_ms - rk_clock_wall_ms();
+    int_fast64_t cur = atomic_load(&s->clock_off);
+    while (want > cur && !atomic_compare_exchange_weak(&s->clock_off, &cur, want)) {
+    }
+}
+
 /* Scans the event log once: each user's recent events into the history
  * (the log is in time order of arrival, so the tail wins). */
 typedef struct hist_scan {
     rk_server *s;
     uint64_t n;
+    int64_t newest;
 } hist_scan;
 
 static int hist_event(void *arg, const rk_event *ev)
 {
     hist_scan *h = arg;
+    if (ev->ts_ms > h->newest) h->newest = ev->ts_ms;
     const rk_event_type_def *t = rk_schema_event_type(h->s->schema, ev->type);
     if (!t) return 0;
     int seen = t->role != RK_ROLE_EXPOSURE;
@@ -441,8 +470,10 @@ static int load_state(rk_server *s, rk_err *err)
     rk_reader *r;
     int rc = rk_store_reader(s->store, &r, err);
     if (rc) return rc;
-    hist_scan h = {s, 0};
+    hist_scan h = {s, 0, INT64_MIN};
     rc = rk_reader_scan_events(r, 0, hist_event, &h);
+    /* Under clock: event a restarted server resumes from the newest event. */
+    if (!rc && h.n) sv_clock_seen(s, h.newest);
     if (rc) rk_err_set(err, rc, "scan events: %s", rk_reader_errmsg(r));
     if (!rc) rc = rk_merge_blocked_from_reader(r, &s->blocked, &s->nblocked, err);
     rk_reader_close(r);

@@ -58,6 +58,7 @@ struct rk_sim {
     uint64_t real0_ns;
     uint32_t hour0;
     int wave_done;            /* the new-item wave was written */
+    int event_clock;          /* the server runs serve.clock: event */
 };
 
 static uint64_t mono_ns(void)
@@ -177,7 +178,19 @@ int rk_sim_check(rk_sim *s)
     rk_err_clear(&s->err);
     if (rk__sim_http(&s->wk[0].http, "GET", url, NULL, 0, &s->err))
         return rk_err_prefix(&s->err, "cannot reach %s: ", s->w.o.url);
+    /* A server on the event clock takes the simulated time: requests and
+     * events then carry it, so half-lives, recency, label windows and the
+     * loop's schedules run in simulated hours. */
+    json_t *j = json_loadb(s->wk[0].http.body, s->wk[0].http.len, 0, NULL);
+    json_t *ck = json_is_object(j) ? json_object_get(j, "clock") : NULL;
+    s->event_clock = json_is_string(ck) && strcmp(json_string_value(ck), "event") == 0;
+    json_decref(j);
     return 0;
+}
+
+int rk_sim_event_clock(const rk_sim *s)
+{
+    return s->event_clock;
 }
 
 static int put_item(worker *w, uint32_t i)
@@ -428,6 +441,7 @@ static int one_request(worker *w, sim_rng *r, uint32_t u, uint32_t hour,
                            "\"device\":\"%s\"", u, wd->o.n, hour_of_day_ms(ts), dev);
     if (!isnan(sent_bw)) rk_buf_printf(&w->req, ",\"bandwidth\":%.3f", sent_bw);
     rk_buf_putc(&w->req, '}');
+    if (s->event_clock) rk_buf_printf(&w->req, ",\"ts\":%lld", (long long)ts);
     if (w->nshown) {
         rk_buf_puts(&w->req, ",\"exclude\":[");
         for (uint32_t k = 0; k < w->nshown && k < SIM_EXCLUDE_MAX; k++)
@@ -473,7 +487,11 @@ static int one_request(worker *w, sim_rng *r, uint32_t u, uint32_t hour,
     size_t nitems = json_array_size(items);
     if (nitems == 0) w->st.empty++;
     const char *req_id = json_string_value(rid);
-    const int64_t now_ms = rk_clock_wall_ms();
+    /* Live events happen when the ranking was served: at the simulated
+     * time on an event-clock server, else at the server's wall clock (the
+     * label join and the online metrics count a label window from when
+     * the ranking was served). */
+    const int64_t now_ms = s->event_clock ? ts : rk_clock_wall_ms();
     rk_buf_reset(&w->ev);
     rk_buf_putc(&w->ev, '[');
     int first = 1;
@@ -487,9 +505,6 @@ static int one_request(worker *w, sim_rng *r, uint32_t u, uint32_t hour,
         }
         const char *ext = json_string_value(id);
         size_t len = json_string_length(id);
-        /* Live events carry the server's clock (the time they happen),
-         * not the simulated one: the label join and the online metrics
-         * count a label window from when the ranking was served. */
         int64_t t = now_ms + (int64_t)pos * 4;
         put_event(&w->ev, first, "impression", u, ext, len, t, NAN, req_id,
                   (int)pos, dev, sent_bw);
