@@ -147,8 +147,10 @@ done
 # The bug's feature leads the first window after it, by at least 2.5x its
 # largest score in the five windows before. (Those windows also flag
 # features by the default thresholds — see docs/monitoring.md, "the
-# simulator and drift": aggregates of a compressed clock only grow, and
-# items of one request share its context — so the check is on scores.)
+# simulator and drift": aggregates of a compressed clock only grow; on the
+# simulation's clock the catalog ages, the ranker's picks feed back into
+# the item counters, and windows of a few hundred requests carry sampling
+# noise above 0.1 — so the check is on scores.)
 if awk '$1 < 12 && $3 > m { m = $3 } $1 == 12 { top = $2; s = $3 }
         END { exit !(top == "bandwidth" && s >= 2.5 * m && s >= 0.1) }' "$T/drift.txt"; then
     ok "b_pipeline_bug_leads_its_window ($(awk '{ printf "h%s top %s, bandwidth %.3f; ", $1, $2, $3 }' "$T/drift.txt"))"
