@@ -71,10 +71,10 @@ run_policy() {
     d="$T/$name"
     mkdir -p "$d"
     "$RANKD" simulate --write-config "$d/sim.yaml" $WORLD >/dev/null 2>&1 || return 1
-    # The server runs on the simulation's clock (serve.clock: event): label
-    # windows, half-lives, recency and the loop's schedules are in
-    # simulated time.
-    sed 's/^serve:$/serve:\n  clock: event/' "$d/sim.yaml" >"$d/cfg.yaml"
+    # The written config runs the server on the simulation's clock
+    # (serve.clock: event): label windows, half-lives, recency and the
+    # loop's schedules are in simulated time.
+    cp "$d/sim.yaml" "$d/cfg.yaml"
     cat >>"$d/cfg.yaml" <<YAML
 monitor:
   window: 2000

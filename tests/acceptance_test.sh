@@ -25,12 +25,14 @@ SIM="$WORLD --sessions-per-hour 150 --requests-per-session 2 --n 8"
     bad write_config
     finish
 }
-# Labels are final 2 s after serving (the simulator posts them at once);
-# a monitoring window is the last 500 served items (about half an hour),
-# compared with the first full window each version served (its training
-# rows were chosen by earlier versions, whose picks differ); the hour of
-# the day is left out of the verdict (a window is one hour).
-sed 's/^  window: 30m$/  window: 2s/' "$T/sim.yaml" >"$T/cfg.yaml"
+# The server runs on the simulation's clock (the written config's
+# serve.clock: event): labels are final 30 simulated minutes after
+# serving, the loop's periods are simulated seconds. A monitoring window
+# is the last 2,000 served items (about an hour), compared with the first
+# full window each version served (its training rows were chosen by
+# earlier versions, whose picks differ); the hour of the day is left out
+# of the verdict (a window is one hour).
+cp "$T/sim.yaml" "$T/cfg.yaml"
 cat >>"$T/cfg.yaml" <<'YAML'
 monitor:
   window: 2000
@@ -40,10 +42,10 @@ loop:
   ranker: feed
   kind: ftrl
   online: true
-  online_refresh_s: 0.5
+  online_refresh_s: 60
   every_labels: 1000000000
   on_drift: false
-  drift_check_s: 0.5
+  drift_check_s: 60
   rollback_margin: 0.05
   rollback_min_labels: 1500
 YAML

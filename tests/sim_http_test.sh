@@ -16,7 +16,8 @@ SIM="$WORLD --sessions-per-hour 40 --requests-per-session 2 --n 8"
 
 if "$RANKD" simulate --write-config "$T/sim.yaml" $WORLD >"$T/out" 2>&1 &&
    grep -q 'bandwidth: {kind: context' "$T/sim.yaml" &&
-   grep -q '^labels:' "$T/sim.yaml" && grep -q '^serve:' "$T/sim.yaml"; then
+   grep -q '^labels:' "$T/sim.yaml" && grep -q '^serve:' "$T/sim.yaml" &&
+   grep -q '^  clock: event$' "$T/sim.yaml"; then
     ok write_config
 else
     bad write_config "$(cat "$T/out")"
@@ -83,19 +84,20 @@ else
     bad taste_shift_with_two_threads "$(cat "$T/sim3.out")"
 fi
 
-# On a serve.clock: event server the simulated hours carry their times:
-# two hours at full speed move the server's clock two hours ahead of the
-# wall clock, and the feature log holds the simulated times.
+# The written config runs the server on the event clock, so the simulated
+# hours carry their times: after a restart (the clock resumes from the
+# newest event) two more hours at full speed leave the server's clock
+# hours ahead of the wall clock, and the feature log holds the simulated
+# times.
 stop_server
-sed 's/^serve:$/serve:\n  clock: event/' "$T/sim.yaml" >"$T/event.yaml"
 wall=$(($(date +%s) * 1000))
-if rk_serve "$T/data" "$T/event.yaml" &&
+if rk_serve "$T/data" "$T/sim.yaml" &&
    "$RANKD" simulate --url "$URL" $SIM --hours 2 --first-hour 4 --csv "$T/e.csv" \
        >"$T/sim4.out" 2>&1 && check_csv "$T/e.csv" 2 &&
    curl -s "$URL/healthz" | jq -e --argjson w "$wall" \
        '.clock == "event" and .now_ms >= $w + 5 * 3600000 and .now_ms < $w + 7 * 3600000' \
        >/dev/null &&
-   "$RANKD" drift --data "$T/data" --config "$T/event.yaml" --model feed \
+   "$RANKD" drift --data "$T/data" --config "$T/sim.yaml" --model feed \
        --from $((wall + 4 * 3600000 - 120000)) --json 2>/dev/null |
        jq -e '.rows >= 100' >/dev/null; then
     ok event_clock_runs_in_simulated_time

@@ -283,6 +283,7 @@ TEST(config_template_names_the_world)
     CHECK_CONTAINS(buf, "bandwidth: {kind: context, field: bandwidth");
     CHECK_CONTAINS(buf, "\nlabels:\n");
     CHECK_CONTAINS(buf, "\nserve:\n  ranker: feed");
+    CHECK_CONTAINS(buf, "\n  clock: event\n");
     CHECK_CONTAINS(buf, "watch: {role: valued");
 }
 

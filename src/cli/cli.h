@@ -36,6 +36,10 @@ int cli_env_load(cli_env *env, const cli_common *c);
 void cli_env_free(cli_env *env);
 /* Opens the store of env (read_only as given). Prints errors. */
 int cli_open_store(cli_env *env, int read_only, rk_store **out);
+/* "Now" for judging label windows of a store: the later of the wall clock
+ * and the time of its newest event (a store served with serve.clock:
+ * event, e.g. by a simulation, runs ahead of the wall clock). */
+int64_t cli_store_now(rk_reader *r);
 
 /* If argv[*i] is --config/--data/--log-level (with "--opt value" or
  * "--opt=value"), stores it and advances *i; returns 1 if consumed, 0 if

@@ -31,8 +31,9 @@ static const char drift_usage[] =
     "passed, labelled by the later events carrying their request id as the\n"
     "labels: section says; online log loss, AUC and calibration of the\n"
     "served scores against the version's offline validation values.\n"
-    "--as-of TIME: judge the label windows at TIME instead of now (a store\n"
-    "written by a serve.clock: event server, e.g. a simulation).\n";
+    "--as-of TIME: judge the label windows at TIME instead of now (default:\n"
+    "now, or the newest event's time when it is later, as for a store served\n"
+    "with serve.clock: event).\n";
 
 typedef struct collect {
     const char *model;
@@ -340,9 +341,10 @@ int cli_drift(int argc, char **argv)
         goto fail;
     lc.model = model;
     lc.model_version = vi.version;
-    col.now_ms = as_of_ms ? as_of_ms : rk_clock_wall_ms();
     col.window_ms = lc.window_ms;
-    if (rk_store_reader(s, &rd, &err) ||
+    if (!rk_store_reader(s, &rd, &err))
+        col.now_ms = as_of_ms ? as_of_ms : cli_store_now(rd);
+    if (!rd ||
         rk_flog_scan(rd, from_ms, to_ms, on_entry, &col, &err))
         goto fail;
     if (!col.rows) {

@@ -133,6 +133,22 @@ int cli_open_store(cli_env *env, int read_only, rk_store **out)
     return rc;
 }
 
+static int newest_ts(void *arg, const rk_event *ev)
+{
+    int64_t *t = arg;
+    if (ev->ts_ms > *t) *t = ev->ts_ms;
+    return 0;
+}
+
+int64_t cli_store_now(rk_reader *r)
+{
+    int64_t now = rk_clock_wall_ms();
+    rk_store_stats st;
+    if (!rk_reader_stats(r, &st) && st.last_seq)
+        (void)rk_reader_scan_events(r, st.last_seq, newest_ts, &now);
+    return now;
+}
+
 /* ---- import ------------------------------------------------------------- */
 
 static void print_row_error(void *arg, const char *msg)

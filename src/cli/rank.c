@@ -32,8 +32,8 @@ static const char rank_usage[] =
     "MODEL (default: --name) joined with the labels of later events\n"
     "(labels: in the config); the new version keeps that model's spec.\n"
     "--as-of TIME (ISO-8601 or epoch seconds/ms) is the time the label\n"
-    "windows are judged at (default: now); a server with serve.clock: event\n"
-    "passes its own clock.\n"
+    "windows are judged at (default: now, or the newest event's time when\n"
+    "it is later); a server with serve.clock: event passes its own clock.\n"
     "See docs/ranking.md.\n";
 
 typedef struct rank_args {
@@ -528,7 +528,7 @@ static int log_trainset(const rank_args *a, const cli_env *env, rk_store *s,
     if ((rc = rk_trainset_create(all, rk_feat_ndense(*spec), rk_feat_hash_bits(*spec), 0)))
         return rk_err_set(err, rc, "training set: %s", rk_strerror(rc));
     rk_join_stats st;
-    rc = rk_labels_join(rd, &lc, a->as_of_ms ? a->as_of_ms : rk_clock_wall_ms(), 0,
+    rc = rk_labels_join(rd, &lc, a->as_of_ms ? a->as_of_ms : cli_store_now(rd), 0,
                         INT64_MAX, *all, &st, err);
     if (!rc && rk_trainset_rows(*all) == 0)
         rc = rk_err_set(err, RK_EINVAL, "the feature log of '%s' gives no rows (%llu "
