@@ -514,6 +514,10 @@ int rk_conf_as_float(const rk_conf_node *n, double dflt, double *out,
                      rk_err *err);
 int rk_conf_as_str(const rk_conf_node *n, const char *dflt, const char **out,
                    rk_err *err);
+/* Duration in ms: "500ms", "10s", "30m", "1h", "7d", "2w" or a number of
+ * seconds, 0 to 100 years; anything else RK_ECONFIG naming the place. */
+int rk_conf_as_duration_ms(const rk_conf_node *n, int64_t dflt, int64_t *out,
+                           rk_err *err);
 /* Ranged integer: also RK_ECONFIG when outside [lo, hi]. */
 int rk_conf_as_int_range(const rk_conf_node *n, int64_t dflt, int64_t lo,
                          int64_t hi, int64_t *out, rk_err *err);

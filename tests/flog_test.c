@@ -796,7 +796,8 @@ TEST(labels_conf)
         const char *yaml, *msg;
     } bad[] = {
         {"labels: {window: soon}\n", "duration"},
-        {"labels: {window: -5}\n", "positive duration"},
+        {"labels: {window: -5}\n", "labels.window: duration out of range"},
+        {"labels: {window: 0}\n", "positive duration"},
         {"labels: {mode: best}\n", "labels.mode"},
         {"labels: {positive: {tap: 1}}\n", "unknown event type 'tap'"},
         {"labels: {positive: {click: 0}}\n", "positive weight"},

@@ -12,6 +12,7 @@
  * second array of its children sorted by key for O(log n) lookups.
  */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -525,6 +526,48 @@ int rk_conf_as_str(const rk_conf_node *n, const char *dflt, const char **out,
     if (is_absent(n)) return 0;
     if (n->type != RK_CONF_STR) return wrong_type(n, "string", err);
     *out = n->u.s;
+    return 0;
+}
+
+int rk_conf_as_duration_ms(const rk_conf_node *n, int64_t dflt, int64_t *out,
+                           rk_err *err)
+{
+    *out = dflt;
+    if (is_absent(n)) return 0;
+    rk_conf_type t = n->type;
+    if (t == RK_CONF_INT || t == RK_CONF_FLOAT) {
+        double sec;
+        int rc = rk_conf_as_float(n, 0, &sec, err);
+        if (rc) return rc;
+        if (!(sec >= 0 && sec <= 3.2e9))
+            return rk_conf_error(err, n, "duration out of range 0..100 years");
+        *out = (int64_t)llround(sec * 1000);
+        return 0;
+    }
+    const char *s;
+    int rc = rk_conf_as_str(n, NULL, &s, err);
+    if (rc) return rc;
+    size_t len = strlen(s), i = 0;
+    while (i < len && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) i++;
+    double v;
+    if (i == 0 || rk_parse_f64(s, i, &v))
+        return rk_conf_error(err, n, "expected a duration like 30s, 15m, 1h, "
+                             "7d (or seconds); got '%s'", s);
+    const char *u = s + i;
+    double mult;
+    if (!strcmp(u, "ms")) mult = 1;
+    else if (!strcmp(u, "s") || !*u) mult = 1e3;
+    else if (!strcmp(u, "m")) mult = 60e3;
+    else if (!strcmp(u, "h")) mult = 3600e3;
+    else if (!strcmp(u, "d")) mult = 86400e3;
+    else if (!strcmp(u, "w")) mult = 7 * 86400e3;
+    else
+        return rk_conf_error(err, n, "unknown duration unit '%s' (ms, s, m, "
+                             "h, d, w)", u);
+    double ms = v * mult;
+    if (!(ms <= 3.2e12))
+        return rk_conf_error(err, n, "duration out of range 0..100 years");
+    *out = (int64_t)llround(ms);
     return 0;
 }
 

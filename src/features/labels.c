@@ -72,38 +72,14 @@ void rk_label_conf_default(rk_label_conf *c, const rk_schema *schema)
     }
 }
 
-/* "30m", "1h", "90s", "500ms", "2d" or a plain number of seconds. */
-static int parse_duration(const rk_conf_node *n, int64_t *out, rk_err *err)
+/* A label window: a positive duration. */
+static int parse_window(const rk_conf_node *n, int64_t *out, rk_err *err)
 {
-    if (!n) return 0;
-    rk_conf_type t = rk_conf_node_type(n);
-    if (t == RK_CONF_INT || t == RK_CONF_FLOAT) {
-        double s;
-        int rc = rk_conf_as_float(n, 0, &s, err);
-        if (rc) return rc;
-        if (!(s > 0 && s < 1e12))
-            return rk_conf_error(err, n, "expected a positive duration");
-        *out = (int64_t)llround(s * 1000);
-        return 0;
-    }
-    const char *s;
-    int rc = rk_conf_as_str(n, NULL, &s, err);
-    if (rc) return rc;
-    size_t len = strlen(s), k = len;
-    while (k > 0 && (s[k - 1] < '0' || s[k - 1] > '9')) k--;
-    const char *unit = s + k;
-    static const struct { const char *u; double ms; } units[] = {
-        {"ms", 1}, {"s", 1e3}, {"", 1e3}, {"m", 60e3}, {"h", 3600e3}, {"d", 86400e3}};
-    double v;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(unit, units[i].u) != 0) continue;
-        if (k == 0 || rk_parse_f64(s, k, &v) != 0 || !(v > 0) || v * units[i].ms >= 1e15)
-            break;
-        *out = (int64_t)llround(v * units[i].ms);
-        if (*out > 0) return 0;
-        break;
-    }
-    return rk_conf_error(err, n, "expected a duration like 30m, 2h, 90s or 500ms; got '%s'", s);
+    int rc = rk_conf_as_duration_ms(n, *out, out, err);
+    if (!rc && *out <= 0)
+        rc = rk_conf_error(err, n, "expected a positive duration like 30m, 2h, "
+                           "90s or 500ms");
+    return rc;
 }
 
 static int find_type(const rk_label_conf *c, const char *name)
@@ -167,7 +143,7 @@ int rk_label_conf_from_conf(rk_label_conf *c, const rk_conf_node *root,
     int mode = 0, rc;
     int64_t maxi;
     if ((rc = rk_conf_check_keys(l, keys, err)) ||
-        (rc = parse_duration(rk_conf_get(l, "window"), &c->window_ms, err)) ||
+        (rc = parse_window(rk_conf_get(l, "window"), &c->window_ms, err)) ||
         (rc = rk_conf_as_enum(rk_conf_get(l, "mode"), 0, modes, &mode, err)) ||
         (rc = rk_conf_as_bool(rk_conf_get(l, "require_exposure"), 0, &c->require_exposure,
                               err)) ||

@@ -34,49 +34,6 @@ static int nomem(rk_err *err)
     return rk_err_set(err, RK_ENOMEM, "features: out of memory");
 }
 
-/* "1h", "30m", "7d", "500ms", "2w", "10s" or a number of seconds. */
-static int parse_duration(const rk_conf_node *n, int64_t dflt, int64_t *out,
-                          rk_err *err)
-{
-    *out = dflt;
-    rk_conf_type t = rk_conf_node_type(n);
-    if (!n || t == RK_CONF_NULL) return 0;
-    if (t == RK_CONF_INT || t == RK_CONF_FLOAT) {
-        double sec;
-        int rc = rk_conf_as_float(n, 0, &sec, err);
-        if (rc) return rc;
-        if (!(sec >= 0 && sec <= 3.2e9))
-            return rk_conf_error(err, n, "duration out of range 0..100 years");
-        *out = (int64_t)llround(sec * 1000);
-        return 0;
-    }
-    const char *s;
-    int rc = rk_conf_as_str(n, NULL, &s, err);
-    if (rc) return rc;
-    size_t len = strlen(s), i = 0;
-    while (i < len && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) i++;
-    double v;
-    if (i == 0 || rk_parse_f64(s, i, &v))
-        return rk_conf_error(err, n, "expected a duration like 30s, 15m, 1h, "
-                             "7d (or seconds); got '%s'", s);
-    const char *u = s + i;
-    double mult;
-    if (!strcmp(u, "ms")) mult = 1;
-    else if (!strcmp(u, "s") || !*u) mult = 1e3;
-    else if (!strcmp(u, "m")) mult = 60e3;
-    else if (!strcmp(u, "h")) mult = 3600e3;
-    else if (!strcmp(u, "d")) mult = 86400e3;
-    else if (!strcmp(u, "w")) mult = 7 * 86400e3;
-    else
-        return rk_conf_error(err, n, "unknown duration unit '%s' (ms, s, m, "
-                             "h, d, w)", u);
-    double ms = v * mult;
-    if (!(ms <= 3.2e12))
-        return rk_conf_error(err, n, "duration out of range 0..100 years");
-    *out = (int64_t)llround(ms);
-    return 0;
-}
-
 /* Shortest exact label of a duration: "90m", "1h", "7d", "1500ms". */
 static void fmt_duration(int64_t ms, char *buf, size_t n)
 {
@@ -491,7 +448,7 @@ static int parse_aggregate(compiler *c, const rk_conf_node *n, feat *f)
     sl.nch = f->kind == FK_COUNTER ? 1 : f->kind == FK_RATE ? 2 : 0;
     if (f->kind != FK_RECENCY) {
         int64_t hl;
-        if ((rc = parse_duration(rk_conf_get(n, "half_life"), 0, &hl, err))) return rc;
+        if ((rc = rk_conf_as_duration_ms(rk_conf_get(n, "half_life"), 0, &hl, err))) return rc;
         const rk_conf_node *w = rk_conf_get(n, "windows");
         if (w && rk_conf_node_type(w) != RK_CONF_NULL) {
             if (hl) return rk_conf_error(err, w, "windows and half_life exclude "
@@ -508,7 +465,7 @@ static int parse_aggregate(compiler *c, const rk_conf_node *n, feat *f)
             sl.nwin = (uint8_t)rk_conf_len(w);
             for (uint32_t i = 0; i < sl.nwin; i++) {
                 const rk_conf_node *e = rk_conf_at(w, i, NULL);
-                if ((rc = parse_duration(e, 0, &sl.win_ms[i], err))) return rc;
+                if ((rc = rk_conf_as_duration_ms(e, 0, &sl.win_ms[i], err))) return rc;
                 if (sl.win_ms[i] < nb || sl.win_ms[i] % nb)
                     return rk_conf_error(err, e, "window must be a positive "
                                          "multiple of buckets_per_window (%lld) ms",
@@ -1218,7 +1175,7 @@ int rk_feat_spec_from_conf(rk_feat_spec **out, const rk_conf_node *root,
     s->utc_offset_ms = v * 60000;
     const rk_conf_node *sn = rk_conf_get(fs, "state");
     if ((rc = rk_conf_check_keys(sn, st, err)) ||
-        (rc = parse_duration(rk_conf_get(sn, "ttl"), 0, &s->ttl_ms, err)))
+        (rc = rk_conf_as_duration_ms(rk_conf_get(sn, "ttl"), 0, &s->ttl_ms, err)))
         goto fail;
     if ((rc = rk_conf_as_int_range(rk_conf_get(sn, "admit_after"), 1, 1, 1000000,
                                    &v, err)))
