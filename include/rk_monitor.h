@@ -326,6 +326,10 @@ typedef struct rk_drift_window_opts {
     const uint8_t *categorical;
     /* Refuse (RK_ELIMIT) a window above this many bytes; 0 = no limit. */
     size_t max_bytes;
+    /* 1 = a timed window: rows only (rk_drift_window_add_row_at), each with
+     * its time (8 more bytes a slot), so a sample can keep the rows of a
+     * time span (rk_drift_window_sample_since). */
+    int timed;
 } rk_drift_window_opts;
 
 /* RK_EINVAL (sizes), RK_ELIMIT (max_bytes), RK_ENOMEM. */
@@ -340,8 +344,11 @@ int rk_drift_window_add(rk_drift_window *w, uint32_t f, float x);
 int rk_drift_window_add_cat(rk_drift_window *w, uint32_t f, uint64_t v,
                             int missing);
 /* One row: x[f] for every feature, which must all be numeric (RK_ETYPE,
- * nothing added). */
+ * nothing added). On a timed window add, add_cat and add_row are
+ * RK_EINVAL: its rows come with their times through add_row_at (the time
+ * is ignored by an untimed window). */
 int rk_drift_window_add_row(rk_drift_window *w, const float *x);
+int rk_drift_window_add_row_at(rk_drift_window *w, const float *x, int64_t ts_ms);
 
 /* The non-missing values of feature f now in the window, oldest first,
  * into out[0..*n) (cap >= capacity always suffices: RK_ELIMIT when cap
@@ -352,6 +359,11 @@ int rk_drift_window_sample(rk_drift_window *w, uint32_t f, float *out,
 int rk_drift_window_sample_cat(rk_drift_window *w, uint32_t f,
                                uint64_t *out, size_t cap, size_t *n,
                                uint64_t *missing);
+/* Like rk_drift_window_sample, over the rows at or after since_ms only (a
+ * timed window; an untimed one gives every row). */
+int rk_drift_window_sample_since(rk_drift_window *w, uint32_t f, int64_t since_ms,
+                                 float *out, size_t cap, size_t *n,
+                                 uint64_t *missing);
 
 /* Observations of feature f ever added (0 for a bad f). */
 uint64_t rk_drift_window_seen(rk_drift_window *w, uint32_t f);

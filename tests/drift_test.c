@@ -614,7 +614,7 @@ TEST(window_bounded)
 {
     rk_err err = {0};
     const uint8_t cat[] = {0, 1};
-    rk_drift_window_opts wo = {2, 100, cat, 0};
+    rk_drift_window_opts wo = {2, 100, cat, 0, 0};
     rk_drift_window *w;
     CHECK_OK(rk_drift_window_create(&w, &wo, &err));
     size_t bytes = rk_drift_window_bytes(w);
@@ -653,10 +653,54 @@ TEST(window_bounded)
     rk_drift_window_destroy(w);
     rk_drift_window_destroy(NULL);
     /* Limits. */
-    rk_drift_window_opts big = {1000, 1u << 20, NULL, 1u << 20};
+    rk_drift_window_opts big = {1000, 1u << 20, NULL, 1u << 20, 0};
     CHECK(rk_drift_window_create(&w, &big, &err) == RK_ELIMIT);
-    rk_drift_window_opts zero = {1, 0, NULL, 0};
+    rk_drift_window_opts zero = {1, 0, NULL, 0, 0};
     CHECK(rk_drift_window_create(&w, &zero, &err) == RK_EINVAL);
+    RK_FAIL_LOOP(rk_drift_window_create(&w, &wo, &err),
+                 rk_drift_window_destroy(w), 20);
+}
+
+/* A timed window: rows with their times, samples of a time span (with
+ * the span's own missing count), across the ring's wrap; single
+ * observations are refused. */
+TEST(window_timed_span)
+{
+    rk_err err = {0};
+    rk_drift_window_opts wo = {2, 8, NULL, 0, 1};
+    rk_drift_window *w;
+    CHECK_OK(rk_drift_window_create(&w, &wo, &err));
+    CHECK(rk_drift_window_bytes(w) >= 8 * (4 + 4 + 8));
+    /* Rows at t = 0, 1000, ..., 11000 (12 rows into 8 slots): kept are
+     * t = 4000..11000; x0 = t / 1000, missing when t / 1000 is odd. */
+    for (int i = 0; i < 12; i++) {
+        float row[2] = {i % 2 ? NAN : (float)i, (float)(100 + i)};
+        CHECK_OK(rk_drift_window_add_row_at(w, row, (int64_t)i * 1000));
+    }
+    float out[8];
+    size_t n;
+    uint64_t miss;
+    CHECK_OK(rk_drift_window_sample(w, 0, out, 8, &n, &miss));
+    CHECK(n == 4 && miss == 4 && out[0] == 4 && out[3] == 10);
+    CHECK_OK(rk_drift_window_sample_since(w, 0, 8000, out, 8, &n, &miss));
+    CHECK(n == 2 && miss == 2 && out[0] == 8 && out[1] == 10);
+    CHECK_OK(rk_drift_window_sample_since(w, 1, 9500, out, 8, &n, &miss));
+    CHECK(n == 2 && miss == 0 && out[0] == 110 && out[1] == 111);
+    CHECK_OK(rk_drift_window_sample_since(w, 1, 20000, out, 8, &n, &miss));
+    CHECK(n == 0 && miss == 0);
+    CHECK(rk_drift_window_seen(w, 0) == 12);
+    const float row[2] = {1, 2};
+    CHECK(rk_drift_window_add_row(w, row) == RK_EINVAL);
+    CHECK(rk_drift_window_add(w, 0, 1) == RK_EINVAL);
+    rk_drift_window_destroy(w);
+    /* An untimed window ignores the times and the span. */
+    wo.timed = 0;
+    CHECK_OK(rk_drift_window_create(&w, &wo, &err));
+    CHECK_OK(rk_drift_window_add_row_at(w, row, 5));
+    CHECK_OK(rk_drift_window_sample_since(w, 0, 100, out, 8, &n, &miss));
+    CHECK(n == 1 && out[0] == 1);
+    rk_drift_window_destroy(w);
+    wo.timed = 1;
     RK_FAIL_LOOP(rk_drift_window_create(&w, &wo, &err),
                  rk_drift_window_destroy(w), 20);
 }
@@ -666,7 +710,7 @@ TEST(window_feeds_detector)
     /* A server-shaped loop: rows into a window of 2,000, then the
      * current sample of each feature against a reference. */
     rk_err err = {0};
-    rk_drift_window_opts wo = {2, 2000, NULL, 0};
+    rk_drift_window_opts wo = {2, 2000, NULL, 0, 0};
     rk_drift_window *w;
     CHECK_OK(rk_drift_window_create(&w, &wo, &err));
     float *b = gen_b(5000, 0.3);
@@ -751,6 +795,6 @@ int main(int argc, char **argv)
                  chi2_vs_scipy, js_psi_vs_scipy, identical_disjoint_tiny,
                  nan_is_missing, sort_matches_qsort, ks_stat_matches_naive,
                  refhist_bins, refhist_categorical, detector_defaults,
-                 detector_out_of_memory, window_bounded,
+                 detector_out_of_memory, window_bounded, window_timed_span,
                  window_feeds_detector);
 }

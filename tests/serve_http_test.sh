@@ -392,10 +392,11 @@ fi
 # serve.clock: event — the server's clock follows the newest time a
 # request or an event carried (a simulation two days ahead): the label
 # window, the online metrics and the feature log run on it, `rankd train
-# --from-log` judges windows at the newest event's time (or --as-of), and
-# a restarted server resumes from its newest event.
+# --from-log` judges windows at the newest event's time (or --as-of), the
+# drift monitor's monitor.span keeps the rows of the last 30 minutes of
+# it, and a restarted server resumes from its newest event.
 sed 's/^serve:$/serve:\n  clock: event/' "$D/rankd.yaml" >"$T/event.yaml"
-printf 'labels:\n  window: 30m\n' >>"$T/event.yaml"
+printf 'labels:\n  window: 30m\nmonitor:\n  span: 30m\n' >>"$T/event.yaml"
 if start_server "$T/event.yaml" && [ "$(req GET /healthz)" = 200 ] &&
    jq -e '.clock == "event"' "$T/body" >/dev/null; then
     t0=$(jq .now_ms "$T/body")
@@ -410,10 +411,12 @@ if start_server "$T/event.yaml" && [ "$(req GET /healthz)" = 200 ] &&
     req POST /v1/events "[{\"type\": \"impression\", \"user\": \"u21\", \"item\": \"$it\", \"request_id\": \"$rid\"}, {\"type\": \"click\", \"user\": \"u21\", \"item\": \"$it\", \"request_id\": \"$rid\"}]" >/dev/null
     req GET /v1/monitor/drift >/dev/null
     jq -c '.concept' "$T/body" >"$T/pending.json"
+    jq -c '.window' "$T/body" >"$T/span1.json"
     # An hour later on the event clock: the 30-minute window has passed.
     req POST /v1/events "{\"type\": \"impression\", \"user\": \"u22\", \"item\": \"$it\", \"ts\": $later}" >/dev/null
     wait_labelled
     jq -c '.concept' "$T/body" >"$T/labelled.json"
+    jq -c '.window' "$T/body" >"$T/span2.json"
     stop_server
     start_server "$T/event.yaml" && req GET /healthz >/dev/null
     jq -c . "$T/body" >"$T/clock2.json"
@@ -431,6 +434,8 @@ rc2=$?
 if [ -n "${fut:-}" ] &&
    jq -e --argjson f "$fut" '.now_ms >= $f and .now_ms < $f + 60000' "$T/clock1.json" >/dev/null &&
    jq -e '.pending_requests >= 1' "$T/pending.json" >/dev/null &&
+   jq -e '.span_s == 1800 and .current == 5 and .rows == 5' "$T/span1.json" >/dev/null &&
+   jq -e '.current == 0 and .rows == 5' "$T/span2.json" >/dev/null &&
    jq -e '.pending_requests == 0 and .labelled > 0' "$T/labelled.json" >/dev/null &&
    jq -e --argjson l "$later" '.clock == "event" and .now_ms >= $l' "$T/clock2.json" >/dev/null &&
    [ $rc1 -ne 0 ] && grep -q "still inside the label window" "$T/clock-now.err" &&
@@ -439,6 +444,7 @@ if [ -n "${fut:-}" ] &&
 else
     bad event_clock "clock $(cat "$T/clock1.json" "$T/clock2.json" 2>/dev/null)" \
         "pending $(cat "$T/pending.json" 2>/dev/null) labelled $(cat "$T/labelled.json" 2>/dev/null)" \
+        "window $(cat "$T/span1.json" "$T/span2.json" 2>/dev/null)" \
         "train --as-of wall: exit $rc1 $(cat "$T/clock-now.err")" \
         "train: exit $rc2 $(cat "$T/clock-asof.json" "$T/clock-asof.err")"
 fi

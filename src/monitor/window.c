@@ -30,6 +30,9 @@ struct rk_drift_window {
     uint32_t nfeatures, capacity;
     size_t bytes;
     ring *rings;
+    /* Timed windows: the time of each row, in the rings' slot order (rows
+     * move every ring in step). NULL for an untimed window. */
+    int64_t *ts;
 };
 
 void rk_drift_window_destroy(rk_drift_window *w)
@@ -41,6 +44,7 @@ void rk_drift_window_destroy(rk_drift_window *w)
         rk_free(w->rings[f].cat_miss);
     }
     rk_free(w->rings);
+    rk_free(w->ts);
     pthread_mutex_destroy(&w->mu);
     rk_free(w);
 }
@@ -62,6 +66,7 @@ int rk_drift_window_create(rk_drift_window **out,
     for (uint32_t f = 0; f < o->nfeatures; f++)
         bytes += (size_t)o->capacity *
                  (o->categorical && o->categorical[f] ? 9 : 4);
+    if (o->timed) bytes += (size_t)o->capacity * sizeof(int64_t);
     if (o->max_bytes && bytes > o->max_bytes)
         return rk_err_set(err, RK_ELIMIT, "window: %u features x %u values "
                           "take %zu bytes, limit %zu", o->nfeatures,
@@ -91,6 +96,8 @@ int rk_drift_window_create(rk_drift_window **out,
             goto nomem;
         }
     }
+    if (o->timed && !(w->ts = rk_malloc((size_t)o->capacity * sizeof *w->ts)))
+        goto nomem;
     *out = w;
     return 0;
 nomem:
@@ -127,7 +134,7 @@ static void add_num(rk_drift_window *w, ring *r, float x)
 
 int rk_drift_window_add(rk_drift_window *w, uint32_t f, float x)
 {
-    if (f >= w->nfeatures) return RK_EINVAL;
+    if (f >= w->nfeatures || w->ts) return RK_EINVAL;
     ring *r = &w->rings[f];
     if (!r->num) return RK_ETYPE;
     pthread_mutex_lock(&w->mu);
@@ -139,7 +146,7 @@ int rk_drift_window_add(rk_drift_window *w, uint32_t f, float x)
 int rk_drift_window_add_cat(rk_drift_window *w, uint32_t f, uint64_t v,
                             int missing)
 {
-    if (f >= w->nfeatures) return RK_EINVAL;
+    if (f >= w->nfeatures || w->ts) return RK_EINVAL;
     ring *r = &w->rings[f];
     if (!r->cat) return RK_ETYPE;
     pthread_mutex_lock(&w->mu);
@@ -153,14 +160,21 @@ int rk_drift_window_add_cat(rk_drift_window *w, uint32_t f, uint64_t v,
     return 0;
 }
 
-int rk_drift_window_add_row(rk_drift_window *w, const float *x)
+int rk_drift_window_add_row_at(rk_drift_window *w, const float *x, int64_t ts_ms)
 {
     for (uint32_t f = 0; f < w->nfeatures; f++)
         if (!w->rings[f].num) return RK_ETYPE;
     pthread_mutex_lock(&w->mu);
+    if (w->ts) w->ts[w->rings[0].next] = ts_ms;
     for (uint32_t f = 0; f < w->nfeatures; f++) add_num(w, &w->rings[f], x[f]);
     pthread_mutex_unlock(&w->mu);
     return 0;
+}
+
+int rk_drift_window_add_row(rk_drift_window *w, const float *x)
+{
+    if (w->ts) return RK_EINVAL;
+    return rk_drift_window_add_row_at(w, x, 0);
 }
 
 /* Slot of the oldest observation. */
@@ -187,45 +201,51 @@ static int sample_begin(rk_drift_window *w, uint32_t f, int cat, size_t cap,
     return 0;
 }
 
-int rk_drift_window_sample(rk_drift_window *w, uint32_t f, float *out,
-                           size_t cap, size_t *n, uint64_t *missing)
+/* Copies the present values of feature f from rows at or after since_ms
+ * (every row of an untimed window), oldest first; counts the missing ones
+ * among them. */
+static int sample_since(rk_drift_window *w, uint32_t f, int cat, int64_t since_ms,
+                        void *out, size_t cap, size_t *n, uint64_t *missing)
 {
     *n = 0;
     if (missing) *missing = 0;
     ring *r;
-    int rc = sample_begin(w, f, 0, cap, &r);
+    int rc = sample_begin(w, f, cat, cap, &r);
     if (rc) return rc;
     uint32_t s = oldest(r, w->capacity);
     size_t m = 0;
+    uint64_t miss = 0;
     for (uint32_t i = 0; i < r->fill; i++) {
-        float x = r->num[s];
-        if (!isnan(x)) out[m++] = x;
+        if (!w->ts || w->ts[s] >= since_ms) {
+            if (cat ? r->cat_miss[s] : isnan(r->num[s])) miss++;
+            else if (cat) ((uint64_t *)out)[m++] = r->cat[s];
+            else ((float *)out)[m++] = r->num[s];
+        }
         s = s + 1 == w->capacity ? 0 : s + 1;
     }
-    if (missing) *missing = r->missing;
+    if (missing) *missing = miss;
     pthread_mutex_unlock(&w->mu);
     *n = m;
     return 0;
 }
 
+int rk_drift_window_sample(rk_drift_window *w, uint32_t f, float *out,
+                           size_t cap, size_t *n, uint64_t *missing)
+{
+    return sample_since(w, f, 0, INT64_MIN, out, cap, n, missing);
+}
+
 int rk_drift_window_sample_cat(rk_drift_window *w, uint32_t f, uint64_t *out,
                                size_t cap, size_t *n, uint64_t *missing)
 {
-    *n = 0;
-    if (missing) *missing = 0;
-    ring *r;
-    int rc = sample_begin(w, f, 1, cap, &r);
-    if (rc) return rc;
-    uint32_t s = oldest(r, w->capacity);
-    size_t m = 0;
-    for (uint32_t i = 0; i < r->fill; i++) {
-        if (!r->cat_miss[s]) out[m++] = r->cat[s];
-        s = s + 1 == w->capacity ? 0 : s + 1;
-    }
-    if (missing) *missing = r->missing;
-    pthread_mutex_unlock(&w->mu);
-    *n = m;
-    return 0;
+    return sample_since(w, f, 1, INT64_MIN, out, cap, n, missing);
+}
+
+int rk_drift_window_sample_since(rk_drift_window *w, uint32_t f, int64_t since_ms,
+                                 float *out, size_t cap, size_t *n,
+                                 uint64_t *missing)
+{
+    return sample_since(w, f, 0, since_ms, out, cap, n, missing);
 }
 
 uint64_t rk_drift_window_seen(rk_drift_window *w, uint32_t f)

@@ -34,15 +34,13 @@ static int drift_now(rk_server *s, uint64_t *rows)
     sv_model *m = sv_slot_acquire(&s->slots[0]);
     rk_drift_report *r = NULL;
     rk_err err = {0};
-    uint64_t seen = 0;
+    uint64_t seen = 0, cur = 0;
     int drift = 0;
-    if (m && !sv_monitor_report(s, m, &r, &seen, &err) && r) {
+    if (m && !sv_monitor_report(s, m, &r, &seen, &cur, &err) && r) {
         rk_drift_dataset d;
         rk_drift_report_dataset(r, &d);
         drift = d.drift;
-        /* Items now in the window, not all ever observed. */
-        uint32_t cap = rk_drift_window_capacity(m->win);
-        *rows = seen < cap ? seen : cap;
+        *rows = cur; /* items now compared, not all ever observed */
     }
     rk_drift_report_free(r);
     sv_model_release(m);

@@ -38,11 +38,11 @@ int sv_monitor_attach(rk_server *s, sv_model *m, const char *dir, rk_err *err)
     /* Reference histograms are named after the spec's dense columns. */
     for (uint32_t i = 0; i + 1 < nf; i++)
         m->mon_col[i] = rk_feat_dense_index(m->spec, m->meta.features[i]->name);
-    rk_drift_window_opts wo = {nf, s->o.monitor_window, NULL, 0};
+    rk_drift_window_opts wo = {nf, s->o.monitor_window, NULL, 0, s->mon_span_ms > 0};
     return rk_drift_window_create(&m->win, &wo, err);
 }
 
-void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score)
+void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score, int64_t ts_ms)
 {
     if (!m->win) return;
     uint32_t nf = (uint32_t)m->meta.nfeatures;
@@ -58,7 +58,7 @@ void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score)
         rp[i] = x && c >= 0 && (uint32_t)c < x->ndense ? x->dense[c] : NAN;
     }
     rp[nf] = score;
-    (void)rk_drift_window_add_row(m->win, rp);
+    (void)rk_drift_window_add_row_at(m->win, rp, ts_ms);
     rk_free(heap);
 }
 
@@ -87,10 +87,11 @@ static int served_reference(sv_model *b, const float *const *cur,
 }
 
 int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
-                      uint64_t *rows, rk_err *err)
+                      uint64_t *rows, uint64_t *current, rk_err *err)
 {
     *out = NULL;
     *rows = 0;
+    if (current) *current = 0;
     if (!m->win) return 0;
     uint32_t nf = (uint32_t)m->meta.nfeatures + 1;
     uint32_t cap = rk_drift_window_capacity(m->win);
@@ -98,10 +99,15 @@ int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
     const float **cur = rk_malloc(nf * sizeof *cur);
     size_t *ncur = rk_malloc(nf * sizeof *ncur);
     int rc = buf && cur && ncur ? 0 : rk_err_set(err, RK_ENOMEM, "monitor: out of memory");
+    /* monitor.span: the rows served in the last span of the server's clock. */
+    int64_t since = s->mon_span_ms > 0 ? sv_now_ms(s) - s->mon_span_ms : INT64_MIN;
+    uint64_t miss = 0;
     for (uint32_t i = 0; !rc && i < nf; i++) {
-        rc = rk_drift_window_sample(m->win, i, buf + (size_t)i * cap, cap, &ncur[i], NULL);
+        rc = rk_drift_window_sample_since(m->win, i, since, buf + (size_t)i * cap, cap,
+                                          &ncur[i], &miss);
         cur[i] = buf + (size_t)i * cap;
     }
+    if (current) *current = rc ? 0 : ncur[nf - 1] + miss; /* the prediction's rows */
     *rows = rk_drift_window_seen(m->win, nf - 1);
     const rk_model_meta *meta = &m->meta;
     rk_model_meta sm;
@@ -150,7 +156,8 @@ int sv_h_monitor_drift(sv_req *q)
     rk_drift_report *r = NULL;
     uint64_t rows = 0;
     rk_err err = {0};
-    int rc = sv_monitor_report(s, m, &r, &rows, &err);
+    uint64_t current = 0;
+    int rc = sv_monitor_report(s, m, &r, &rows, &current, &err);
     if (rc) {
         sv_model_release(m);
         return sv_error_rk(q, rc, &err);
@@ -161,9 +168,13 @@ int sv_h_monitor_drift(sv_req *q)
     (void)rk_buf_puts(b, ",\"model\":{\"name\":");
     sv_json_str(b, m->name);
     (void)rk_buf_printf(b, ",\"version\":%u},\"window\":{\"rows\":%llu,"
-                        "\"capacity\":%u},\"report\":", m->version,
+                        "\"capacity\":%u,\"current\":%llu,\"span_s\":", m->version,
                         (unsigned long long)rows,
-                        m->win ? rk_drift_window_capacity(m->win) : 0);
+                        m->win ? rk_drift_window_capacity(m->win) : 0,
+                        (unsigned long long)current);
+    if (s->mon_span_ms > 0) (void)rk_buf_printf(b, "%.3f", s->mon_span_ms / 1000.0);
+    else (void)rk_buf_puts(b, "null");
+    (void)rk_buf_puts(b, "},\"report\":");
     if (r) rk_drift_report_json(r, b);
     else (void)rk_buf_puts(b, "null");
     /* Concept drift: online metrics per version from delayed labels. */
@@ -192,7 +203,7 @@ void sv_monitor_metrics(rk_server *s, rk_buf *b)
         rk_drift_report *r = NULL;
         uint64_t rows;
         rk_err err = {0};
-        if (m && !sv_monitor_report(s, m, &r, &rows, &err) && r && rows) {
+        if (m && !sv_monitor_report(s, m, &r, &rows, NULL, &err) && r && rows) {
             for (size_t k = 0; k < rk_drift_report_count(r); k++) {
                 const char *name;
                 const rk_drift_feature *f = rk_drift_report_get(r, k, &name);

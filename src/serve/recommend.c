@@ -897,7 +897,7 @@ int sv_h_recommend(sv_req *q)
     /* What was served feeds the drift monitor's live window. */
     for (size_t i = 0; m && deg != SV_DEG_TRENDING && i < nout; i++)
         if (fin[i].row != UINT32_MAX)
-            sv_monitor_observe(m, &w->fv[fin[i].row], fin[i].score);
+            sv_monitor_observe(m, &w->fv[fin[i].row], fin[i].score, q->now_ms);
     if (s->o.log_features && ids && nout)
         flog_add(q, deg == SV_DEG_TRENDING ? NULL : m, c.user, c.ctx, c.ctx_len,
                  exp >= 0 ? s->exps[exp].name : NULL,
@@ -1047,7 +1047,7 @@ int sv_h_rank(sv_req *q)
     else (void)rk_buf_puts(b, "null");
     (void)rk_buf_putc(b, '}');
     for (size_t i = 0; i < c.n; i++)
-        sv_monitor_observe(m, &w->fv[rk[i].row], rk[i].score);
+        sv_monitor_observe(m, &w->fv[rk[i].row], rk[i].score, q->now_ms);
     if (s->o.log_features && ids)
         flog_add(q, m, c.user, c.ctx, c.ctx_len,
                  exp >= 0 ? s->exps[exp].name : NULL,

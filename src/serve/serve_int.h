@@ -266,6 +266,8 @@ struct rk_server {
     size_t label_requests, label_bytes;
     const char **mon_exclude;   /* monitor.exclude (names borrowed) */
     int mon_ref_served;         /* monitor.reference: served */
+    int64_t mon_span_ms;        /* monitor.span: compare only the rows of
+                                   this last span (server clock); 0 = all */
     pthread_mutex_t mon_mu;     /* builds served references */
     /* online learner (learn.c) */
     atomic_uint_fast64_t learn_updates, learn_errors, learn_snapshots;
@@ -353,12 +355,14 @@ void sv_learn_metrics(rk_server *s, rk_buf *b);
 
 /* monitor.c */
 int sv_monitor_attach(rk_server *s, sv_model *m, const char *dir, rk_err *err);
-void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score);
+void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score, int64_t ts_ms);
 void sv_monitor_metrics(rk_server *s, rk_buf *b);
 /* The drift report of m's live window against its reference (NULL in
- * *out when m is not monitored); *rows = items observed since load. */
+ * *out when m is not monitored); *rows = items observed since load,
+ * *current (may be NULL) = items the report compared (the window, or its
+ * monitor.span). */
 int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
-                      uint64_t *rows, rk_err *err);
+                      uint64_t *rows, uint64_t *current, rk_err *err);
 
 /* online.c: delayed labels of served rankings, per-version online
  * metrics (concept drift) and the online learner's examples */

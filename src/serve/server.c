@@ -562,7 +562,7 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
                                          "chi2_alpha", "wasserstein", "js", "psi",
                                          "dataset_share", "exclude",
                                          "label_requests", "label_bytes",
-                                         "reference", NULL};
+                                         "reference", "span", NULL};
         static const char *const refs[] = {"training", "served", NULL};
         int64_t wv, lr = (int64_t)s->label_requests, lb = (int64_t)s->label_bytes;
         rk_drift_opts *d = &s->drift_opts;
@@ -589,6 +589,8 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
                                         INT64_MAX, &lb, err)) &&
             !(rc = rk_conf_as_enum(rk_conf_get(mon, "reference"), 0, refs,
                                    &s->mon_ref_served, err)) &&
+            !(rc = rk_conf_as_duration_ms(rk_conf_get(mon, "span"), 0,
+                                          &s->mon_span_ms, err)) &&
             !(rc = monitor_exclude(s, rk_conf_get(mon, "exclude"), err))) {
             s->label_requests = (size_t)lr;
             s->label_bytes = (size_t)lb;
