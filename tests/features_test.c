@@ -2064,19 +2064,146 @@ static long fetch_both(env *e, const rk_feat_spec *spec0, const char *user,
     return ret;
 }
 
+/* Writes ev while a reader opened before it is still open, and computes
+ * i1 for u1 at ts with ctx on that old reader (cached against LMDB-only):
+ * 0 when the vectors agree, the old reader sees dense[c] in [lo, hi] (the
+ * value before ev) and its fill is refused. */
+static int old_reader_refused(env *e, const rk_feat_spec *spec0, rk_event_in ev, int64_t ts,
+                              const char *ctx, int c, double lo, double hi)
+{
+    rk_reader *old;
+    rk_feat_cache_stats cs0, cs1;
+    rk_fvec v = {0};
+    const char *one[] = {"i1"};
+    if (rk_store_reader(e->store, &old, &e->err)) return -1;
+    int bad = write_ev(e, ev) != 0;
+    rk_feat_cache_stats_get(e->spec, &cs0);
+    bad |= cached_vs_lmdb(e, spec0, old, "u1", one, 1, ts, ctx, &v) != 0;
+    bad |= !v.dense || v.dense[c] < lo || v.dense[c] > hi;
+    rk_reader_close(old);
+    rk_feat_cache_stats_get(e->spec, &cs1);
+    bad |= cs1.refused <= cs0.refused;
+    rk_fvec_free(&v);
+    return bad ? -1 : 0;
+}
+
+/* One stamped probe of a device bundle through both batch paths (locked
+ * copy, pinned lock-free); -1 when the two disagree. */
+static int dev_get(feat_cache *c, fc_key k, uint64_t ist, uint64_t ver)
+{
+    rk_arena a;
+    rk_arena_init(&a, 4096, (size_t)1 << 20);
+    fc_get q[2];
+    memset(q, 0, sizeof q);
+    for (int i = 0; i < 2; i++) {
+        q[i].k = k;
+        q[i].ist = ist;
+        q[i].stamped = 1;
+        q[i].rc = FC_MISS;
+    }
+    rk__feat_cache_get_many(c, ver, &q[0], 1, &a);
+    uint32_t hint = 0;
+    int rs = rk__feat_cache_pin(c, &hint);
+    if (rs >= 0) rk__feat_cache_find_many(c, rs, ver, &q[1], 1);
+    rk__feat_cache_unpin(c, rs);
+    rk_arena_free(&a);
+    return rs >= 0 && q[0].rc == q[1].rc ? q[0].rc : -1;
+}
+
+/* Device bundles on a bare cache: an item's record, its [item] record and
+ * its [item, context.device] record for one device share one entry, keyed
+ * by the device record's key. The hook drops it when that record changes
+ * and raises the item's stamp when the item or its [item] record changes:
+ * a device bundle older than the stamp is never taken, and a fill older
+ * than either change is refused. */
+static void device_bundle_hook(void)
+{
+    const uint64_t lay = 0x1234567890abcdefull, dlay = 0x0fedcba987654321ull;
+    feat_cache *c;
+    CHECK_OK(rk__feat_cache_create(&c, 1000, (size_t)1 << 20, 4096));
+    rk__feat_cache_set_bundle(c, lay, dlay);
+    CHECK(rk__feat_cache_dbundle_layout(c) == dlay);
+    rk_commit_change none = {0};
+    rk__feat_cache_commit(c, 2, NULL, 0);
+    rk__feat_cache_commit(c, 3, &none, 0);
+    uint64_t ikh = rk__feat_item_key_hash(lay, rk__feat_part_hash(KP_ITEM, "i1", 2));
+    uint64_t ikh2 = rk__feat_item_key_hash(lay, rk__feat_part_hash(KP_ITEM, "i2", 2));
+    CHECK((ikh & 1023) != (ikh2 & 1023)); /* distinct item stamps */
+    const uint64_t dkh = 0x5555aaaa5555aaaaull;
+    fc_key dbk = rk__feat_cache_bundle_key(dlay, dkh);
+    unsigned char val[48] = {1}, key[FEAT_KEY_LEN];
+    rk__feat_cache_fill_stamped(c, dbk, ikh, 3, val, sizeof val, 0, 4);
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 3), FC_HIT);
+    rk_commit_change ch = {0};
+    ch.kind = RK_CHANGE_KV;
+    ch.table = RK_KV_AGG;
+    ch.key = key;
+    ch.len = FEAT_KEY_LEN;
+    key[0] = 'A';
+    /* Another group's record with the same hash word: kept. */
+    rk__le64(key + 1, dlay ^ 1);
+    rk__le64(key + 9, dkh);
+    rk__feat_cache_commit(c, 4, &ch, 1);
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 4), FC_HIT);
+    /* The bundle's device record: dropped; a fill read before the change
+     * is refused, one read after it kept. */
+    rk__le64(key + 1, dlay);
+    rk__feat_cache_commit(c, 5, &ch, 1);
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 5), FC_MISS);
+    rk__feat_cache_fill_stamped(c, dbk, ikh, 4, val, sizeof val, 0, 4);
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 5), FC_MISS);
+    rk__feat_cache_fill_stamped(c, dbk, ikh, 5, val, sizeof val, 0, 4);
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 5), FC_HIT);
+    /* The item's [item] record: the entry stays in the table but is no
+     * longer taken (the item's stamp); older fills are refused. */
+    rk__le64(key + 1, lay);
+    rk__le64(key + 9, ikh);
+    rk__feat_cache_commit(c, 6, &ch, 1);
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 6), FC_MISS);
+    /* ... also by a reader whose snapshot precedes that change. */
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 5), FC_MISS);
+    rk_feat_cache_stats st0, st1;
+    rk__feat_cache_stats(c, &st0);
+    rk__feat_cache_fill_stamped(c, dbk, ikh, 5, val, sizeof val, 0, 4);
+    rk__feat_cache_stats(c, &st1);
+    CHECK_EQ_INT(st1.refused, st0.refused + 1);
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 6), FC_MISS);
+    rk__feat_cache_fill_stamped(c, dbk, ikh, 6, val, sizeof val, 0, 4);
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 6), FC_HIT);
+    /* Upserts: another item's leaves the bundle, the item's own retires
+     * it. */
+    ch.kind = RK_CHANGE_ENTITY;
+    ch.entity = RK_ENTITY_ITEM;
+    ch.key = "i2";
+    ch.len = 2;
+    rk__feat_cache_commit(c, 7, &ch, 1);
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 7), FC_HIT);
+    ch.key = "i1";
+    rk__feat_cache_commit(c, 8, &ch, 1);
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 8), FC_MISS);
+    rk__feat_cache_stats(c, &st0);
+    rk__feat_cache_fill_stamped(c, dbk, ikh, 7, val, sizeof val, 0, 4);
+    rk__feat_cache_stats(c, &st1);
+    CHECK_EQ_INT(st1.refused, st0.refused + 1);
+    CHECK_EQ_INT(dev_get(c, dbk, ikh, 8), FC_MISS);
+    rk__feat_cache_destroy(c);
+}
+
 /* Item bundles: an item's record and its [item] aggregate record share
  * one cache entry. The commit hook drops the bundle when either changes
  * (an aggregate merge names the record's key, an upsert the item's id),
  * and a fill read from a snapshot older than the change is refused, so
- * the next request sees the write; cached and LMDB-only vectors and
- * fetch counts stay equal throughout. */
+ * the next request sees the write; the same for device bundles (which
+ * add the item's [item, context.device] record) under changes of each
+ * of their parts; cached and LMDB-only vectors and fetch counts stay
+ * equal throughout. */
 TEST(cache_item_bundles)
 {
     /* The hook alone, on a bare cache. */
     const uint64_t lay = 0x1234567890abcdefull;
     feat_cache *c;
     CHECK_OK(rk__feat_cache_create(&c, 1000, (size_t)1 << 20, 4096));
-    rk__feat_cache_set_bundle(c, lay);
+    rk__feat_cache_set_bundle(c, lay, 0);
     rk_commit_change none = {0};
     rk__feat_cache_commit(c, 2, NULL, 0);
     rk__feat_cache_commit(c, 3, &none, 0);
@@ -2124,6 +2251,7 @@ TEST(cache_item_bundles)
     rk__feat_cache_fill(c, bk, 6, val, sizeof val, 1);
     CHECK_EQ_INT(rk__feat_cache_get(c, bk, 7, out, sizeof out, &n), FC_MISS);
     rk__feat_cache_destroy(c);
+    device_bundle_hook();
 
     /* Through the store. */
     env e;
@@ -2174,16 +2302,8 @@ TEST(cache_item_bundles)
     CHECK(f1 > f0);
     /* A reader older than a write fills from its snapshot: refused, and
      * the newer reader sees the write. */
-    rk_reader *old;
-    CHECK_OK(rk_store_reader(e.store, &old, &e.err));
-    CHECK_OK(write_ev(&e, mkev("click", "u1", "i1", t - HOUR, NULL)));
-    rk_feat_cache_stats_get(s, &cs0);
-    const char *one[] = {"i1"};
-    CHECK_EQ_INT(cached_vs_lmdb(&e, spec0, old, "u1", one, 1, t, NULL, &v), 0);
-    CHECK(v.dense[ic] > 0.9 && v.dense[ic] < 1.1);
-    rk_reader_close(old);
-    rk_feat_cache_stats_get(s, &cs1);
-    CHECK(cs1.refused > cs0.refused);
+    CHECK_OK(old_reader_refused(&e, spec0, mkev("click", "u1", "i1", t - HOUR, NULL), t, NULL,
+                                ic, 0.9, 1.1));
     CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
     CHECK(v.dense[ic] > 1.9);
     /* An upsert of the item after its bundle was cached. */
@@ -2191,6 +2311,48 @@ TEST(cache_item_bundles)
     CHECK_OK(put_item(&e, "i1", "boots", NULL, 25));
     CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
     CHECK(v.dense[pc] == 25 && v.dense[ic] > 1.9);
+    CHECK_EQ_INT(fetch_both(&e, spec0, "u1", items, 3, t) >= 0, 1);
+    /* Device bundles: i1 on tv and phone, then an impression on tv (its
+     * tv record is created), another one while an older reader fills, a
+     * click (the [item] record) while an older reader fills, an upsert. */
+    int32_t di = rk__feat_item_ctx_group(s);
+    CHECK(di >= 0 && rk__feat_cache_dbundle_layout(s->cache) == s->g[di].layout);
+    int dc = col(s, "item_dev");
+    const char *tv = "{\"device\":\"tv\"}", *phone = "{\"device\":\"phone\"}";
+    rk_reader *r;
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    CHECK_EQ_INT(cached_vs_lmdb(&e, spec0, r, "u1", items, 3, t, phone, &v), 0);
+    CHECK_EQ_INT(cached_vs_lmdb(&e, spec0, r, "u1", items, 3, t, tv, &v), 0);
+    rk_reader_close(r);
+    double ic0 = v.dense[ic];
+    CHECK(dc >= 0 && v.dense[dc] == 0 && v.dense[pc] == 25);
+    f0 = fetch_both(&e, spec0, "u1", items, 3, t);
+    CHECK(f0 >= 0);
+    rk_feat_cache_stats_get(s, &cs0);
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    rk_feat_cache_stats_get(s, &cs1);
+    CHECK(cs1.fills == cs0.fills && cs1.hits > cs0.hits);
+    CHECK_OK(write_ev(&e, mkev("impression", "u1", "i1", t - HOUR, tv)));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[dc] > 0.9 && v.dense[dc] < 1.1);
+    CHECK(fetch_both(&e, spec0, "u1", items, 3, t) > f0);
+    CHECK_OK(old_reader_refused(&e, spec0, mkev("impression", "u2", "i1", t - HOUR, tv), t, tv,
+                                dc, 0.9, 1.1));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[dc] > 1.9 && v.dense[dc] < 2.1);
+    CHECK_EQ_INT(fetch_both(&e, spec0, "u1", items, 3, t) >= 0, 1);
+    CHECK_OK(old_reader_refused(&e, spec0, mkev("click", "u1", "i1", t - HOUR, NULL), t, tv,
+                                ic, ic0, ic0));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[ic] > ic0 + 0.9 && v.dense[dc] > 1.9);
+    CHECK_OK(rk_store_reader(e.store, &r, &e.err));
+    CHECK_EQ_INT(cached_vs_lmdb(&e, spec0, r, "u1", items, 3, t, phone, &v), 0);
+    rk_reader_close(r);
+    CHECK(v.dense[ic] > ic0 + 0.9 && v.dense[dc] == 0);
+    CHECK_EQ_INT(fetch_both(&e, spec0, "u1", items, 3, t) >= 0, 1);
+    CHECK_OK(put_item(&e, "i1", "sandals", NULL, 40));
+    CHECK_EQ_INT(check_now(&e, spec0, "u1", "i1", t, &v), 0);
+    CHECK(v.dense[pc] == 40 && v.dense[ic] > ic0 + 0.9 && v.dense[dc] > 1.9);
     CHECK_EQ_INT(fetch_both(&e, spec0, "u1", items, 3, t) >= 0, 1);
     rk_fvec_free(&v);
     rk_feat_spec_destroy(spec0);

@@ -95,6 +95,17 @@ int32_t rk__feat_item_group(const rk_feat_spec *s)
     return -1;
 }
 
+int32_t rk__feat_item_ctx_group(const rk_feat_spec *s)
+{
+    for (uint32_t i = 0; i < s->ngroups; i++) {
+        const agroup *g = &s->g[i];
+        if (g->nparts != 2) continue;
+        uint8_t a = g->part[0].kind, b = g->part[1].kind;
+        if ((a == KP_ITEM && b == KP_CTX) || (a == KP_CTX && b == KP_ITEM)) return (int32_t)i;
+    }
+    return -1;
+}
+
 const agroup *rk__feat_group_by_layout(const rk_feat_spec *s, uint64_t lay)
 {
     for (uint32_t i = 0; i < s->ngroups; i++)
@@ -586,16 +597,19 @@ int rk_feat_attach(rk_feat_spec *spec, rk_store *s, rk_err *err)
     if (spec->cache_keys && !spec->cache) {
         /* A value bigger than this is read from the store every time: the
          * largest aggregate record, or an entity record of 16 KiB (with
-         * its [item] record, in a bundle). */
-        int32_t gi = rk__feat_item_group(spec);
-        size_t max_val = 16384 + (gi >= 0 ? 8 + (size_t)spec->g[gi].rec_size : 0);
+         * its [item] and [item, context.X] records, in a bundle). */
+        int32_t gi = rk__feat_item_group(spec), di = rk__feat_item_ctx_group(spec);
+        size_t max_val = 16384 + (gi >= 0 ? 8 + (size_t)spec->g[gi].rec_size : 0) +
+                         (gi >= 0 && di >= 0 ? 8 + (size_t)spec->g[di].rec_size : 0);
         for (uint32_t i = 0; i < spec->ngroups; i++)
             if (spec->g[i].rec_size > max_val) max_val = spec->g[i].rec_size;
         if (rk__feat_cache_create(&spec->cache, spec->cache_keys,
                                   (size_t)spec->cache_mb << 20, max_val))
             return rk_err_set(err, RK_ENOMEM, "features: out of memory for the "
                               "read cache");
-        if (gi >= 0) rk__feat_cache_set_bundle(spec->cache, spec->g[gi].layout);
+        if (gi >= 0)
+            rk__feat_cache_set_bundle(spec->cache, spec->g[gi].layout,
+                                      di >= 0 ? spec->g[di].layout : 0);
     }
     /* Setting the hook publishes the store's current commit to the cache. */
     if (spec->cache) rk_store_set_commit_hook(s, cache_hook, spec->cache);

@@ -25,6 +25,19 @@
  *     snapshot never lands after the invalidation of a newer commit.
  * So a cached read returns exactly the bytes the reader's snapshot holds.
  *
+ * Bundles (rk__feat_cache_set_bundle) copy records of several keys into one
+ * entry. An item bundle (the item's record and its [item] record) has a key
+ * the hook derives from either change. A device bundle adds the item's
+ * record of an [item, context.X] group and is keyed by that record's key,
+ * so the hook drops it on that record's change; an item has one per value
+ * of X, which the hook cannot list from a change of the item or of its
+ * [item] record, so those raise the item's stamp instead (istamp, indexed
+ * by the [item] key's hash word, several items may share one) before
+ * `applied` is published, and a device bundle is taken only when its
+ * version E is at least that stamp: a change of the item in (E, V] has
+ * raised it above E once V <= applied. Fills older than the stamp are
+ * refused as well (they could never be taken).
+ *
  * Threads. Writers (fills from request threads, invalidations from the
  * store's writer) take the shard's mutex. Readers come in two kinds:
  *   - pinned readers (rk__feat_cache_pin, one per request) probe without
@@ -130,6 +143,9 @@ struct feat_cache {
     void *raw;              /* the allocation (this struct is aligned in it) */
     size_t max_val;
     uint64_t bundle;        /* layout of the [item] group of bundles; 0: none */
+    uint64_t dbundle;       /* layout of the [item, context.X] group; 0: none */
+    uint64_t *istamp;       /* item stamps (device bundles), imask + 1 */
+    uint32_t imask;
     fc_shard sh[NSHARDS];
 };
 
@@ -210,6 +226,17 @@ int rk__feat_cache_create(feat_cache **out, size_t max_keys, size_t max_bytes,
     uint32_t cap = 8;
     while (cap < 2 * per) cap <<= 1;
     uint32_t init = cap < INIT_SLOTS ? cap : INIT_SLOTS;
+    /* Item stamps: one word per ~16 keys (1 MiB at 2 M keys), so a
+     * request's reads of them mostly hit the CPU's caches; items sharing
+     * a word only share misses. */
+    uint32_t icap = 1024;
+    while (icap < max_keys / 16 && icap < (1u << 20)) icap <<= 1;
+    c->istamp = rk_calloc(icap, sizeof *c->istamp);
+    c->imask = icap - 1;
+    if (!c->istamp) {
+        rk_free(raw);
+        return RK_ENOMEM;
+    }
     for (uint32_t i = 0; i < NSHARDS; i++) {
         fc_shard *s = &c->sh[i];
         pthread_mutex_init(&s->mu, NULL);
@@ -251,6 +278,7 @@ void rk__feat_cache_destroy(feat_cache *c)
         rk_free(s->stamp);
         pthread_mutex_destroy(&s->mu);
     }
+    rk_free(c->istamp);
     rk_free(c->raw);
 }
 
@@ -477,9 +505,20 @@ void rk__feat_cache_unpin(feat_cache *c, int rs)
         atomic_store_explicit(&c->rd[rs].epoch, 0, memory_order_release);
 }
 
+static uint64_t *istamp_of(feat_cache *c, uint64_t ist)
+{
+    return &c->istamp[ist & c->imask];
+}
+
+/* The version a query's entry must reach: its item stamp (0: none). */
+static uint64_t min_ver(feat_cache *c, const fc_get *g)
+{
+    return g->stamped ? LD(*istamp_of(c, g->ist)) : 0;
+}
+
 /* One lock-free probe of table t: FC_HIT/FC_ABSENT with g's val/len set,
- * or FC_MISS. */
-static int find_in(const fc_tab *t, fc_get *g, uint64_t ver)
+ * or FC_MISS. The entry's version must lie in [minv, ver]. */
+static int find_in(const fc_tab *t, fc_get *g, uint64_t ver, uint64_t minv)
 {
     uint32_t mask = t->mask, i = (uint32_t)g->h & mask;
     for (uint32_t steps = 0; steps <= mask; steps++, i = (i + 1) & mask) {
@@ -506,7 +545,7 @@ static int find_in(const fc_tab *t, fc_get *g, uint64_t ver)
         }
         if (!a && !b) return FC_MISS;
         if (a != g->k.a || b != g->k.b) continue;
-        if (ev > ver) return FC_MISS;
+        if (ev > ver || ev < minv) return FC_MISS;
         /* Second chance for CLOCK; skip the store when set, so hot keys'
          * lines are not dirtied by every reader. */
         if (!LD(e->ref)) ST(e->ref, 1);
@@ -541,11 +580,16 @@ void rk__feat_cache_find_many(feat_cache *c, int rs, uint64_t ver, fc_get *q, si
     size_t pf = 0, hits = 0, misses = 0;
     for (size_t i = 0; i < n; i++) {
         for (; pf < n && pf < i + PF_SLOT; pf++)
-            if (q[pf].rc == FC_MISS) prefetch_home(c, q[pf].h);
+            if (q[pf].rc == FC_MISS) {
+                prefetch_home(c, q[pf].h);
+                if (q[pf].stamped) __builtin_prefetch(istamp_of(c, q[pf].ist));
+            }
         fc_get *g = &q[i];
         if (g->rc != FC_MISS) continue;
         const fc_tab *t = __atomic_load_n(&shard_of(c, g->h)->tab, __ATOMIC_ACQUIRE);
-        g->rc = find_in(t, g, ver);
+        /* The stamps a commit raised are visible once its `applied` is
+         * (acquired above). */
+        g->rc = find_in(t, g, ver, min_ver(c, g));
         if (g->rc == FC_MISS) misses++;
         else hits++;
     }
@@ -654,7 +698,7 @@ void rk__feat_cache_get_many(feat_cache *c, uint64_t ver, fc_get *q, size_t n,
             }
             fc_get *g = &q[ord[j]];
             fc_ent *e = &t->slot[probe(s, g->k, g->h)];
-            if (!empty(e) && e->ver <= ver) {
+            if (!empty(e) && e->ver <= ver && e->ver >= min_ver(c, g)) {
                 unsigned char *d = e->len ? rk_arena_alloc(arena, e->len) : NULL;
                 if (e->len && !d) {
                     s->misses++;
@@ -684,8 +728,9 @@ void rk__feat_cache_fill(feat_cache *c, fc_key k, uint64_t ver, const void *val,
     rk__feat_cache_fill_aux(c, k, ver, val, len, present, 0, 0);
 }
 
-void rk__feat_cache_fill_aux(feat_cache *c, fc_key k, uint64_t ver, const void *val,
-                             size_t len, int present, uint64_t aux, uint8_t auxst)
+/* A fill; with ist, refused below that item stamp too. */
+static void fill_in(feat_cache *c, fc_key k, uint64_t ver, const void *val, size_t len,
+                    int present, uint64_t aux, uint8_t auxst, const uint64_t *ist)
 {
     if (len > c->max_val) return;
     if (ver > atomic_load_explicit(&c->applied, memory_order_acquire)) return;
@@ -702,7 +747,7 @@ void rk__feat_cache_fill_aux(feat_cache *c, fc_key k, uint64_t ver, const void *
         memcpy(d, val, len);
     }
     pthread_mutex_lock(&s->mu);
-    if (ver < s->floor || ver < s->stamp[h & s->stamp_mask]) {
+    if (ver < s->floor || ver < s->stamp[h & s->stamp_mask] || (ist && ver < LD(*ist))) {
         s->refused++;
         pthread_mutex_unlock(&s->mu);
         rk_free(b);
@@ -712,8 +757,10 @@ void rk__feat_cache_fill_aux(feat_cache *c, fc_key k, uint64_t ver, const void *
     fc_ent *e = &s->tab->slot[i];
     if (!empty(e)) {
         /* Present from another thread's fill: keep the older version, which
-         * serves more snapshots (both hold the same bytes). */
-        if (e->ver > ver && s->bytes + s->rbytes + len <= s->max_bytes) {
+         * serves more snapshots (both hold the same bytes), unless it is
+         * older than the item stamp (never taken again). */
+        int stale = ist && e->ver < LD(*ist);
+        if ((stale || e->ver > ver) && s->bytes + s->rbytes + len <= s->max_bytes) {
             unsigned char *old = e->data;
             s->bytes = s->bytes - e->len + len;
             slot_set(e, e->a, e->b, ver, (uint32_t)len, (uint8_t)(present != 0), d,
@@ -761,6 +808,18 @@ void rk__feat_cache_fill_aux(feat_cache *c, fc_key k, uint64_t ver, const void *
     pthread_mutex_unlock(&s->mu);
 }
 
+void rk__feat_cache_fill_aux(feat_cache *c, fc_key k, uint64_t ver, const void *val,
+                             size_t len, int present, uint64_t aux, uint8_t auxst)
+{
+    fill_in(c, k, ver, val, len, present, aux, auxst, NULL);
+}
+
+void rk__feat_cache_fill_stamped(feat_cache *c, fc_key k, uint64_t ist, uint64_t ver,
+                                 const void *val, size_t len, uint64_t aux, uint8_t auxst)
+{
+    fill_in(c, k, ver, val, len, 1, aux, auxst, istamp_of(c, ist));
+}
+
 static void invalidate(feat_cache *c, fc_key k, uint64_t txn)
 {
     uint64_t h = key_hash(k);
@@ -795,12 +854,27 @@ fc_key rk__feat_cache_entity_key(uint8_t entity, const void *id, size_t len)
     return rk__feat_cache_entity_key_h(entity, rk__feat_part_hash(kind, id, len));
 }
 
-void rk__feat_cache_set_bundle(feat_cache *c, uint64_t layout) { c->bundle = layout; }
-uint64_t rk__feat_cache_bundle_layout(const feat_cache *c) { return c->bundle; }
+void rk__feat_cache_set_bundle(feat_cache *c, uint64_t layout, uint64_t dlayout)
+{
+    c->bundle = layout;
+    c->dbundle = layout ? dlayout : 0;
+}
 
-/* A bundle's key is its item's [item] aggregate key with the first word
- * tweaked, so the hook derives it from either thing that changes it: the
- * aggregate key itself, or the item's id (through the key's hash). */
+uint64_t rk__feat_cache_bundle_layout(const feat_cache *c) { return c->bundle; }
+uint64_t rk__feat_cache_dbundle_layout(const feat_cache *c) { return c->dbundle; }
+
+/* Raises item stamp ist to txn (the hook is the only writer). */
+static void istamp_raise(feat_cache *c, uint64_t ist, uint64_t txn)
+{
+    uint64_t *st = istamp_of(c, ist);
+    if (LD(*st) < txn) ST(*st, txn);
+}
+
+/* A bundle's key is an aggregate key it holds with the first word
+ * tweaked: an item bundle's is its item's [item] key, which the hook
+ * derives from either thing that changes it (the aggregate key itself, or
+ * the item's id through the key's hash); a device bundle's is its
+ * [item, context.X] key. */
 fc_key rk__feat_cache_bundle_key(uint64_t layout, uint64_t item_key_hash)
 {
     return (fc_key){layout ^ 0x62756e646c653161ull, item_key_hash};
@@ -836,17 +910,25 @@ void rk__feat_cache_commit(feat_cache *c, uint64_t txn,
             p[0] == 'A') {
             fc_key k = {rk__rd64(p + 1), rk__rd64(p + 9)};
             invalidate(c, k, txn);
-            /* An item's [item] record: its bundle holds a copy. */
-            if (c->bundle && k.a == c->bundle)
+            /* An item's [item] record: its bundle holds a copy, and so do
+             * its device bundles (through the item stamp). An
+             * [item, context.X] record: its device bundle holds a copy. */
+            if (c->bundle && k.a == c->bundle) {
                 invalidate(c, rk__feat_cache_bundle_key(k.a, k.b), txn);
+                istamp_raise(c, k.b, txn);
+            } else if (c->dbundle && k.a == c->dbundle) {
+                invalidate(c, rk__feat_cache_bundle_key(k.a, k.b), txn);
+            }
         } else if (x->kind == RK_CHANGE_ENTITY) {
             uint8_t item = x->entity == RK_ENTITY_ITEM;
             uint64_t h = rk__feat_part_hash(item ? KP_ITEM : KP_USER, x->key, x->len);
             invalidate(c, rk__feat_cache_entity_key_h(x->entity, h), txn);
-            /* An item's record: its bundle holds it too. */
-            if (c->bundle && item)
-                invalidate(c, rk__feat_cache_bundle_key(
-                                  c->bundle, rk__feat_item_key_hash(c->bundle, h)), txn);
+            /* An item's record: its bundles hold it too. */
+            if (c->bundle && item) {
+                uint64_t ikh = rk__feat_item_key_hash(c->bundle, h);
+                invalidate(c, rk__feat_cache_bundle_key(c->bundle, ikh), txn);
+                istamp_raise(c, ikh, txn);
+            }
         }
     }
     atomic_store_explicit(&c->applied, txn, memory_order_release);
@@ -887,7 +969,7 @@ void rk__feat_cache_stats(feat_cache *c, rk_feat_cache_stats *o)
         o->hits += atomic_load_explicit(&c->rd[i].hits, memory_order_relaxed);
         o->misses += atomic_load_explicit(&c->rd[i].misses, memory_order_relaxed);
     }
-    o->bytes += sizeof *c;
+    o->bytes += sizeof *c + (size_t)(c->imask + 1) * sizeof *c->istamp;
     o->unpinned = atomic_load_explicit(&c->unpinned, memory_order_relaxed);
     o->bypassed = atomic_load_explicit(&c->bypassed, memory_order_relaxed);
     o->applied = atomic_load_explicit(&c->applied, memory_order_acquire);

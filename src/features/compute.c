@@ -104,11 +104,13 @@ struct rk_feat_source {
     /* Item bundles (rk__feat_cache_set_bundle): gitem is the [item] group
      * (-1: none). In a batch with bund set, column 0 of bq probed each
      * candidate's bundle; bundle_resolve turns it into the result of an
-     * entity probe (the blob) and brec/breclen, the [item] record. */
-    int32_t gitem;
+     * entity probe (the blob) and brec/breclen, the [item] record. With
+     * bund 2 the bundles are device bundles, which hold the candidate's
+     * record of group gdev ([item, context.X]) too: bdrec/bdreclen. */
+    int32_t gitem, gdev;
     uint8_t bund;
-    const unsigned char **brec;
-    uint32_t *breclen;
+    const unsigned char **brec, **bdrec;
+    uint32_t *breclen, *bdreclen;
     /* Pinned lock-free cache reader of the current request (-1: none, the
      * locked calls are used), and the slot to try first next time. */
     int rs;
@@ -147,6 +149,7 @@ int rk_feat_source_create(rk_feat_source **out, const rk_feat_spec *s)
     src->kidx = rk_calloc((size_t)ng * FEAT_MAX_PARTS, sizeof *src->kidx);
     src->rs = -1;
     src->gitem = rk__feat_item_group(s);
+    src->gdev = rk__feat_item_ctx_group(s);
     if (src->ka && src->kidx)
         for (uint32_t gi = 0; gi < s->ngroups; gi++)
             for (uint32_t k = 0; k < s->g[gi].nparts; k++) {
@@ -338,11 +341,14 @@ typedef struct blob_attr {
 #define AUX_KEY 2
 #define AUX_KEYBITS 3
 /* An item bundle (bundle_resolve) sets AUX_BUNDLE, with AUX_REC when it
- * holds the [item] record (first, padded to 8 bytes) and AUX_ENT when it
- * holds the item's blob (after it), and the key bits above. */
+ * holds the [item] record (first, padded to 8 bytes), AUX_DREC when it
+ * holds the [item, context.X] record (a device bundle; next, padded to 8
+ * bytes) and AUX_ENT when it holds the item's blob (last), and the key
+ * bits above. */
 #define AUX_BUNDLE 4
 #define AUX_REC 8
 #define AUX_ENT 16
+#define AUX_DREC 32
 
 /* The key-part hash of item attribute attr in v, as fetch_group derives
  * it from the view (the last value of attr wins, as in index_view); 0
@@ -580,6 +586,12 @@ static int fetch_group(rk_feat_source *src, uint32_t gi)
         src->reclen[gi] = src->breclen[src->cur];
         return 0;
     }
+    if (src->bq && src->bund == 2 && (int32_t)gi == src->gdev && src->item && src->item->id) {
+        src->keyed[gi] = 1;
+        src->rec[gi] = src->bdrec[src->cur];
+        src->reclen[gi] = src->bdreclen[src->cur];
+        return 0;
+    }
     if (src->bq && g->item_level && src->gcol[gi] >= 0) {
         /* Found (or known absent) by batch_probe: the key is not needed
          * again. */
@@ -716,14 +728,29 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
     src->bq2 = NULL;
     if (!src->cache || !n) return 0;
     /* With bundles, column 0 probes the item's record and its [item]
-     * record together, so that group gets no column of its own. */
+     * record together, so that group gets no column of its own; with
+     * device bundles (bund 2, when the request has the context field)
+     * the [item, context.X] record too. */
     uint64_t blay = src->gitem >= 0 ? s->g[src->gitem].layout : 0;
     int bund = blay && rk__feat_cache_bundle_layout(src->cache) == blay;
+    const agroup *dg = NULL;
+    uint64_t dparts[FEAT_MAX_PARTS] = {0};
+    if (bund && src->gdev >= 0 &&
+        rk__feat_cache_dbundle_layout(src->cache) == s->g[src->gdev].layout) {
+        dg = &s->g[src->gdev];
+        for (uint32_t k = 0; dg && k < dg->nparts; k++)
+            if (dg->part[k].kind == KP_CTX) {
+                if (src->ctxok[src->gdev][k]) dparts[k] = src->ctxh[src->gdev][k];
+                else dg = NULL;
+            }
+        if (dg) bund = 2;
+    }
     uint32_t ncol = 0;
     for (uint32_t gi = 0; gi < s->ngroups; gi++) {
         const agroup *g = &s->g[gi];
         src->gcol[gi] = g->item_level && g->has_item_part && !g->uses_item_attr &&
-                                !(bund && (int32_t)gi == src->gitem)
+                                !(bund && (int32_t)gi == src->gitem) &&
+                                !(bund == 2 && (int32_t)gi == src->gdev)
                             ? (int32_t)ncol++ : -1;
     }
     uint32_t c0 = entity || bund ? 1u : 0u, stride = c0 + ncol;
@@ -757,7 +784,11 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
     uint64_t *bih = rk_arena_alloc(&src->arena, n * sizeof *bih);
     src->brec = bund ? rk_arena_alloc(&src->arena, n * sizeof *src->brec) : NULL;
     src->breclen = bund ? rk_arena_alloc(&src->arena, n * sizeof *src->breclen) : NULL;
-    if (!q || !bih || (bund && (!src->brec || !src->breclen))) return 0;
+    src->bdrec = dg ? rk_arena_alloc(&src->arena, n * sizeof *src->bdrec) : NULL;
+    src->bdreclen = dg ? rk_arena_alloc(&src->arena, n * sizeof *src->bdreclen) : NULL;
+    if (!q || !bih || (bund && (!src->brec || !src->breclen)) ||
+        (dg && (!src->bdrec || !src->bdreclen)))
+        return 0;
     for (size_t i = 0; i < n; i++) {
         const rk_feat_item *it = &items[i];
         fc_get *row = q + i * stride;
@@ -767,13 +798,24 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
             row[j].len = 0;
             row[j].rc = -1;
             row[j].auxst = 0;
+            row[j].stamped = 0;
         }
         if (!it->id) continue;
         /* The item's one hash: its aggregate keys' part, its cache key,
          * and (bih) the item loop's src->ih. */
         uint64_t ih = rk__feat_part_hash(KP_ITEM, it->id, it->len);
         bih[i] = ih;
-        if (bund) {
+        if (dg) {
+            /* Keyed by its [item, context.X] record, checked against the
+             * item's stamp (its [item] key hash word). */
+            uint64_t parts[FEAT_MAX_PARTS];
+            for (uint32_t k = 0; k < dg->nparts; k++)
+                parts[k] = dg->part[k].kind == KP_ITEM ? ih : dparts[k];
+            row[0].k = rk__feat_cache_bundle_key(dg->layout, rk__feat_agg_hash(dg, parts));
+            row[0].ist = rk__feat_item_key_hash(blay, ih);
+            row[0].stamped = 1;
+            row[0].rc = FC_MISS;
+        } else if (bund) {
             row[0].k = rk__feat_cache_bundle_key(blay, rk__feat_item_key_hash(blay, ih));
             row[0].rc = FC_MISS;
         } else if (entity) {
@@ -803,14 +845,36 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
     return rc ? rc : batch_attr_keys(src, items, n);
 }
 
+/* Reads one aggregate record from the store; *rv NULL when absent (valid
+ * while the reader is). */
+static int bundle_rec(rk_feat_source *src, uint64_t layout, uint64_t hash, const void **rv,
+                      size_t *rn)
+{
+    unsigned char key[FEAT_KEY_LEN];
+    key[0] = 'A';
+    rk__le64(key + 1, layout);
+    rk__le64(key + 9, hash);
+    int rc = rk_reader_kv_get(src->r, RK_KV_AGG, key, FEAT_KEY_LEN, rv, rn);
+    if (rc == RK_ENOTFOUND) {
+        *rv = NULL;
+        *rn = 0;
+        return 0;
+    }
+    return rc ? rk_err_set(src->err, rc, "features: aggregate lookup: %s",
+                           rk_reader_errmsg(src->r))
+              : 0;
+}
+
 /* Reads candidate i's bundle from the store after a probe that did not
  * find it (e: its column 0): the item's record, as read_entity reads it,
- * and its [item] record; offers the bundle to the cache after a miss and
- * leaves e and brec[i] as bundle_resolve does for a hit. */
+ * its [item] record and, for a device bundle, its [item, context.X]
+ * record; offers the bundle to the cache after a miss and leaves e,
+ * brec[i] and bdrec[i] as bundle_resolve does for a hit. */
 static int bundle_read(rk_feat_source *src, const rk_feat_item *it, size_t i, fc_get *e)
 {
     const rk_feat_spec *s = src->s;
     const agroup *g = &s->g[src->gitem];
+    const agroup *dg = src->bund == 2 ? &s->g[src->gdev] : NULL;
     rk_entity_view v;
     uint32_t dense = it->dense;
     int rc = it->has_dense ? 0 : rk_reader_lookup(src->r, RK_ENTITY_ITEM, it->id, it->len,
@@ -825,35 +889,35 @@ static int bundle_read(rk_feat_source *src, const rk_feat_item *it, size_t i, fc
         bn = blob_encode(&v, s->max_item_attr, src->ka, src->nka, src->blob[1], src->blobcap);
         if (src->nka) ast = view_key_attr(&v, src->ka[0], &kh) ? AUX_KEY : AUX_NOKEY;
     }
-    unsigned char key[FEAT_KEY_LEN];
-    key[0] = 'A';
-    rk__le64(key + 1, g->layout);
-    rk__le64(key + 9, e->k.b);
-    const void *rv = NULL;
-    size_t rn = 0;
-    rc = rk_reader_kv_get(src->r, RK_KV_AGG, key, FEAT_KEY_LEN, &rv, &rn);
-    if (rc == RK_ENOTFOUND) rv = NULL, rn = 0;
-    else if (rc) return rk_err_set(src->err, rc, "features: aggregate lookup: %s",
-                                   rk_reader_errmsg(src->r));
-    /* The record as the store holds it (valid while the reader is). */
+    const void *rv = NULL, *dv = NULL;
+    size_t rn = 0, dn = 0;
+    if ((rc = bundle_rec(src, g->layout, dg ? e->ist : e->k.b, &rv, &rn))) return rc;
+    if (dg && (rc = bundle_rec(src, dg->layout, e->k.b, &dv, &dn))) return rc;
+    /* The records as the store holds them (valid while the reader is). */
     src->brec[i] = rv;
     src->breclen[i] = (uint32_t)rn;
-    /* A bundle needs a blob that fits and a record of the group's size
+    if (dg) {
+        src->bdrec[i] = dv;
+        src->bdreclen[i] = (uint32_t)dn;
+    }
+    /* A bundle needs a blob that fits and records of their groups' sizes
      * (anything else is simply not cached). */
-    size_t off = rv ? ALIGN8(g->rec_size) : 0, tot = off + bn;
-    int fits = (!found || bn) && (!rv || rn == g->rec_size);
+    size_t off = rv ? ALIGN8(g->rec_size) : 0, doff = dv ? ALIGN8(dg->rec_size) : 0;
+    size_t tot = off + doff + bn;
+    int fits = (!found || bn) && (!rv || rn == g->rec_size) && (!dv || dn == dg->rec_size);
     unsigned char *buf = fits && tot ? rk_arena_alloc(&src->arena, tot) : NULL;
     if (buf) {
-        if (rv) {
-            memcpy(buf, rv, rn);
-            memset(buf + rn, 0, off - rn);
-        }
-        if (bn) memcpy(buf + off, src->blob[1], bn);
+        memset(buf, 0, off + doff);
+        if (rv) memcpy(buf, rv, rn);
+        if (dv) memcpy(buf + off, dv, dn);
+        if (bn) memcpy(buf + off + doff, src->blob[1], bn);
     }
-    if (e->rc == FC_MISS && fits && (buf || !tot))
-        rk__feat_cache_fill_aux(src->cache, e->k, src->ver, buf, tot, 1, kh,
-                                (uint8_t)(ast | AUX_BUNDLE | (rv ? AUX_REC : 0) |
-                                          (found ? AUX_ENT : 0)));
+    uint8_t st = (uint8_t)(ast | AUX_BUNDLE | (rv ? AUX_REC : 0) | (dv ? AUX_DREC : 0) |
+                           (found ? AUX_ENT : 0));
+    if (e->rc == FC_MISS && fits && (buf || !tot)) {
+        if (dg) rk__feat_cache_fill_stamped(src->cache, e->k, e->ist, src->ver, buf, tot, kh, st);
+        else rk__feat_cache_fill_aux(src->cache, e->k, src->ver, buf, tot, 1, kh, st);
+    }
     e->aux = kh;
     e->auxst = ast;
     e->val = NULL;
@@ -862,7 +926,7 @@ static int bundle_read(rk_feat_source *src, const rk_feat_item *it, size_t i, fc
         e->rc = FC_ABSENT;
     } else if (bn && buf) {
         e->rc = FC_HIT;
-        e->val = buf + off;
+        e->val = buf + off + doff;
         e->len = (uint32_t)bn;
     } else if (bn && (e->val = rk_arena_memdup(&src->arena, src->blob[1], bn))) {
         e->rc = FC_HIT;
@@ -876,32 +940,43 @@ static int bundle_read(rk_feat_source *src, const rk_feat_item *it, size_t i, fc
 
 /* Splits each candidate's bundle into the item's blob, left in column 0
  * as an entity probe leaves it (FC_HIT with the blob, FC_ABSENT for an
- * unknown item, aux its first key-part hash), and its [item] record
- * (brec), from the slot's aux state alone: the value is not touched. A
- * bundle not found is read from the store (bundle_read). */
+ * unknown item, aux its first key-part hash), its [item] record (brec)
+ * and, in a device bundle, its [item, context.X] record (bdrec), from the
+ * slot's aux state alone: the value is not touched. A bundle not found is
+ * read from the store (bundle_read). */
 static int bundle_resolve(rk_feat_source *src, const rk_feat_item *items, size_t n)
 {
     const agroup *g = &src->s->g[src->gitem];
-    size_t roff = ALIGN8(g->rec_size);
+    const agroup *dg = src->bund == 2 ? &src->s->g[src->gdev] : NULL;
+    uint32_t roff = (uint32_t)ALIGN8(g->rec_size), droff = dg ? (uint32_t)ALIGN8(dg->rec_size) : 0;
     for (size_t i = 0; i < n; i++) {
         fc_get *e = &src->bq[i * src->bstride];
         src->brec[i] = NULL;
         src->breclen[i] = 0;
+        if (dg) {
+            src->bdrec[i] = NULL;
+            src->bdreclen[i] = 0;
+        }
         if (!items[i].id) continue;
         if (e->rc != FC_HIT || !(e->auxst & AUX_BUNDLE)) {
             int rc = bundle_read(src, &items[i], i, e);
             if (rc) return rc;
             continue;
         }
-        size_t off = 0;
+        uint32_t off = 0;
         if (e->auxst & AUX_REC) {
             src->brec[i] = e->val;
             src->breclen[i] = g->rec_size;
             off = roff;
         }
+        if (dg && (e->auxst & AUX_DREC)) {
+            src->bdrec[i] = e->val + off;
+            src->bdreclen[i] = dg->rec_size;
+            off += droff;
+        }
         if (e->auxst & AUX_ENT) {
             e->val += off;
-            e->len -= (uint32_t)off;
+            e->len -= off;
         } else {
             e->rc = FC_ABSENT;
             e->val = NULL;
@@ -1088,6 +1163,7 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
             q[m].val = NULL;
             q[m].len = 0;
             q[m].rc = FC_MISS;
+            q[m].stamped = 0;
             m++;
         }
     src->gen++;
@@ -1613,6 +1689,8 @@ static int batched_count(const rk_feat_source *src, size_t i)
         if (!s->g[gi].item_level) continue;
         if (src->bund && (int32_t)gi == src->gitem) {
             cnt += src->brec[i] != NULL;
+        } else if (src->bund == 2 && (int32_t)gi == src->gdev) {
+            cnt += src->bdrec[i] != NULL;
         } else if (src->gcol[gi] >= 0) {
             int rc = src->bq[i * src->bstride + src->bent + (uint32_t)src->gcol[gi]].rc;
             if (rc != FC_HIT && rc != FC_ABSENT) return -1;

@@ -249,6 +249,9 @@ uint64_t rk__feat_part_hash(uint8_t kind, const void *p, size_t n);
 /* Index of the group keyed by the item alone ([item]; at most one, as
  * groups are one per key template), or -1. */
 int32_t rk__feat_item_group(const rk_feat_spec *s);
+/* The first item-level group keyed [item, context.X] (either order), whose
+ * records join device bundles; -1 when none. */
+int32_t rk__feat_item_ctx_group(const rk_feat_spec *s);
 /* The group with this layout hash, or NULL. */
 const agroup *rk__feat_group_by_layout(const rk_feat_spec *s, uint64_t lay);
 
@@ -350,8 +353,9 @@ void rk__feat_cache_destroy(feat_cache *c);
 int rk__feat_cache_get(feat_cache *c, fc_key k, uint64_t ver, void *buf,
                        size_t cap, size_t *len);
 /* One query of a batch: k in; rc FC_MISS to probe (anything else is
- * skipped); out: rc, and on FC_HIT val/len, a copy in the arena valid
- * until it is reset. h is scratch. */
+ * skipped); with stamped set, an entry older than item stamp ist (a
+ * device bundle's [item] key hash word) is a miss; out: rc, and on FC_HIT
+ * val/len, a copy in the arena valid until it is reset. h is scratch. */
 typedef struct fc_get {
     fc_key k;
     uint64_t h;
@@ -359,7 +363,9 @@ typedef struct fc_get {
     uint32_t len;
     int rc;
     uint64_t aux;       /* hits: the fill's aux word and state */
+    uint64_t ist;
     uint8_t auxst;
+    uint8_t stamped;
 } fc_get;
 /* Probes a batch of keys for a reader at commit ver, like
  * rk__feat_cache_get each, taking each shard's lock once. Values of any
@@ -391,6 +397,11 @@ void rk__feat_cache_fill(feat_cache *c, fc_key k, uint64_t ver, const void *val,
  * key-part hash). */
 void rk__feat_cache_fill_aux(feat_cache *c, fc_key k, uint64_t ver, const void *val,
                              size_t len, int present, uint64_t aux, uint8_t auxst);
+/* rk__feat_cache_fill_aux of a present device bundle whose item's [item]
+ * key hash word is ist: refused too when a later commit changed the item
+ * or its [item] record (the item stamp). */
+void rk__feat_cache_fill_stamped(feat_cache *c, fc_key k, uint64_t ist, uint64_t ver,
+                                 const void *val, size_t len, uint64_t aux, uint8_t auxst);
 /* The store's commit hook: drops the changed keys, then publishes txn. */
 void rk__feat_cache_commit(feat_cache *c, uint64_t txn,
                            const rk_commit_change *ch, size_t n);
@@ -406,10 +417,17 @@ void rk__feat_cache_stats(feat_cache *c, rk_feat_cache_stats *o);
  * rk__feat_cache_bundle_key(layout, the [item] key's hash word), so a
  * candidate costs one probe for both. The commit hook drops an item's
  * bundle when its entity or that record changes (the second derived from
- * the record's key, the first from the item's id). Set once before any
- * fill (rk_feat_attach); layout 0: no bundles. */
-void rk__feat_cache_set_bundle(feat_cache *c, uint64_t layout);
+ * the record's key, the first from the item's id). Device bundles (dlayout
+ * != 0, the layout of an [item, context.X] group) add the item's record of
+ * that group for one value of X, under rk__feat_cache_bundle_key(dlayout,
+ * that record's key hash word): one probe per candidate for all three.
+ * The hook drops one when its group record changes and raises the item's
+ * stamp when the item or its [item] record does; they are read with the
+ * stamp (fc_get.stamped) and filled with rk__feat_cache_fill_stamped.
+ * Set once before any fill (rk_feat_attach); layout 0: no bundles. */
+void rk__feat_cache_set_bundle(feat_cache *c, uint64_t layout, uint64_t dlayout);
 uint64_t rk__feat_cache_bundle_layout(const feat_cache *c);
+uint64_t rk__feat_cache_dbundle_layout(const feat_cache *c);
 fc_key rk__feat_cache_bundle_key(uint64_t layout, uint64_t item_key_hash);
 
 /* ---- compute.c ------------------------------------------------------- */
