@@ -711,13 +711,38 @@ static void prefetch_item(const rk_feat_source *src, const rk_feat_item *it)
 static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_t n);
 static int bundle_resolve(rk_feat_source *src, const rk_feat_item *items, size_t n);
 
-/* One column of the first batch, planned per request (batch_probe). */
+/* One column of a batch, planned per request (plan_group). */
 typedef struct kplan {
     const agroup *g;
     uint32_t col;                         /* in each candidate's row */
     uint8_t imask;                        /* bit k: part k is the item */
+    uint8_t amask;                        /* ... an item attribute */
+    uint32_t kx[FEAT_MAX_PARTS];          /* its index in the blob's key hashes */
     uint64_t parts[FEAT_MAX_PARTS];       /* the others */
 } kplan;
+
+/* Plans group gi's keys for the request: the user's and context's parts
+ * filled in (the same for every candidate), the item's and its
+ * attributes' marked. 0 when the request lacks a user or context part:
+ * the key is then derivable for no candidate, as fetch_group finds. */
+static int plan_group(const rk_feat_source *src, uint32_t gi, uint32_t col, kplan *p)
+{
+    const agroup *g = &src->s->g[gi];
+    p->g = g;
+    p->col = col;
+    p->imask = p->amask = 0;
+    for (uint32_t k = 0; k < g->nparts; k++) {
+        const kpart *kp = &g->part[k];
+        p->parts[k] = 0;
+        p->kx[k] = src->kidx[gi * FEAT_MAX_PARTS + k];
+        if (kp->kind == KP_ITEM) p->imask |= (uint8_t)(1u << k);
+        else if (kp->kind == KP_ITEM_ATTR) p->amask |= (uint8_t)(1u << k);
+        else if (kp->kind == KP_USER && src->has_user) p->parts[k] = src->uh;
+        else if (kp->kind == KP_CTX && src->ctxok[gi][k]) p->parts[k] = src->ctxh[gi][k];
+        else return 0;
+    }
+    return 1;
+}
 
 static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
                        int entity, int copy)
@@ -734,16 +759,12 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
     uint64_t blay = src->gitem >= 0 ? s->g[src->gitem].layout : 0;
     int bund = blay && rk__feat_cache_bundle_layout(src->cache) == blay;
     const agroup *dg = NULL;
-    uint64_t dparts[FEAT_MAX_PARTS] = {0};
+    kplan dp;
     if (bund && src->gdev >= 0 &&
-        rk__feat_cache_dbundle_layout(src->cache) == s->g[src->gdev].layout) {
-        dg = &s->g[src->gdev];
-        for (uint32_t k = 0; dg && k < dg->nparts; k++)
-            if (dg->part[k].kind == KP_CTX) {
-                if (src->ctxok[src->gdev][k]) dparts[k] = src->ctxh[src->gdev][k];
-                else dg = NULL;
-            }
-        if (dg) bund = 2;
+        rk__feat_cache_dbundle_layout(src->cache) == s->g[src->gdev].layout &&
+        plan_group(src, (uint32_t)src->gdev, 0, &dp)) {
+        dg = dp.g;
+        bund = 2;
     }
     uint32_t ncol = 0;
     for (uint32_t gi = 0; gi < s->ngroups; gi++) {
@@ -762,24 +783,9 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
     kplan *plan = rk_arena_alloc(&src->arena, (ncol ? ncol : 1) * sizeof *plan);
     if (!plan) return 0;
     uint32_t np = 0;
-    for (uint32_t gi = 0; gi < s->ngroups; gi++) {
-        if (src->gcol[gi] < 0) continue;
-        const agroup *g = &s->g[gi];
-        kplan *p = &plan[np];
-        uint32_t k;
-        p->g = g;
-        p->col = c0 + (uint32_t)src->gcol[gi];
-        p->imask = 0;
-        for (k = 0; k < g->nparts; k++) {
-            const kpart *kp = &g->part[k];
-            p->parts[k] = 0;
-            if (kp->kind == KP_ITEM) p->imask |= (uint8_t)(1u << k);
-            else if (kp->kind == KP_USER && src->has_user) p->parts[k] = src->uh;
-            else if (kp->kind == KP_CTX && src->ctxok[gi][k]) p->parts[k] = src->ctxh[gi][k];
-            else break;
-        }
-        if (k == g->nparts) np++;
-    }
+    for (uint32_t gi = 0; gi < s->ngroups; gi++)
+        if (src->gcol[gi] >= 0 && plan_group(src, gi, c0 + (uint32_t)src->gcol[gi], &plan[np]))
+            np++;
     fc_get *q = rk_arena_alloc(&src->arena, n * stride * sizeof *q);
     uint64_t *bih = rk_arena_alloc(&src->arena, n * sizeof *bih);
     src->brec = bund ? rk_arena_alloc(&src->arena, n * sizeof *src->brec) : NULL;
@@ -810,7 +816,7 @@ static int batch_probe(rk_feat_source *src, const rk_feat_item *items, size_t n,
              * item's stamp (its [item] key hash word). */
             uint64_t parts[FEAT_MAX_PARTS];
             for (uint32_t k = 0; k < dg->nparts; k++)
-                parts[k] = dg->part[k].kind == KP_ITEM ? ih : dparts[k];
+                parts[k] = dp.imask >> k & 1 ? ih : dp.parts[k];
             row[0].k = rk__feat_cache_bundle_key(dg->layout, rk__feat_agg_hash(dg, parts));
             row[0].ist = rk__feat_item_key_hash(blay, ih);
             row[0].stamped = 1;
@@ -1034,7 +1040,12 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
     if (!ncol2) return 0;
     fc_get *q = rk_arena_alloc(&src->arena, n * ncol2 * sizeof *q);
     int32_t *idx = rk_arena_alloc(&src->arena, n * ncol2 * sizeof *idx);
-    if (!q || !idx) return 0;
+    kplan *plan = rk_arena_alloc(&src->arena, ncol2 * sizeof *plan);
+    if (!q || !idx || !plan) return 0;
+    uint32_t np = 0;
+    for (uint32_t gi = 0; gi < s->ngroups; gi++)
+        if (src->gcol2[gi] >= 0 && plan_group(src, gi, (uint32_t)src->gcol2[gi], &plan[np]))
+            np++;
     uint32_t stride = src->bstride;
     size_t m = 0;
     src->gen++; /* the memo holds bq2 indices below, then fresh records */
@@ -1081,41 +1092,35 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
         }
         const unsigned char *blob = e->rc == FC_HIT ? e->val : NULL;
         uint64_t ih = src->bih[i];
-        for (uint32_t gi = 0; gi < s->ngroups; gi++) {
-            if (src->gcol2[gi] < 0) continue;
-            const agroup *g = &s->g[gi];
+        for (uint32_t j = 0; j < np; j++) {
+            const kplan *p = &plan[j];
+            const agroup *g = p->g;
             uint64_t parts[FEAT_MAX_PARTS];
             uint32_t k;
             /* The parts as fetch_group derives them. */
             for (k = 0; k < g->nparts; k++) {
-                const kpart *kp = &g->part[k];
-                if (kp->kind == KP_ITEM) {
+                if (p->imask >> k & 1) {
                     parts[k] = ih;
-                } else if (kp->kind == KP_USER && src->has_user) {
-                    parts[k] = src->uh;
-                } else if (kp->kind == KP_CTX && src->ctxok[gi][k]) {
-                    parts[k] = src->ctxh[gi][k];
-                } else if (kp->kind == KP_ITEM_ATTR && blob && e->auxst &&
-                           src->kidx[gi * FEAT_MAX_PARTS + k] == 0) {
+                } else if (!(p->amask >> k & 1)) {
+                    parts[k] = p->parts[k];
+                } else if (!blob) {
+                    break;
+                } else if (p->kx[k] == 0 && e->auxst) {
                     /* From the slot: the record itself is not touched. */
                     if (e->auxst != AUX_KEY) break;
                     parts[k] = e->aux;
-                } else if (kp->kind == KP_ITEM_ATTR && blob) {
+                } else {
                     uint64_t kh[2];
-                    memcpy(kh, blob + BLOB_HDR +
-                                   (size_t)src->kidx[gi * FEAT_MAX_PARTS + k] * BLOB_KEY,
-                           sizeof kh);
+                    memcpy(kh, blob + BLOB_HDR + (size_t)p->kx[k] * BLOB_KEY, sizeof kh);
                     if (!kh[1]) break;
                     parts[k] = kh[0];
-                } else {
-                    break;
                 }
             }
             if (k < g->nparts) continue;
-            fc_get *x = &q[i * ncol2 + (uint32_t)src->gcol2[gi]];
-            if (g->has_item_part) {
+            fc_get *x = &q[i * ncol2 + p->col];
+            if (p->imask) {
                 /* Parked at its own place until the pass below. */
-                row[src->gcol2[gi]] = -3;
+                row[p->col] = -3;
                 x->k = (fc_key){g->layout, rk__feat_agg_hash(g, parts)};
                 continue;
             }
@@ -1126,7 +1131,7 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
              * slot is fetched meanwhile (it is cold after the previous
              * request's computation). */
             uint64_t pm = memo_parts(g, parts);
-            row[src->gcol2[gi]] = -4;
+            row[p->col] = -4;
             x->k = (fc_key){parts[0], g->nparts > 1 ? parts[1] : 0};
             x->h = g->nparts > 2 ? parts[2] : 0;
             x->aux = pm;
@@ -1136,11 +1141,10 @@ static int batch_attr_keys(rk_feat_source *src, const rk_feat_item *items, size_
     /* Deduplicate and compact the parked keys: q[m] never overtakes the
      * key being read (m <= its place). */
     for (size_t i = 0; i < n; i++)
-        for (uint32_t gi = 0; gi < s->ngroups; gi++) {
-            if (src->gcol2[gi] < 0) continue;
-            size_t pos = i * ncol2 + (uint32_t)src->gcol2[gi];
+        for (uint32_t j = 0; j < np; j++) {
+            size_t pos = i * ncol2 + plan[j].col;
             if (idx[pos] != -3 && idx[pos] != -4) continue;
-            const agroup *g = &s->g[gi];
+            const agroup *g = plan[j].g;
             fc_key ck = q[pos].k;
             int32_t *x = &idx[pos];
             if (*x == -4) {
@@ -1677,30 +1681,70 @@ int rk_feat_compute(rk_feat_source *src, const rk_feat_request *req,
     return rk_feat_compute_batch(src, req, item, item ? 1 : 0, out, err);
 }
 
+/* Where rk_feat_fetch finds an item-level group's result in the batches
+ * (count_plan): the bundle's [item] or [item, context.X] record, a column
+ * of the first batch, or one of the second. */
+enum { CP_REC, CP_DREC, CP_COL, CP_ATTR };
+typedef struct cplan {
+    uint8_t kind;
+    uint32_t off;
+} cplan;
+
+/* Plans batched_count for the request: the number of entries, or -1 when
+ * some item-level group is not resolved by the batches (every candidate
+ * goes through fetch_group). */
+static int count_plan(const rk_feat_source *src, cplan *plan)
+{
+    const rk_feat_spec *s = src->s;
+    int np = 0;
+    for (uint32_t gi = 0; gi < s->ngroups; gi++) {
+        if (!s->g[gi].item_level) continue;
+        cplan *p = &plan[np++];
+        if (src->bund && (int32_t)gi == src->gitem) {
+            p->kind = CP_REC;
+        } else if (src->bund == 2 && (int32_t)gi == src->gdev) {
+            p->kind = CP_DREC;
+        } else if (src->gcol[gi] >= 0) {
+            p->kind = CP_COL;
+            p->off = src->bent + (uint32_t)src->gcol[gi];
+        } else if (src->bq2 && src->gcol2[gi] >= 0) {
+            p->kind = CP_ATTR;
+            p->off = (uint32_t)src->gcol2[gi];
+        } else {
+            return -1;
+        }
+    }
+    return np;
+}
+
 /* Records found for candidate i's item-level groups, read straight from
  * the batches when every one of its keys was resolved there (the common
  * case); -1 sends the candidate through fetch_group. */
-static int batched_count(const rk_feat_source *src, size_t i)
+static int batched_count(const rk_feat_source *src, size_t i, const cplan *plan, int np)
 {
-    const rk_feat_spec *s = src->s;
     if (!src->item->id) return -1;
     int cnt = 0;
-    for (uint32_t gi = 0; gi < s->ngroups; gi++) {
-        if (!s->g[gi].item_level) continue;
-        if (src->bund && (int32_t)gi == src->gitem) {
+    for (int j = 0; j < np; j++) {
+        const cplan *p = &plan[j];
+        int rc;
+        int32_t x;
+        switch (p->kind) {
+        case CP_REC:
             cnt += src->brec[i] != NULL;
-        } else if (src->bund == 2 && (int32_t)gi == src->gdev) {
+            break;
+        case CP_DREC:
             cnt += src->bdrec[i] != NULL;
-        } else if (src->gcol[gi] >= 0) {
-            int rc = src->bq[i * src->bstride + src->bent + (uint32_t)src->gcol[gi]].rc;
+            break;
+        case CP_COL:
+            rc = src->bq[i * src->bstride + p->off].rc;
             if (rc != FC_HIT && rc != FC_ABSENT) return -1;
             cnt += rc == FC_HIT;
-        } else if (src->bq2 && src->gcol2[gi] >= 0) {
-            int32_t x = src->bidx2[i * src->ncol2 + (uint32_t)src->gcol2[gi]];
+            break;
+        default:
+            x = src->bidx2[i * src->ncol2 + p->off];
             if (x < -1) return -1;
             cnt += x >= 0 && src->bq2[x].rc == FC_HIT;
-        } else {
-            return -1;
+            break;
         }
     }
     return cnt;
@@ -1722,6 +1766,8 @@ int rk_feat_fetch(rk_feat_source *src, const rk_feat_request *req,
     if (!rc) rc = batch_probe(src, items, n, need, 0);
     for (size_t i = 0; !rc && !src->bq && i < n && i < PREFETCH_AHEAD; i++)
         prefetch_item(src, &items[i]);
+    cplan *plan = src->bq ? rk_arena_alloc(&src->arena, s->ngroups * sizeof *plan) : NULL;
+    int np = plan ? count_plan(src, plan) : -1;
     for (size_t i = 0; !rc && i < n; i++) {
         const rk_feat_item *it = &items[i];
         src->cur = i;
@@ -1729,7 +1775,7 @@ int rk_feat_fetch(rk_feat_source *src, const rk_feat_request *req,
         src->item = it;
         src->has_item = it->id != NULL;
         src->has_iv = 0;
-        int got = src->bq ? batched_count(src, i) : -1;
+        int got = np >= 0 ? batched_count(src, i, plan, np) : -1;
         if (got >= 0) {
             cnt += (size_t)got;
             continue;
