@@ -100,10 +100,14 @@ typedef struct rk_audit rk_audit;
  * opened in append mode and fsync'd per record, so it survives restarts
  * and is never rewritten). RK_EIO naming the path, RK_ENOMEM. */
 int rk_audit_open(rk_audit **out, const char *path, size_t keep, rk_err *err);
+/* The clock "now" means for records added with ts_ms 0 (default: the wall
+ * clock); a server passes its own (serve.clock). Call before sharing a. */
+void rk_audit_set_clock(rk_audit *a, int64_t (*now)(void *), void *arg);
 void rk_audit_close(rk_audit *a);
 /* Records a decision: kind ("trained", "promoted", "rejected",
  * "rolled_back", "drift_alarm", "drift_cleared", "failed", ...), the
- * model, its version (0 = none) and a detail message. ts_ms 0 = now. */
+ * model, its version (0 = none) and a detail message. ts_ms 0 = now (the
+ * audit's clock). */
 void rk_audit_add(rk_audit *a, int64_t ts_ms, const char *kind,
                   const char *model, uint32_t version, const char *detail);
 /* The records, newest first, as a JSON array appended to b. */

@@ -84,6 +84,12 @@ TEST(loop_config)
     }
 }
 
+static int64_t fixed_clock(void *arg)
+{
+    (void)arg;
+    return rk_civil_ms(2030, 1, 1);
+}
+
 TEST(audit_ring_and_file)
 {
     char dir[512], path[600];
@@ -124,6 +130,16 @@ TEST(audit_ring_and_file)
     while (f && fgets(line, sizeof line, f)) lines++;
     if (f) fclose(f);
     CHECK(lines == 5);
+    /* ts 0 is the owner's clock when it gave one (a server's serve.clock). */
+    CHECK_OK(rk_audit_open(&a, NULL, 3, &err));
+    rk_audit_set_clock(a, fixed_clock, NULL);
+    rk_audit_add(a, 0, "promoted", "feed", 3, "");
+    rk_buf_init(&b, 0);
+    CHECK_OK(rk_audit_json(a, &b));
+    (void)rk_buf_putc(&b, '\0');
+    CHECK_CONTAINS(b.data, "{\"ts\":\"2030-01-01T00:00:00.000Z\",\"kind\":\"promoted\"");
+    rk_buf_free(&b);
+    rk_audit_close(a);
     CHECK(rk_audit_open(&a, "/nonexistent-dir/x.jsonl", 3, &err) == RK_EIO);
     rk_test_rmdir(dir);
 }

@@ -27,6 +27,8 @@ typedef struct arec {
 struct rk_audit {
     pthread_mutex_t mu;
     int fd;                     /* -1 = memory only */
+    int64_t (*now)(void *);     /* the owner's clock; NULL = the wall clock */
+    void *now_arg;
     arec *ring;
     size_t keep, n, head;       /* head = next slot */
     char kinds[MAX_KINDS][KIND_MAX];
@@ -59,6 +61,12 @@ int rk_audit_open(rk_audit **out, const char *path, size_t keep, rk_err *err)
     return 0;
 }
 
+void rk_audit_set_clock(rk_audit *a, int64_t (*now)(void *), void *arg)
+{
+    a->now = now;
+    a->now_arg = arg;
+}
+
 void rk_audit_close(rk_audit *a)
 {
     if (!a) return;
@@ -88,7 +96,7 @@ void rk_audit_add(rk_audit *a, int64_t ts_ms, const char *kind,
     if (!a) return;
     arec r;
     memset(&r, 0, sizeof r);
-    r.ts = ts_ms ? ts_ms : rk_clock_wall_ms();
+    r.ts = ts_ms ? ts_ms : a->now ? a->now(a->now_arg) : rk_clock_wall_ms();
     snprintf(r.kind, sizeof r.kind, "%s", kind ? kind : "");
     snprintf(r.model, sizeof r.model, "%s", model ? model : "");
     r.version = version;

@@ -72,7 +72,7 @@ static void rollback_check(rk_server *s)
              "%.0f of version %u (margin %g%s)", cn.logloss, cn.n, cp.logloss, cp.n,
              prev, o->rollback_margin, o->rollback_relative ? " relative" : "");
     if (vd == RK_LOOP_KEEP) {
-        rk_audit_add(s->audit, sv_now_ms(s), "online_check_passed", o->ranker, v, det);
+        rk_audit_add(s->audit, 0, "online_check_passed", o->ranker, v, det);
         return;
     }
     uint32_t now = 0;
@@ -80,11 +80,11 @@ static void rollback_check(rk_server *s)
     if (sv_models_rollback(s, o->ranker, &now, &err)) {
         char d2[700];
         snprintf(d2, sizeof d2, "rollback of version %u failed: %s", v, err.msg);
-        rk_audit_add(s->audit, sv_now_ms(s), "failed", o->ranker, v, d2);
+        rk_audit_add(s->audit, 0, "failed", o->ranker, v, d2);
         return;
     }
     sv_online_set_checked(s, o->ranker, now);
-    rk_audit_add(s->audit, sv_now_ms(s), "rolled_back", o->ranker, now, det);
+    rk_audit_add(s->audit, 0, "rolled_back", o->ranker, now, det);
     rk_log(s->log, RK_LOG_WARN, "loop", "%s: version %u rolled back to %u: %s",
            o->ranker, v, now, det);
 }
@@ -121,7 +121,7 @@ static void learner_follow(rk_server *s, learner *l)
         if (k == RK_RANKER_GBDT) {
             if (l->refused_version != base->version) {
                 l->refused_version = base->version;
-                rk_audit_add(s->audit, sv_now_ms(s), "failed", s->loop.ranker, base->version,
+                rk_audit_add(s->audit, 0, "failed", s->loop.ranker, base->version,
                              "online learning: a gbdt version does not learn "
                              "online; waiting for an ftrl or fm version");
             }
@@ -134,7 +134,7 @@ static void learner_follow(rk_server *s, learner *l)
             char det[128];
             snprintf(det, sizeof det, "learning online from version %u, snapshot "
                      "every %g s", base->version, s->loop.online_refresh_s);
-            rk_audit_add(s->audit, sv_now_ms(s), "online_learning", s->loop.ranker,
+            rk_audit_add(s->audit, 0, "online_learning", s->loop.ranker,
                          base->version, det);
         }
     }
@@ -209,7 +209,7 @@ static void *loop_main(void *arg)
                 char det[128];
                 snprintf(det, sizeof det, "%llu served items in the window",
                          (unsigned long long)drift_rows);
-                rk_audit_add(s->audit, sv_now_ms(s), d ? "drift_alarm" : "drift_cleared",
+                rk_audit_add(s->audit, 0, d ? "drift_alarm" : "drift_cleared",
                              o->ranker, m ? m->version : 0, det);
                 sv_model_release(m);
                 drift = d;
@@ -237,14 +237,14 @@ static void *loop_main(void *arg)
             char d2[700];
             if (rc || !res.ok) {
                 snprintf(d2, sizeof d2, "%s", rc ? err.msg : res.reason);
-                rk_audit_add(s->audit, sv_now_ms(s), "failed", o->ranker, 0, d2);
+                rk_audit_add(s->audit, 0, "failed", o->ranker, 0, d2);
             } else {
                 snprintf(d2, sizeof d2, "%llu rows from the %s; valid auc %.4f, "
                          "logloss %.4f; %s", (unsigned long long)res.train_rows,
                          res.from_log ? "feature log" : "event log", res.auc,
                          res.logloss, res.reason);
-                rk_audit_add(s->audit, sv_now_ms(s), "trained", o->ranker, res.version, d2);
-                rk_audit_add(s->audit, sv_now_ms(s), res.promoted ? "promoted" : "rejected",
+                rk_audit_add(s->audit, 0, "trained", o->ranker, res.version, d2);
+                rk_audit_add(s->audit, 0, res.promoted ? "promoted" : "rejected",
                              o->ranker, res.version, res.reason);
                 if (res.promoted) sv_models_reload(s);
             }
@@ -256,6 +256,8 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+static int64_t audit_now(void *s) { return sv_now_ms(s); }
+
 int sv_learn_start(rk_server *s, rk_err *err)
 {
     rk_loop_opts_default(&s->loop);
@@ -265,6 +267,7 @@ int sv_learn_start(rk_server *s, rk_err *err)
     char path[4200];
     snprintf(path, sizeof path, "%s/audit.jsonl", rk_store_path(s->store));
     if ((rc = rk_audit_open(&s->audit, path, 1000, err))) return rc;
+    rk_audit_set_clock(s->audit, audit_now, s);
     if (s->labels_ok &&
         (rc = sv_online_create(s, s->label_requests, s->label_bytes,
                                s->loop.enabled && s->loop.online, err)))

@@ -240,7 +240,7 @@ static void reload_slot(rk_server *s, sv_slot *sl)
         pthread_mutex_unlock(&sl->mu);
         rk_log(s->log, RK_LOG_ERROR, "serve", "model %s version %u failed to "
                "load, still serving %u: %s", sl->name, want, have, err.msg);
-        rk_audit_add(s->audit, sv_now_ms(s), "load_failed", sl->name, want, err.msg);
+        rk_audit_add(s->audit, 0, "load_failed", sl->name, want, err.msg);
         return;
     }
     pthread_mutex_lock(&sl->mu);
@@ -441,7 +441,7 @@ static int model_op(sv_req *q, int promote)
     (void)rk_buf_printf(q->out, ",\"current\":%u}", now);
     rk_log(s->log, RK_LOG_INFO, "serve", "%s %s: current is now %u",
            promote ? "promote" : "rollback", name, now);
-    rk_audit_add(s->audit, sv_now_ms(s), promote ? "promoted" : "rolled_back", name, now,
+    rk_audit_add(s->audit, 0, promote ? "promoted" : "rolled_back", name, now,
                  "over HTTP");
     return 0;
 }
