@@ -255,6 +255,11 @@ int rk_io_parse(rk_io_parser *p, const char *rec, size_t len,
 struct json_t;
 int rk_io_parse_json(rk_io_parser *p, const struct json_t *obj,
                      rk_io_record *out, rk_err *err);
+/* A JSON time value as events carry it: a number of seconds (|v| < 1e11)
+ * or milliseconds, or a time string (rk_parse_time_ms). RK_EPARSE with
+ * "field 'KEY': ..." in err. */
+int rk_io_json_time(const char *key, const struct json_t *v, int64_t *out,
+                    rk_err *err);
 
 /* ------------------------------------------------------------------------ */
 /* Import driver                                                             */

@@ -43,9 +43,10 @@ static int json_id(rk_io_parser *p, const char *key, json_t *v,
     return bad(err, key, "expected a string");
 }
 
-/* Number of seconds or milliseconds (see top) or a time string to ms. */
-static int json_time(const char *key, json_t *v, int64_t *out, rk_err *err)
+int rk_io_json_time(const char *key, const struct json_t *cv, int64_t *out,
+                    rk_err *err)
 {
+    json_t *v = (json_t *)cv; /* jansson's getters take non-const */
     if (json_is_string(v))
         return rk__io_time(key, json_string_value(v), json_string_length(v),
                            out, err);
@@ -139,7 +140,7 @@ static int event(rk_io_parser *p, json_t *o, rk_io_record *out, rk_err *err)
         case RK__EV_USER: rc = json_id(p, key, v, &ev->user, err); break;
         case RK__EV_ITEM: rc = json_id(p, key, v, &ev->item, err); break;
         case RK__EV_TS:
-            rc = json_time(key, v, &ev->ts_ms, err);
+            rc = rk_io_json_time(key, v, &ev->ts_ms, err);
             if (!rc && ev->ts_ms < 0) rc = bad(err, key, "before 1970");
             break;
         case RK__EV_VALUE:
@@ -216,7 +217,7 @@ static int attr_value(rk_io_parser *p, const rk_attr_def *d, json_t *v,
         return 0;
     }
     case RK_ATTR_TIMESTAMP:
-        return json_time(key, v, &a->ts_ms, err);
+        return rk_io_json_time(key, v, &a->ts_ms, err);
     case RK_ATTR_VECTOR: {
         if (!json_is_array(v)) return bad(err, key, "expected an array");
         size_t n = json_array_size(v);

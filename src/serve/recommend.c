@@ -581,19 +581,11 @@ static int parse_ts(sv_req *q)
         return sv_error(q, SV_ERR_BAD_REQUEST, "field 'ts': a request time is "
                         "accepted only when serve.clock is event (this server "
                         "ranks at its wall clock)");
-    int64_t ms;
-    char buf[32];
-    int rc = RK_EPARSE;
-    if (json_is_integer(t)) {
-        snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(t));
-        rc = rk_parse_time_ms(buf, strlen(buf), &ms);
-    } else if (json_is_string(t)) {
-        rc = rk_parse_time_ms(json_string_value(t), json_string_length(t), &ms);
-    }
-    if (rc || ms < 0)
-        return sv_error(q, SV_ERR_BAD_REQUEST, "field 'ts': expected epoch "
-                        "seconds or milliseconds, or an ISO-8601 time, at or "
-                        "after 1970");
+    int64_t ms = 0;
+    rk_err err = {0};
+    if (rk_io_json_time("ts", t, &ms, &err))
+        return sv_error(q, SV_ERR_BAD_REQUEST, "%s", err.msg);
+    if (ms < 0) return sv_error(q, SV_ERR_BAD_REQUEST, "field 'ts': before 1970");
     sv_clock_seen(q->srv, ms);
     q->now_ms = ms;
     return 0;
