@@ -305,28 +305,34 @@ fi
 # shown), against (a) the log loss, binned AUC and calibration computed
 # here from the scores the server returned, (b) the server's own online
 # metrics in GET /v1/monitor/drift and (c) the offline values in meta.json.
-cp "$D/rankd.yaml" "$T/concept.yaml"
+# The requests and events carry their times (serve.clock: event): request
+# k at base + 100k ms, its events 1 ms later, then an event a minute on
+# closes every 2 s window — no dependence on how fast this machine runs
+# the loop. A generous per-request deadline keeps the rankings undegraded.
+sed 's/^serve:$/serve:\n  clock: event/' "$D/rankd.yaml" >"$T/concept.yaml"
 printf 'labels:\n  window: 2s\n  require_exposure: true\n' >>"$T/concept.yaml"
 cp "$D/rankd.yaml" "$T/concept-long.yaml"
 printf 'labels:\n  window: 1h\n' >>"$T/concept-long.yaml"
 from=$(($(date +%s) * 1000))
-sleep 1
+base=$((from + 1000))
 : >"$T/served.jsonl"
 if start_server "$T/concept.yaml"; then
     k=0
     for u in u11 u12 u13 u14 u15 u16 u17 u18; do
-        req POST /v1/recommend "{\"user\": \"$u\", \"n\": 5}" >/dev/null
+        ts=$((base + 100 * k))
+        req POST /v1/recommend "{\"user\": \"$u\", \"n\": 5, \"ts\": $ts, \"deadline_ms\": 60000}" >/dev/null
         # Items 0-3 shown; the first six rankings get a click on item k % 3.
-        jq -c --arg u "$u" --argjson k $k '.request_id as $r |
-            [.items[0:4][] | {type: "impression", user: $u, item: .id, request_id: $r}] +
+        jq -c --arg u "$u" --argjson k $k --argjson t $((ts + 1)) '.request_id as $r |
+            [.items[0:4][] | {type: "impression", user: $u, item: .id, request_id: $r, ts: $t}] +
             (if $k < 6 then [.items[$k % 3] | {type: "click", user: $u, item: .id,
-             request_id: $r}] else [] end)' "$T/body" >"$T/ev.json"
+             request_id: $r, ts: $t}] else [] end)' "$T/body" >"$T/ev.json"
         jq -c --argjson k $k '[.items[0:4] | to_entries[] |
             {p: .value.score, y: (if $k < 6 and .key == $k % 3 then 1 else 0 end)}]' \
             "$T/body" >>"$T/served.jsonl"
         req POST /v1/events "$(cat "$T/ev.json")" >/dev/null
         k=$((k + 1))
     done
+    req POST /v1/events "{\"type\": \"impression\", \"user\": \"u19\", \"item\": \"i1\", \"ts\": $((base + 60000))}" >/dev/null
     wait_labelled
     jq -c '.concept.versions[] | select(.model == "feed")' "$T/body" >"$T/online.json"
     stop_server
@@ -402,7 +408,7 @@ if start_server "$T/event.yaml" && [ "$(req GET /healthz)" = 200 ] &&
     t0=$(jq .now_ms "$T/body")
     fut=$((t0 + 2 * 86400000))
     later=$((fut + 3600000))
-    req POST /v1/recommend "{\"user\": \"u21\", \"n\": 5, \"ts\": $fut}" >/dev/null
+    req POST /v1/recommend "{\"user\": \"u21\", \"n\": 5, \"ts\": $fut, \"deadline_ms\": 60000}" >/dev/null
     rid=$(jq -r .request_id "$T/body")
     it=$(jq -r '.items[0].id' "$T/body")
     req GET /healthz >/dev/null
