@@ -94,6 +94,19 @@ int sv_online_create(rk_server *s, size_t max_requests, size_t max_bytes,
     return 0;
 }
 
+/* Unlinks the oldest pending request (o->head, not NULL) from the queue,
+ * the map and the counts. mu held. */
+static ol_entry *pop_head(sv_online *o)
+{
+    ol_entry *e = o->head;
+    o->head = e->next;
+    if (!o->head) o->tail = NULL;
+    (void)rk_map_del(o->map, e->rid, strlen(e->rid));
+    o->count--;
+    o->bytes -= e->bytes;
+    return e;
+}
+
 static void free_list(ol_entry *e)
 {
     while (e) {
@@ -204,14 +217,8 @@ void sv_online_served(rk_server *s, const char *request_id, int64_t now_ms,
     e->stat = stat_of(o, m->name, m->version);
     /* Room first: the oldest pending requests go (their labels are lost). */
     while (o->head && (o->count >= o->max_count || o->bytes + bytes > o->max_bytes)) {
-        ol_entry *h = o->head;
-        o->head = h->next;
-        if (!o->head) o->tail = NULL;
-        (void)rk_map_del(o->map, h->rid, strlen(h->rid));
-        o->count--;
-        o->bytes -= h->bytes;
         o->dropped++;
-        rk_free(h);
+        rk_free(pop_head(o));
     }
     if (rk_map_put(o->map, e->rid, strlen(e->rid), (uint64_t)(uintptr_t)e)) {
         pthread_mutex_unlock(&o->mu);
@@ -304,12 +311,7 @@ void sv_online_tick(rk_server *s, int64_t now_ms)
     ol_entry *done = NULL, **tail = &done;
     pthread_mutex_lock(&o->mu);
     while (o->head && o->head->ts_ms + o->window_ms <= now_ms) {
-        ol_entry *e = o->head;
-        o->head = e->next;
-        if (!o->head) o->tail = NULL;
-        (void)rk_map_del(o->map, e->rid, strlen(e->rid));
-        o->count--;
-        o->bytes -= e->bytes;
+        ol_entry *e = pop_head(o);
         ripen(o, e);
         e->next = NULL;
         *tail = e;
