@@ -119,8 +119,6 @@ const char *rk_sim_errmsg(const rk_sim *s);
  * ("ts"), so the server's half-lives, label windows and loop schedules
  * run in simulated time; otherwise live events carry the wall clock. */
 int rk_sim_check(rk_sim *s);
-/* Whether the last rk_sim_check found an event-clock server. */
-int rk_sim_event_clock(const rk_sim *s);
 /* Writes the catalog (PUT /v1/items/{id}), the users (PUT /v1/users/{id})
  * and history_sessions sessions of events without request ids spread over
  * the history_hours before the start (POST /v1/events, batches of 1000).

@@ -188,10 +188,6 @@ int rk_sim_check(rk_sim *s)
     return 0;
 }
 
-int rk_sim_event_clock(const rk_sim *s)
-{
-    return s->event_clock;
-}
 
 static int put_item(worker *w, uint32_t i)
 {
