@@ -116,7 +116,12 @@ int sv_h_events(sv_req *q)
     rk_batch_clear(w->batch);
     if (rc) return sv_error_rk(q, rc, &err);
     atomic_fetch_add(&s->m.events_ingested, res.events);
-    for (size_t i = 0; i < n; i++) sv_clock_seen(s, ts[i]); /* clock: event */
+    if (s->o.clock_event) {
+        int64_t newest = ts[0];
+        for (size_t i = 1; i < n; i++)
+            if (ts[i] > newest) newest = ts[i];
+        sv_clock_seen(s, newest);
+    }
     /* Durable: now the in-memory views follow, for the events the store
      * appended only. An event whose id was already known (a client's
      * retry) was skipped as a duplicate and must not count twice in the
