@@ -2,9 +2,11 @@
 # loop.sh — the learning loop against a taste shift, at a larger scale than
 # tests/acceptance_test.sh: for each retraining policy a fresh `rankd
 # serve` (FTRL ranker, learning loop on) is driven by `rankd simulate
-# --scenario taste_shift` (every user's taste rotates by --shift-deg at
-# --event-hour), and the online CTR per simulated hour is compared with the
-# CTR before the shift.
+# --scenario taste_shift` (at --event-hour every user's favourite
+# categories move half the category circle on, or with --shift latent the
+# taste space rotates by --shift-deg), and the online CTR per simulated
+# hour is compared with the CTR before the shift and with the best CTR the
+# world allows (the simulator's best_ctr).
 #
 # Policies: none (the first version serves throughout), periodic
 # (`loop.every_minutes`), drift (`loop.on_drift`), online (`loop.online`:
@@ -15,19 +17,24 @@
 #
 # Prints one JSON line per policy on stdout (pre-shift CTR, CTR in the
 # first and last four hours after the shift, recovery = last / pre, the
-# first hour whose 3-hour mean reaches 90% of the pre-shift CTR or null)
+# first hour whose 3-hour mean reaches 90% of the pre-shift CTR or null,
+# the best attainable CTR before and in the last four hours, and
+# recovery_of_best = (last / best last) / (pre / best pre): how much of
+# its pre-shift share of the attainable the policy regains)
 # and a table with the CTR curve of every policy on stderr; the curves are
 # kept as CSV under --out. Traffic goes to 127.0.0.1 only and every run
 # stops by itself.
 #
 #   sh bench/loop.sh                        # about 5 minutes on 2 cores
 #   sh bench/loop.sh --policies none,online --shift-deg 45 --hours 30
+#   sh bench/loop.sh --shift latent         # the attainable CTR falls too
 #   sh bench/loop.sh --smoke                # the `make test` run (seconds)
 set -u
 # The end-to-end tests' harness: $RANKD, $T, rk_serve, stop_server.
 . "$(dirname "$0")/../tests/lib/harness.sh"
 POLICIES=none,periodic,drift,online
-USERS=500 ITEMS=2000 SPH=400 HOURS=24 EVENT=8 DEG=90 SPEED=1800 HIST=4000
+USERS=500 ITEMS=2000 SPH=400 HOURS=24 EVENT=8 DEG=90 SHIFT=categories
+SPEED=1800 HIST=4000
 EVERY_MIN=120 OUT="" SEED=7
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -38,6 +45,7 @@ while [ $# -gt 0 ]; do
     --hours) HOURS=$2; shift ;;
     --event-hour) EVENT=$2; shift ;;
     --shift-deg) DEG=$2; shift ;;
+    --shift) SHIFT=$2; shift ;;
     --speed) SPEED=$2; shift ;;
     --history-sessions) HIST=$2; shift ;;
     --every-minutes) EVERY_MIN=$2; shift ;;
@@ -45,7 +53,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --smoke) USERS=60 ITEMS=150 SPH=40 HOURS=4 EVENT=2 SPEED=max HIST=300
              POLICIES=none,online ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "loop.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -106,7 +114,7 @@ YAML
     }
     sleep 2 # the server picks the new versions up
     "$RANKD" simulate --url "$url" $SIM --hours "$HOURS" --scenario taste_shift \
-        --event-hour "$EVENT" --shift-deg "$DEG" --speed "$SPEED" \
+        --event-hour "$EVENT" --shift "$SHIFT" --shift-deg "$DEG" --speed "$SPEED" \
         --csv "$OUT/$name.csv" >"$d/sim.out" 2>&1 || { tail -5 "$d/sim.out" >&2; return 1; }
     curl -s "$url/v1/monitor/events" >"$OUT/$name.events.json"
     stop_server
@@ -114,22 +122,30 @@ YAML
 
 # summary NAME: one JSON line from the curve.
 summary() {
-    awk -F, -v name="$1" -v ev="$EVENT" -v deg="$DEG" '
-        NR > 1 { h = $1; imp[h] = $5; clk[h] = $6; if (h > last) last = h }
+    awk -F, -v name="$1" -v ev="$EVENT" -v deg="$DEG" -v kind="$SHIFT" '
+        NR > 1 { h = $1; imp[h] = $5; clk[h] = $6; best[h] = $17; if (h > last) last = h }
         function ctr(a, b,   i, c, k) {
             for (k = a; k <= b; k++) { i += imp[k]; c += clk[k] }
             return i ? c / i : 0
         }
+        function bestctr(a, b,   i, c, k) {
+            for (k = a; k <= b; k++) { i += imp[k]; c += best[k] * imp[k] }
+            return i ? c / i : 0
+        }
         END {
             pre = ctr(ev > 4 ? ev - 4 : 0, ev - 1)
+            bpre = bestctr(ev > 4 ? ev - 4 : 0, ev - 1)
             first = ctr(ev, ev + 3); lastc = ctr(last - 3, last)
+            blast = bestctr(last - 3, last)
             reach = "null"
             for (k = ev; k + 2 <= last; k++)
                 if (pre > 0 && ctr(k, k + 2) >= 0.9 * pre) { reach = k - ev; break }
-            printf "{\"bench\":\"loop\",\"policy\":\"%s\",\"shift_deg\":%s,\"pre_ctr\":%.4f," \
-                   "\"first4_ctr\":%.4f,\"last4_ctr\":%.4f,\"recovery\":%.3f," \
-                   "\"hours_to_90pct\":%s}\n", name, deg, pre, first, lastc,
-                   (pre > 0 ? lastc / pre : 0), reach
+            printf "{\"bench\":\"loop\",\"policy\":\"%s\",\"shift\":\"%s\",\"shift_deg\":%s," \
+                   "\"pre_ctr\":%.4f,\"first4_ctr\":%.4f,\"last4_ctr\":%.4f,\"recovery\":%.3f," \
+                   "\"hours_to_90pct\":%s,\"pre_best_ctr\":%.4f,\"last4_best_ctr\":%.4f," \
+                   "\"recovery_of_best\":%.3f}\n", name, kind, deg, pre, first, lastc,
+                   (pre > 0 ? lastc / pre : 0), reach, bpre, blast,
+                   (pre > 0 && blast > 0 ? (lastc / blast) / (pre / bpre) : 0)
         }' "$OUT/$1.csv"
 }
 

@@ -38,6 +38,19 @@ typedef enum rk_sim_scenario {
     RK_SIM_SCENARIO_COUNT
 } rk_sim_scenario;
 
+/* How taste_shift moves a taste. */
+typedef enum rk_sim_shift {
+    /* Every user's favourite categories move half the category circle on
+     * (category c becomes c + categories/2), with the same personal part:
+     * the new tastes fit the catalog as well as the old ones, so the best
+     * attainable CTR does not change. */
+    RK_SIM_SHIFT_CATEGORIES = 0,
+    /* Taste space is rotated in every coordinate plane (0,1), (2,3), ...:
+     * the new tastes point where no category is, so the best attainable
+     * CTR falls too (to ~0.68 of its level at 90 degrees). */
+    RK_SIM_SHIFT_LATENT
+} rk_sim_shift;
+
 typedef enum rk_sim_bug {
     RK_SIM_BUG_SCALE = 0,    /* bandwidth sent × bug_scale (kbit/s for Mbit/s) */
     RK_SIM_BUG_MISSING       /* bandwidth left out of the context */
@@ -47,6 +60,9 @@ typedef enum rk_sim_bug {
  * (RK_EINVAL on an unknown name). */
 const char *rk_sim_scenario_name(rk_sim_scenario s);
 int rk_sim_scenario_parse(const char *name, rk_sim_scenario *out);
+/* "categories", "latent", and the reverse lookup (RK_EINVAL if unknown). */
+const char *rk_sim_shift_name(rk_sim_shift s);
+int rk_sim_shift_parse(const char *name, rk_sim_shift *out);
 
 typedef struct rk_sim_opts {
     /* world */
@@ -70,7 +86,8 @@ typedef struct rk_sim_opts {
     /* scenario */
     rk_sim_scenario scenario;
     uint32_t event_hour;         /* 2: first hour the scenario acts */
-    double shift_deg;            /* 90: taste rotation angle */
+    double shift_deg;            /* 90: how far tastes turn (90 = all the way) */
+    rk_sim_shift shift;          /* RK_SIM_SHIFT_CATEGORIES */
     uint32_t new_items;          /* 200: size of the new-item wave */
     double wave_boost;           /* 1.0: extra logit of wave items */
     rk_sim_bug bug;              /* RK_SIM_BUG_SCALE */
@@ -97,6 +114,13 @@ typedef struct rk_sim_hour_stats {
     double watch_seconds;        /* sum over watches */
     double ctr;                  /* clicks / impressions (0 without any) */
     double watch_per_imp;        /* watch_seconds / impressions */
+    /* The best attainable: per session, the expected clicks of the
+     * requests_per_session × n live items with the highest true click
+     * probabilities for that user, hour and bandwidth, best arranged
+     * (rk_sim_best_session_clicks); best_ctr = best_clicks / best_shown. */
+    double best_clicks;
+    uint64_t best_shown;
+    double best_ctr;
     double p50_ms, p99_ms;       /* /v1/recommend latency */
     char models[RK_SIM_MODELS_MAX]; /* "feed@1 feed@2", "none" */
 } rk_sim_hour_stats;
@@ -192,6 +216,13 @@ double rk_sim_position_bias(uint32_t pos);
  * bandwidth bw (Mbit/s). */
 double rk_sim_click_prob(const rk_sim *s, uint32_t user, uint32_t item,
                          uint32_t pos, uint32_t hour, double bw);
+/* The expected clicks of the best session for the user at an hour with
+ * true bandwidth bw: the requests_per_session × n live items with the
+ * highest click probabilities, the largest at the top positions. *shown
+ * gets the number of items (fewer only in a smaller catalog). NAN for an
+ * unknown user or out of memory. Costs O(items · dim). */
+double rk_sim_best_session_clicks(const rk_sim *s, uint32_t user, uint32_t hour,
+                                  double bw, uint32_t *shown);
 /* Expected watch fraction in (0, 1) given a click (noise-free). */
 double rk_sim_watch_fraction(double affinity);
 /* Sessions of an hour under the scenario (seasonality modulates it). */

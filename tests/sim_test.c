@@ -156,6 +156,7 @@ TEST(taste_shift_rotates_tastes_from_the_event_hour)
     rk_sim_opts o;
     small_opts(&o);
     o.scenario = RK_SIM_TASTE_SHIFT;
+    o.shift = RK_SIM_SHIFT_LATENT;
     o.event_hour = 3;
     o.shift_deg = 90;
     rk_sim *s;
@@ -189,6 +190,143 @@ TEST(taste_shift_rotates_tastes_from_the_event_hour)
     CHECK(rk_sim_sessions_in_hour(t, 13) == o.sessions_per_hour);
     CHECK(rk_sim_sent_bandwidth(t, 40, 5.5) == 5.5);
     rk_sim_destroy(t);
+    rk_sim_destroy(s);
+}
+
+/* Mean over users of the best session's expected clicks per item shown. */
+static double best_ctr_at(const rk_sim *s, uint32_t users, uint32_t hour)
+{
+    double clicks = 0, shown = 0;
+    for (uint32_t u = 0; u < users; u++) {
+        uint32_t n;
+        clicks += rk_sim_best_session_clicks(s, u, hour, 8.0, &n);
+        shown += n;
+    }
+    return clicks / shown;
+}
+
+/* The category whose items the taste likes most on average. */
+static uint32_t favourite_category(const rk_sim *s, uint32_t u, uint32_t hour,
+                                   uint32_t ncat)
+{
+    double sum[64] = {0};
+    uint32_t cnt[64] = {0}, best = 0;
+    for (uint32_t i = 0; i < rk_sim_nitems(s); i++) {
+        rk_sim_item it;
+        rk_sim_item_info(s, i, &it);
+        sum[it.category] += rk_sim_affinity(s, u, i, hour);
+        cnt[it.category]++;
+    }
+    for (uint32_t c = 1; c < ncat; c++)
+        if (cnt[c] && sum[c] / cnt[c] > sum[best] / cnt[best]) best = c;
+    return best;
+}
+
+TEST(taste_shift_by_categories_moves_favourites_and_keeps_the_attainable)
+{
+    rk_sim_opts o;
+    small_opts(&o);
+    o.scenario = RK_SIM_TASTE_SHIFT;
+    o.event_hour = 3;
+    CHECK_EQ_INT(o.shift, RK_SIM_SHIFT_CATEGORIES);  /* the default */
+    rk_sim *s, *lat, *none;
+    rk_err err = {0};
+    CHECK_OK(rk_sim_create(&s, &o, &err));
+    double before[256], at[256], later[256], cos_sum = 0;
+    uint32_t moved = 0;
+    for (uint32_t u = 0; u < 200; u++) {
+        CHECK_OK(rk_sim_user_taste(s, u, 2, before));
+        CHECK_OK(rk_sim_user_taste(s, u, 3, at));
+        CHECK_OK(rk_sim_user_taste(s, u, 9, later));
+        double dot = 0, n0 = 0, n1 = 0;
+        for (uint32_t k = 0; k < o.dim; k++) {
+            dot += before[k] * at[k];
+            n0 += before[k] * before[k];
+            n1 += at[k] * at[k];
+        }
+        CHECK(fabs(n0 - 1) < 1e-6 && fabs(n1 - 1) < 1e-6);
+        CHECK(memcmp(at, later, sizeof(double) * o.dim) == 0);
+        cos_sum += dot;
+        if (u % 5 == 0)
+            moved += favourite_category(s, u, 3, o.categories) ==
+                     (favourite_category(s, u, 2, o.categories) + o.categories / 2) %
+                         o.categories;
+    }
+    CHECK(cos_sum / 200 < 0.5);   /* the tastes really moved */
+    CHECK(moved >= 32);           /* of 40: favourites half the circle on */
+    /* The new tastes fit the catalog as well as the old ones; a latent
+     * rotation leaves tastes no category serves. */
+    double b0 = best_ctr_at(s, 200, 2), b1 = best_ctr_at(s, 200, 3);
+    CHECK(fabs(b1 / b0 - 1) < 0.05);
+    o.shift = RK_SIM_SHIFT_LATENT;
+    CHECK_OK(rk_sim_create(&lat, &o, &err));
+    CHECK(fabs(best_ctr_at(lat, 200, 2) - b0) < 1e-12);  /* same world */
+    CHECK(best_ctr_at(lat, 200, 3) < 0.8 * b0);
+    /* No angle, no move. */
+    o.shift = RK_SIM_SHIFT_CATEGORIES;
+    o.shift_deg = 0;
+    CHECK_OK(rk_sim_create(&none, &o, &err));
+    CHECK_OK(rk_sim_user_taste(none, 7, 2, before));
+    CHECK_OK(rk_sim_user_taste(none, 7, 5, at));
+    for (uint32_t k = 0; k < o.dim; k++) CHECK(fabs(before[k] - at[k]) < 1e-6);
+    rk_sim_shift k;
+    CHECK_OK(rk_sim_shift_parse("latent", &k));
+    CHECK_EQ_INT(k, RK_SIM_SHIFT_LATENT);
+    CHECK_EQ_INT(rk_sim_shift_parse("sideways", &k), RK_EINVAL);
+    CHECK_STR(rk_sim_shift_name(RK_SIM_SHIFT_CATEGORIES), "categories");
+    o.shift = (rk_sim_shift)7;
+    rk_sim *bad;
+    CHECK_EQ_INT(rk_sim_create(&bad, &o, &err), RK_EINVAL);
+    rk_sim_destroy(none);
+    rk_sim_destroy(lat);
+    rk_sim_destroy(s);
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+TEST(best_session_is_the_top_items_best_arranged)
+{
+    rk_sim_opts o;
+    small_opts(&o);
+    o.n = 4;
+    o.requests_per_session = 3;
+    rk_sim *s;
+    rk_err err = {0};
+    CHECK_OK(rk_sim_create(&s, &o, &err));
+    static double p[500];
+    for (uint32_t u = 0; u < 200; u += 41) {
+        for (uint32_t i = 0; i < 500; i++) p[i] = rk_sim_click_prob(s, u, i, 0, 4, 3.5);
+        qsort(p, 500, sizeof *p, cmp_desc);
+        /* 12 items; the three best at the top of the three slates, ... */
+        double want = 0;
+        for (uint32_t j = 0; j < 12; j++) want += rk_sim_position_bias(j / 3) * p[j];
+        uint32_t shown;
+        double got = rk_sim_best_session_clicks(s, u, 4, 3.5, &shown);
+        CHECK(fabs(got - want) < 1e-12);
+        CHECK_EQ_INT(shown, 12);
+        /* Any other arrangement of the same items expects fewer clicks. */
+        double worse = 0;
+        for (uint32_t j = 0; j < 12; j++) worse += rk_sim_position_bias(j % 4) * p[j];
+        CHECK(worse < got);
+    }
+    uint32_t shown = 1;
+    CHECK(isnan(rk_sim_best_session_clicks(s, 200, 0, 8, &shown)));
+    CHECK_EQ_INT(shown, 0);
+    rk_sim_destroy(s);
+    /* A catalog smaller than a session, and wave items only once live. */
+    o.items = 5;
+    o.scenario = RK_SIM_NEW_ITEMS;
+    o.new_items = 3;
+    o.event_hour = 2;
+    CHECK_OK(rk_sim_create(&s, &o, &err));
+    rk_sim_best_session_clicks(s, 0, 1, 8, &shown);
+    CHECK_EQ_INT(shown, 5);
+    rk_sim_best_session_clicks(s, 0, 2, 8, &shown);
+    CHECK_EQ_INT(shown, 8);
     rk_sim_destroy(s);
 }
 
@@ -305,6 +443,8 @@ int main(int argc, char **argv)
                  options_are_checked, clicks_follow_position_bias_and_affinity,
                  popularity_is_a_power_law_and_watch_follows_affinity,
                  taste_shift_rotates_tastes_from_the_event_hour,
+                 taste_shift_by_categories_moves_favourites_and_keeps_the_attainable,
+                 best_session_is_the_top_items_best_arranged,
                  new_items_wave_is_published_at_the_event_hour,
                  pipeline_bug_corrupts_the_sent_bandwidth,
                  seasonality_modulates_activity_and_taste_by_hour_of_day,

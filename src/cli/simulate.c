@@ -32,7 +32,10 @@ static const char simulate_usage[] =
     "  --speed X|max             simulated seconds per real second (default max)\n"
     "  --threads N               HTTP worker threads (1)\n"
     "  --event-hour N            hour the scenario starts acting (2)\n"
-    "  --shift-deg X             taste_shift rotation angle (90)\n"
+    "  --shift categories|latent taste_shift kind: favourite categories move\n"
+    "                            half the circle on (default), or taste space\n"
+    "                            rotates (the best attainable CTR falls too)\n"
+    "  --shift-deg X             how far tastes turn (90: all the way)\n"
     "  --new-items N             new_items wave size (200)\n"
     "  --wave-boost X            new_items extra click logit (1.0)\n"
     "  --bug scale|missing       pipeline_bug kind (scale)\n"
@@ -139,6 +142,12 @@ int cli_simulate(int argc, char **argv)
             if (rk_sim_scenario_parse(v, &o.scenario)) {
                 cli_printf_err("--scenario: unknown '%s' (steady, taste_shift, "
                                "new_items, pipeline_bug, seasonality)", v);
+                return 2;
+            }
+        } else if ((r = cli_opt("--shift", argc, argv, &i, &v))) {
+            if (r < 0) return 2;
+            if (rk_sim_shift_parse(v, &o.shift)) {
+                cli_printf_err("--shift: expected categories or latent, got '%s'", v);
                 return 2;
             }
         } else if ((r = cli_opt("--bug", argc, argv, &i, &v))) {

@@ -43,6 +43,7 @@ typedef struct worker {
     int nmodels;
     uint32_t *shown;          /* items shown in the current session */
     uint32_t nshown;
+    double *top;              /* scratch of the best session (shown_max) */
     /* setup */
     int task;                 /* 0 items, 1 users */
 } worker;
@@ -101,7 +102,8 @@ int rk_sim_create(rk_sim **out, const rk_sim_opts *o, rk_err *err)
         rk_buf_init(&w->ev, SIM_MAX_BODY);
         rk__sim_rng_seed(&w->lat_rng, o->seed, 77, t);
         w->shown = rk_malloc(sizeof(uint32_t) * shown_max);
-        if (!w->shown) {
+        w->top = rk_malloc(sizeof(double) * shown_max);
+        if (!w->shown || !w->top) {
             rk_sim_destroy(s);
             return rk_err_set(err, RK_ENOMEM, "simulator: out of memory");
         }
@@ -122,6 +124,7 @@ void rk_sim_destroy(rk_sim *s)
         rk_buf_free(&s->wk[t].req);
         rk_buf_free(&s->wk[t].ev);
         rk_free(s->wk[t].shown);
+        rk_free(s->wk[t].top);
     }
     rk_free(s->wk);
     rk__sim_world_free(&s->w);
@@ -566,6 +569,11 @@ static void *hour_worker(void *arg)
         int64_t ts = h0 + (int64_t)(off_s * 1000) +
                      (int64_t)(rk__sim_rng_unit(&r) * 3600000.0 / nsess * 0.5);
         w->st.sessions++;
+        uint32_t best_shown;
+        w->st.best_clicks += rk__sim_best_clicks(wd, u, hour, bw,
+                                                 wd->o.requests_per_session,
+                                                 wd->o.n, w->top, &best_shown);
+        w->st.best_shown += best_shown;
         w->nshown = 0;
         for (uint32_t q = 0; q < wd->o.requests_per_session; q++)
             if (one_request(w, &r, u, hour, ts + (int64_t)q * 60000,
@@ -634,6 +642,8 @@ int rk_sim_run_hour(rk_sim *s, uint32_t hour, rk_sim_hour_stats *st)
         st->degraded += w->st.degraded;
         st->errors += w->st.errors;
         st->watch_seconds += w->st.watch_seconds;
+        st->best_clicks += w->st.best_clicks;
+        st->best_shown += w->st.best_shown;
         uint64_t k = w->nlat < SIM_LAT_SAMPLES ? w->nlat : SIM_LAT_SAMPLES;
         if (lat) memcpy(lat + nl, w->lat, sizeof(float) * k), nl += k;
         for (int m = 0; m < w->nmodels; m++) {
@@ -657,6 +667,7 @@ int rk_sim_run_hour(rk_sim *s, uint32_t hour, rk_sim_hour_stats *st)
     if (nseen == 0) snprintf(st->models, sizeof st->models, "-");
     st->ctr = st->impressions ? (double)st->clicks / (double)st->impressions : 0;
     st->watch_per_imp = st->impressions ? st->watch_seconds / (double)st->impressions : 0;
+    st->best_ctr = st->best_shown ? st->best_clicks / (double)st->best_shown : 0;
     uint64_t total = atomic_load(&s->errors);
     if (total > wd->o.max_errors || atomic_load(&s->stop)) {
         const rk_err *last = NULL;
@@ -678,20 +689,21 @@ int rk_sim_run_hour(rk_sim *s, uint32_t hour, rk_sim_hour_stats *st)
 
 void rk_sim_table_header(FILE *f)
 {
-    fprintf(f, "%4s  %-16s %8s %8s %11s %7s %6s %8s %8s %6s %8s %8s  %s\n",
+    fprintf(f, "%4s  %-16s %8s %8s %11s %7s %6s %8s %8s %8s %6s %8s %8s  %s\n",
             "hour", "sim_time", "sessions", "requests", "impressions", "clicks",
-            "ctr", "watch_s", "degraded", "errors", "p50_ms", "p99_ms", "models");
+            "ctr", "best_ctr", "watch_s", "degraded", "errors", "p50_ms", "p99_ms",
+            "models");
 }
 
 void rk_sim_table_row(FILE *f, const rk_sim_hour_stats *st)
 {
     char t[32];
     rk_format_time_ms(st->start_ms, t);
-    fprintf(f, "%4u  %-16.16s %8llu %8llu %11llu %7llu %6.4f %8.2f %8llu %6llu "
+    fprintf(f, "%4u  %-16.16s %8llu %8llu %11llu %7llu %6.4f %8.4f %8.2f %8llu %6llu "
                "%8.2f %8.2f  %s\n",
             st->hour, t, (unsigned long long)st->sessions,
             (unsigned long long)st->requests, (unsigned long long)st->impressions,
-            (unsigned long long)st->clicks, st->ctr, st->watch_per_imp,
+            (unsigned long long)st->clicks, st->ctr, st->best_ctr, st->watch_per_imp,
             (unsigned long long)st->degraded, (unsigned long long)st->errors,
             st->p50_ms, st->p99_ms, st->models);
 }
@@ -700,7 +712,7 @@ void rk_sim_csv_header(FILE *f)
 {
     fputs("hour,sim_time,sessions,requests,impressions,clicks,ctr,"
           "watch_s_per_impression,watches,likes,empty,degraded,errors,"
-          "p50_ms,p99_ms,models\n", f);
+          "p50_ms,p99_ms,models,best_ctr\n", f);
 }
 
 void rk_sim_csv_row(FILE *f, const rk_sim_hour_stats *st)
@@ -708,13 +720,14 @@ void rk_sim_csv_row(FILE *f, const rk_sim_hour_stats *st)
     char t[32];
     rk_format_time_ms(st->start_ms, t);
     fprintf(f, "%u,%s,%llu,%llu,%llu,%llu,%.6f,%.4f,%llu,%llu,%llu,%llu,%llu,"
-               "%.3f,%.3f,%s\n",
+               "%.3f,%.3f,%s,%.6f\n",
             st->hour, t, (unsigned long long)st->sessions,
             (unsigned long long)st->requests, (unsigned long long)st->impressions,
             (unsigned long long)st->clicks, st->ctr, st->watch_per_imp,
             (unsigned long long)st->watches, (unsigned long long)st->likes,
             (unsigned long long)st->empty, (unsigned long long)st->degraded,
-            (unsigned long long)st->errors, st->p50_ms, st->p99_ms, st->models);
+            (unsigned long long)st->errors, st->p50_ms, st->p99_ms, st->models,
+            st->best_ctr);
 }
 
 /* ---- world accessors -------------------------------------------------------------- */
@@ -748,6 +761,19 @@ int rk_sim_user_taste(const rk_sim *s, uint32_t user, uint32_t hour,
     if (user >= s->w.o.users) return RK_EINVAL;
     rk__sim_taste(&s->w, user, hour, out);
     return 0;
+}
+
+double rk_sim_best_session_clicks(const rk_sim *s, uint32_t user, uint32_t hour,
+                                  double bw, uint32_t *shown)
+{
+    *shown = 0;
+    if (user >= s->w.o.users) return NAN;
+    double *top = rk_malloc(sizeof(double) * s->w.o.requests_per_session * s->w.o.n);
+    if (!top) return NAN;
+    double c = rk__sim_best_clicks(&s->w, user, hour, bw, s->w.o.requests_per_session,
+                                   s->w.o.n, top, shown);
+    rk_free(top);
+    return c;
 }
 
 uint32_t rk_sim_sessions_in_hour(const rk_sim *s, uint32_t hour)

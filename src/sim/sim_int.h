@@ -42,6 +42,8 @@ typedef struct sim_world {
     float *item_vec;        /* nitems × dim, unit length */
     rk_sim_item *items;
     float *taste;           /* users × dim, unit length */
+    float *moved;           /* users × dim: the taste after a shift by
+                             * categories (NULL otherwise) */
     uint8_t *device;        /* users: preferred device */
     float *bandwidth;       /* users: typical Mbit/s */
     uint8_t *age;
@@ -61,6 +63,13 @@ double rk__sim_affinity(const sim_world *w, uint32_t u, uint32_t i,
                         uint32_t hour);
 double rk__sim_click_prob(const sim_world *w, uint32_t u, uint32_t i,
                           uint32_t pos, uint32_t hour, double bw);
+/* The expected clicks of the best session the user could be shown:
+ * `slates` slates of n distinct live items, arranged to maximise expected
+ * clicks under the position bias (*shown: the items, fewer than
+ * slates·n only in a smaller catalog). top: scratch of slates·n doubles. */
+double rk__sim_best_clicks(const sim_world *w, uint32_t u, uint32_t hour,
+                           double bw, uint32_t slates, uint32_t n, double *top,
+                           uint32_t *shown);
 uint32_t rk__sim_sessions(const sim_world *w, uint32_t hour);
 double rk__sim_sent_bw(const sim_world *w, uint32_t hour, double bw);
 int64_t rk__sim_hour_ms(const sim_world *w, uint32_t hour);

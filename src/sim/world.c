@@ -10,6 +10,7 @@
  * so the affinity scale is set by SIM_AFF_SCALE alone.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -94,6 +95,23 @@ double rk__sim_rng_normal(sim_rng *r)
 static const char *const scenario_names[RK_SIM_SCENARIO_COUNT] = {
     "steady", "taste_shift", "new_items", "pipeline_bug", "seasonality"};
 
+static const char *const shift_names[] = {"categories", "latent"};
+
+const char *rk_sim_shift_name(rk_sim_shift s)
+{
+    return (unsigned)s < 2 ? shift_names[s] : "?";
+}
+
+int rk_sim_shift_parse(const char *name, rk_sim_shift *out)
+{
+    for (int i = 0; i < 2; i++)
+        if (strcmp(name, shift_names[i]) == 0) {
+            *out = (rk_sim_shift)i;
+            return 0;
+        }
+    return RK_EINVAL;
+}
+
 const char *rk_sim_scenario_name(rk_sim_scenario s)
 {
     return (unsigned)s < RK_SIM_SCENARIO_COUNT ? scenario_names[s] : "?";
@@ -126,6 +144,7 @@ void rk_sim_opts_default(rk_sim_opts *o)
     o->scenario = RK_SIM_STEADY;
     o->event_hour = 2;
     o->shift_deg = 90;
+    o->shift = RK_SIM_SHIFT_CATEGORIES;
     o->new_items = 200;
     o->wave_boost = 1.0;
     o->bug = RK_SIM_BUG_SCALE;
@@ -162,6 +181,8 @@ static int check_opts(const rk_sim_opts *o, rk_err *err)
          "scenario parameters must be finite (speed >= 0)");
     NEED(o->season_amplitude >= 0 && o->season_amplitude <= 1,
          "season amplitude must be in [0, 1]");
+    NEED(o->shift == RK_SIM_SHIFT_CATEGORIES || o->shift == RK_SIM_SHIFT_LATENT,
+         "unknown taste shift");
     NEED(o->bug == RK_SIM_BUG_SCALE || o->bug == RK_SIM_BUG_MISSING,
          "unknown pipeline bug");
     NEED(o->url && strncmp(o->url, "http", 4) == 0, "url must be http://...");
@@ -192,6 +213,9 @@ int rk__sim_world_build(sim_world *w, const rk_sim_opts *o, rk_err *err)
     w->item_vec = rk_malloc(sizeof(float) * (size_t)w->nitems * d);
     w->items = rk_calloc(w->nitems, sizeof *w->items);
     w->taste = rk_malloc(sizeof(float) * (size_t)o->users * d);
+    const int moved = o->scenario == RK_SIM_TASTE_SHIFT &&
+                      o->shift == RK_SIM_SHIFT_CATEGORIES;
+    if (moved) w->moved = rk_malloc(sizeof(float) * (size_t)o->users * d);
     w->device = rk_malloc(o->users);
     w->age = rk_malloc(o->users);
     w->country = rk_malloc(o->users);
@@ -199,7 +223,7 @@ int rk__sim_world_build(sim_world *w, const rk_sim_opts *o, rk_err *err)
     w->pop_cdf = rk_malloc(sizeof(double) * o->items);
     float *centers = rk_malloc(sizeof(float) * ncat * d);
     uint32_t *perm = rk_malloc(sizeof(uint32_t) * w->nitems);
-    if (!w->item_vec || !w->items || !w->taste || !w->device || !w->age ||
+    if (!w->item_vec || !w->items || !w->taste || (moved && !w->moved) || !w->device || !w->age ||
         !w->country || !w->bandwidth || !w->pop_cdf || !centers || !perm) {
         rk_free(centers);
         rk_free(perm);
@@ -257,10 +281,18 @@ int rk__sim_world_build(sim_world *w, const rk_sim_opts *o, rk_err *err)
         float *t = w->taste + (size_t)u * d;
         uint32_t c1 = rk__sim_rng_below(&r, ncat), c2 = rk__sim_rng_below(&r, ncat);
         double a2 = rk__sim_rng_unit(&r) * 0.8;
-        for (uint32_t k = 0; k < d; k++)
-            t[k] = centers[c1 * d + k] + (float)(a2 * centers[c2 * d + k]) +
-                   (float)(0.5 * rk__sim_rng_normal(&r) / sqrt((double)d));
+        /* The moved taste (taste_shift by categories): the same weights
+         * and personal noise on the categories half the circle on. */
+        uint32_t m1 = (c1 + ncat / 2) % ncat, m2 = (c2 + ncat / 2) % ncat;
+        float *mt = moved ? w->moved + (size_t)u * d : NULL;
+        for (uint32_t k = 0; k < d; k++) {
+            float noise = (float)(0.5 * rk__sim_rng_normal(&r) / sqrt((double)d));
+            t[k] = centers[c1 * d + k] + (float)(a2 * centers[c2 * d + k]) + noise;
+            if (mt)
+                mt[k] = centers[m1 * d + k] + (float)(a2 * centers[m2 * d + k]) + noise;
+        }
         normalize(t, d);
+        if (mt) normalize(mt, d);
         double du = rk__sim_rng_unit(&r);
         w->device[u] = du < 0.6 ? 0 : du < 0.9 ? 1 : 2;
         w->bandwidth[u] = (float)(8.0 * exp(0.8 * rk__sim_rng_normal(&r)));
@@ -278,6 +310,7 @@ void rk__sim_world_free(sim_world *w)
     rk_free(w->item_vec);
     rk_free(w->items);
     rk_free(w->taste);
+    rk_free(w->moved);
     rk_free(w->device);
     rk_free(w->age);
     rk_free(w->country);
@@ -317,22 +350,35 @@ static int hour_of_day(const sim_world *w, uint32_t hour)
     return h < 0 ? h + 24 : h;
 }
 
-/* The taste at an hour: under taste_shift, from the event hour on, every
- * pair of coordinates (0,1), (2,3), ... is rotated by shift_deg — a
- * rotation of the whole taste space, so every user moves by the same angle
- * and nobody's old favourites stay favourites. */
+/* The taste at an hour. Under taste_shift, from the event hour on, by
+ * categories: cos(a)·taste + sin(a)·moved, normalised (a = shift_deg; at
+ * 90 the moved taste, whose favourite categories are half the circle on);
+ * latent: every pair of coordinates (0,1), (2,3), ... is rotated by a — a
+ * rotation of the whole taste space, so every user moves by the same
+ * angle and nobody's old favourites stay favourites, but the new tastes
+ * lean to no category. */
 void rk__sim_taste(const sim_world *w, uint32_t u, uint32_t hour, double *out)
 {
     const uint32_t d = w->o.dim;
     const float *t = w->taste + (size_t)u * d;
     for (uint32_t k = 0; k < d; k++) out[k] = t[k];
-    if (w->o.scenario == RK_SIM_TASTE_SHIFT && hour >= w->o.event_hour) {
-        double a = w->o.shift_deg * SIM_PI / 180, c = cos(a), s = sin(a);
-        for (uint32_t k = 0; k + 1 < d; k += 2) {
-            double x = out[k], y = out[k + 1];
-            out[k] = c * x - s * y;
-            out[k + 1] = s * x + c * y;
+    if (w->o.scenario != RK_SIM_TASTE_SHIFT || hour < w->o.event_hour) return;
+    double a = w->o.shift_deg * SIM_PI / 180, c = cos(a), s = sin(a);
+    if (w->moved) {
+        const float *m = w->moved + (size_t)u * d;
+        double n = 0;
+        for (uint32_t k = 0; k < d; k++) {
+            out[k] = c * t[k] + s * m[k];
+            n += out[k] * out[k];
         }
+        n = n > 0 ? 1 / sqrt(n) : 0;
+        for (uint32_t k = 0; k < d; k++) out[k] *= n;
+        return;
+    }
+    for (uint32_t k = 0; k + 1 < d; k += 2) {
+        double x = out[k], y = out[k + 1];
+        out[k] = c * x - s * y;
+        out[k + 1] = s * x + c * y;
     }
 }
 
@@ -346,31 +392,99 @@ static double season_term(const sim_world *w, uint32_t item, uint32_t hour)
            cos(2 * SIM_PI * (hour_of_day(w, hour) - peak) / 24);
 }
 
+/* Affinity of an item for a taste (from rk__sim_taste) at an hour. */
+static double affinity_of(const sim_world *w, const double *taste, uint32_t i,
+                          uint32_t hour)
+{
+    const float *v = w->item_vec + (size_t)i * w->o.dim;
+    double dot = 0;
+    for (uint32_t k = 0; k < w->o.dim; k++) dot += taste[k] * v[k];
+    return SIM_AFF_SCALE * dot + season_term(w, i, hour);
+}
+
 double rk__sim_affinity(const sim_world *w, uint32_t u, uint32_t i,
                         uint32_t hour)
 {
     double t[256];
     rk__sim_taste(w, u, hour, t);
-    const float *v = w->item_vec + (size_t)i * w->o.dim;
-    double dot = 0;
-    for (uint32_t k = 0; k < w->o.dim; k++) dot += t[k] * v[k];
-    return SIM_AFF_SCALE * dot + season_term(w, i, hour);
+    return affinity_of(w, t, i, hour);
 }
 
 static double sigmoid(double x) { return 1 / (1 + exp(-x)); }
 
-double rk__sim_click_prob(const sim_world *w, uint32_t u, uint32_t i,
-                          uint32_t pos, uint32_t hour, double bw)
+/* Click probability at the top position for a taste. */
+static double top_click_prob(const sim_world *w, const double *taste,
+                             uint32_t i, uint32_t hour, double bw)
 {
     const rk_sim_item *it = &w->items[i];
     /* log-popularity as a z-score: the top item ~ +2, the tail ~ -1.5. */
     double pop = (log(it->popularity) + 0.5 * log((double)w->o.items)) /
                  (0.5 * log((double)w->o.items) + 1);
-    double logit = SIM_CLICK_BIAS + rk__sim_affinity(w, u, i, hour) +
+    double logit = SIM_CLICK_BIAS + affinity_of(w, taste, i, hour) +
                    SIM_POP_WEIGHT * pop +
                    SIM_BW_WEIGHT * log2((bw > 0.1 ? bw : 0.1) / 8.0);
     if (it->wave) logit += w->o.wave_boost;
-    return rk_sim_position_bias(pos) * sigmoid(logit);
+    return sigmoid(logit);
+}
+
+double rk__sim_click_prob(const sim_world *w, uint32_t u, uint32_t i,
+                          uint32_t pos, uint32_t hour, double bw)
+{
+    double t[256];
+    rk__sim_taste(w, u, hour, t);
+    return rk_sim_position_bias(pos) * top_click_prob(w, t, i, hour, bw);
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The heap below keeps the k largest values: a min-heap on top[0]. */
+static void sift_down(double *h, uint32_t n, uint32_t i)
+{
+    for (;;) {
+        uint32_t l = 2 * i + 1, m = i;
+        if (l < n && h[l] < h[m]) m = l;
+        if (l + 1 < n && h[l + 1] < h[m]) m = l + 1;
+        if (m == i) return;
+        double t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+double rk__sim_best_clicks(const sim_world *w, uint32_t u, uint32_t hour,
+                           double bw, uint32_t slates, uint32_t n, double *top,
+                           uint32_t *shown)
+{
+    double t[256];
+    rk__sim_taste(w, u, hour, t);
+    const uint32_t k = slates * n;
+    uint32_t have = 0;
+    for (uint32_t i = 0; i < w->nitems; i++) {
+        if (!rk__sim_item_live(w, i, hour)) continue;
+        double p = top_click_prob(w, t, i, hour, bw);
+        if (have < k) {
+            top[have++] = p;
+            if (have == k)
+                for (uint32_t j = k / 2 + 1; j-- > 0;) sift_down(top, k, j);
+        } else if (p > top[0]) {
+            top[0] = p;
+            sift_down(top, k, 0);
+        }
+    }
+    /* The best arrangement pairs the largest probabilities with the
+     * largest position weights: the first `slates` items go to the top
+     * position of each slate, the next ones to the second, ... */
+    qsort(top, have, sizeof *top, cmp_desc);
+    double clicks = 0;
+    for (uint32_t j = 0; j < have; j++)
+        clicks += rk_sim_position_bias(j / slates) * top[j];
+    *shown = have;
+    return clicks;
 }
 
 uint32_t rk__sim_sessions(const sim_world *w, uint32_t hour)
