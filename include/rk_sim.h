@@ -117,7 +117,9 @@ typedef struct rk_sim_hour_stats {
     /* The best attainable: per session, the expected clicks of the
      * requests_per_session × n live items with the highest true click
      * probabilities for that user, hour and bandwidth, best arranged
-     * (rk_sim_best_session_clicks); best_ctr = best_clicks / best_shown. */
+     * (rk_sim_best_session_clicks); best_ctr = best_clicks / best_shown.
+     * Over every session, or over every k-th one when items × sessions of
+     * the hour exceed 2·10^7 (k the smallest that keeps within it). */
     double best_clicks;
     uint64_t best_shown;
     double best_ctr;

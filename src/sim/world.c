@@ -96,15 +96,16 @@ static const char *const scenario_names[RK_SIM_SCENARIO_COUNT] = {
     "steady", "taste_shift", "new_items", "pipeline_bug", "seasonality"};
 
 static const char *const shift_names[] = {"categories", "latent"};
+#define SIM_SHIFTS (sizeof shift_names / sizeof shift_names[0])
 
 const char *rk_sim_shift_name(rk_sim_shift s)
 {
-    return (unsigned)s < 2 ? shift_names[s] : "?";
+    return (unsigned)s < SIM_SHIFTS ? shift_names[s] : "?";
 }
 
 int rk_sim_shift_parse(const char *name, rk_sim_shift *out)
 {
-    for (int i = 0; i < 2; i++)
+    for (unsigned i = 0; i < SIM_SHIFTS; i++)
         if (strcmp(name, shift_names[i]) == 0) {
             *out = (rk_sim_shift)i;
             return 0;
@@ -181,8 +182,7 @@ static int check_opts(const rk_sim_opts *o, rk_err *err)
          "scenario parameters must be finite (speed >= 0)");
     NEED(o->season_amplitude >= 0 && o->season_amplitude <= 1,
          "season amplitude must be in [0, 1]");
-    NEED(o->shift == RK_SIM_SHIFT_CATEGORIES || o->shift == RK_SIM_SHIFT_LATENT,
-         "unknown taste shift");
+    NEED((unsigned)o->shift < SIM_SHIFTS, "unknown taste shift");
     NEED(o->bug == RK_SIM_BUG_SCALE || o->bug == RK_SIM_BUG_MISSING,
          "unknown pipeline bug");
     NEED(o->url && strncmp(o->url, "http", 4) == 0, "url must be http://...");
@@ -223,8 +223,9 @@ int rk__sim_world_build(sim_world *w, const rk_sim_opts *o, rk_err *err)
     w->pop_cdf = rk_malloc(sizeof(double) * o->items);
     float *centers = rk_malloc(sizeof(float) * ncat * d);
     uint32_t *perm = rk_malloc(sizeof(uint32_t) * w->nitems);
-    if (!w->item_vec || !w->items || !w->taste || (moved && !w->moved) || !w->device || !w->age ||
-        !w->country || !w->bandwidth || !w->pop_cdf || !centers || !perm) {
+    if (!w->item_vec || !w->items || !w->taste || (moved && !w->moved) ||
+        !w->device || !w->age || !w->country || !w->bandwidth || !w->pop_cdf ||
+        !centers || !perm) {
         rk_free(centers);
         rk_free(perm);
         rk__sim_world_free(w);
