@@ -377,20 +377,35 @@ static void kv_floor(rk_store *st, int reps, double *p50, double *p99)
     free(ks.k);
 }
 
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of n values (sorts them). */
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_dbl);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: features [--smoke] [--requests N] [--items N] [--events N]\n"
-               "                [--path lmdb|cache_cold|cache_warm]\n"
+               "                [--path lmdb|cache_cold|cache_warm] [--rounds N]\n"
                "  --requests N  timed requests of 500 items per configuration (2000)\n"
                "  --items N     catalog size (100000)\n"
                "  --events N    events written before timing (1000000)\n"
                "  --path P      time only read path P: lmdb, cache_cold or cache_warm\n"
+               "  --rounds N    time the warm path N times over (1; the summary line\n"
+               "                gives the median of the rounds' CPU p50s)\n"
                "  --smoke       tiny run of every code path (make test)\n");
 }
 
 int main(int argc, char **argv)
 {
-    int smoke = 0, requests = 2000;
+    int smoke = 0, requests = 2000, rounds = 1;
     const char *only = NULL; /* --path: profile one read path */
     long items = 100000, events = 1000000;
     for (int i = 1; i < argc; i++) {
@@ -399,6 +414,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--items") && i + 1 < argc) items = atol(argv[++i]);
         else if (!strcmp(argv[i], "--events") && i + 1 < argc) events = atol(argv[++i]);
         else if (!strcmp(argv[i], "--path") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
         else {
             usage(strcmp(argv[i], "--help") ? stderr : stdout);
             return strcmp(argv[i], "--help") ? 2 : 0;
@@ -409,7 +425,7 @@ int main(int argc, char **argv)
         items = 2000;
         events = 20000;
     }
-    if (requests < 1 || items < CANDIDATES || events < 0) {
+    if (requests < 1 || items < CANDIDATES || events < 0 || rounds < 1 || rounds > 100) {
         usage(stderr);
         return 2;
     }
@@ -470,11 +486,12 @@ int main(int argc, char **argv)
             "p99", "cpu all", "keys");
     /* LMDB only; the cache cold (a fresh cache, the first requests: most
      * keys are read from LMDB and filled); the cache warm (every key of the
-     * catalog cached by a pass over it first, then the LMDB-only runs'
-     * requests again). */
+     * catalog and the timed requests' keys cached by an untimed pass over
+     * them first, then the LMDB-only runs' requests again). */
     enum { LMDB, COLD, WARM };
     static const char *const paths[] = {"lmdb", "cache_cold", "cache_warm"};
     rk_feat_cache_stats cs = {0};
+    double wp50[2][100], wp99[2][100]; /* warm fetch CPU p50/p99 per round */
     for (int path = LMDB; path <= WARM; path++) {
         if (path == COLD) {
             rk_feat_detach(spec, st); /* drops the cache; attach makes a new one */
@@ -515,7 +532,11 @@ int main(int argc, char **argv)
             free(wid);
             rk_reader_close(r);
             rk_feat_source_destroy(w);
+            /* ...and the timed requests once, untimed: their users' keys
+             * (user x category, absent ones included) are cached too. */
+            (void)run(st, spec, nitems, nusers, requests, 1, now, SEED ^ 0x5eed);
         }
+        for (int round = 0; round < (path == WARM ? rounds : 1); round++)
         for (int dense = 1; dense >= 0; dense--) {
             if (only && strcmp(only, paths[path])) continue;
             /* Cold: few requests, so that most of their keys are first
@@ -536,21 +557,39 @@ int main(int argc, char **argv)
                    "\"compute_p95_us\":%.1f,\"compute_p99_us\":%.1f,\"keys_found\":%.1f,"
                    "\"sparse_per_item\":%.1f,\"fetch_cpu_p50_us\":%.1f,\"fetch_cpu_p99_us\":%.1f,"
                    "\"compute_cpu_p50_us\":%.1f,\"compute_cpu_p99_us\":%.1f,\"cache_entries\":%zu,\"cache_bytes\":%zu,"
-                   "\"cache_hits\":%llu,\"cache_misses\":%llu,\"smoke\":%s}\n",
+                   "\"cache_hits\":%llu,\"cache_misses\":%llu,\"round\":%d,\"smoke\":%s}\n",
                    paths[path], CANDIDATES, dense ? "dense" : "external", nreq, nitems,
                    events, rk_feat_ndense(spec), r.fetch50, r.fetch95, r.fetch99, r.comp50,
                    r.comp95, r.comp99, r.found, r.nsparse, r.cfetch50, r.cfetch99,
                    r.ccomp50, r.ccomp99,
                    path == LMDB ? (size_t)0 : cs.entries, path == LMDB ? (size_t)0 : cs.bytes,
                    path == LMDB ? 0ull : (unsigned long long)cs.hits,
-                   path == LMDB ? 0ull : (unsigned long long)cs.misses,
+                   path == LMDB ? 0ull : (unsigned long long)cs.misses, round + 1,
                    smoke ? "true" : "false");
+            if (path == WARM) {
+                wp50[dense][round] = r.cfetch50;
+                wp99[dense][round] = r.cfetch99;
+            }
+            char label[32];
+            snprintf(label, sizeof label, path == WARM && rounds > 1 ? "%s#%d" : "%s",
+                     paths[path], round + 1);
             fprintf(stderr, "%-12s %-9s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %6.0f\n",
-                    paths[path], dense ? "dense" : "external", r.fetch50, r.fetch95,
+                    label, dense ? "dense" : "external", r.fetch50, r.fetch95,
                     r.fetch99, r.comp50, r.comp99, r.cfetch50, r.cfetch99, r.ccomp50,
                     r.found);
         }
     }
+    if (!only || !strcmp(only, "cache_warm"))
+        for (int dense = 1; dense >= 0; dense--) {
+            double m50 = median(wp50[dense], rounds), m99 = median(wp99[dense], rounds);
+            printf("{\"bench\":\"features\",\"measure\":\"warm_fetch\",\"item_ids\":\"%s\","
+                   "\"rounds\":%d,\"fetch_cpu_p50_us_median\":%.1f,"
+                   "\"fetch_cpu_p99_us_median\":%.1f,\"target_us\":100,\"smoke\":%s}\n",
+                   dense ? "dense" : "external", rounds, m50, m99, smoke ? "true" : "false");
+            fprintf(stderr, "warm fetch, %s ids: CPU p50 %.1f us, p99 %.1f us (medians of %d "
+                    "round%s; target 100 us)\n", dense ? "dense" : "external", m50, m99, rounds,
+                    rounds == 1 ? "" : "s");
+        }
     printf("{\"bench\":\"features\",\"measure\":\"cache\",\"entries\":%zu,"
            "\"max_entries\":%zu,\"value_bytes\":%zu,\"bytes\":%zu,\"hits\":%llu,"
            "\"misses\":%llu,\"evictions\":%llu,\"smoke\":%s}\n",
@@ -562,6 +601,15 @@ int main(int argc, char **argv)
             cs.entries, cs.max_entries, cs.value_bytes / 1048576.0, cs.bytes / 1048576.0,
             (unsigned long long)cs.hits, (unsigned long long)cs.misses,
             (unsigned long long)cs.evictions);
+    /* Huge pages backing the process (the cache's slot tables ask for
+     * them; without them every probe also misses the TLB). */
+    FILE *sm = fopen("/proc/self/smaps_rollup", "r");
+    char line[128];
+    long huge_kb = -1;
+    while (sm && fgets(line, sizeof line, sm))
+        if (sscanf(line, "AnonHugePages: %ld kB", &huge_kb) == 1) break;
+    if (sm) fclose(sm);
+    fprintf(stderr, "anonymous huge pages: %ld MiB\n", huge_kb < 0 ? -1 : huge_kb / 1024);
     double g50, g99;
     kv_floor(st, smoke ? 10 : 200, &g50, &g99);
     printf("{\"bench\":\"features\",\"measure\":\"kv_get\",\"records\":%llu,"
