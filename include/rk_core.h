@@ -414,6 +414,12 @@ int64_t rk_civil_ms(int64_t y, unsigned m, unsigned d);
  * negative allowed. Anything else, including surrounding spaces, is
  * RK_EPARSE. Thread-safe (no libc time zone state). */
 int rk_parse_time_ms(const char *s, size_t n, int64_t *out);
+/* Parses a duration: a non-negative number with a unit ms, s, m, h, d or
+ * w ("500ms", "30m", "1.5h", "7d"), or without one in seconds; 0 to 100
+ * years. RK_EPARSE for an empty or malformed string or an unknown unit
+ * (*unit_bad set to 1 for the latter, when given), RK_ELIMIT beyond 100
+ * years. Thread-safe. */
+int rk_parse_duration_ms(const char *s, int64_t *out, int *unit_bad);
 
 /* ------------------------------------------------------------------------ */
 /* Thread pool                                                               */

@@ -33,6 +33,7 @@ typedef struct rk_loop_opts {
     const char *kind;           /* gbdt | ftrl | fm (default gbdt) */
     const char *args[RK_LOOP_MAX_ARGS]; /* extra `rankd train` options */
     size_t nargs;
+    int64_t window_ms;          /* train on requests served within it, 0 = all */
     double every_minutes;       /* periodic retraining, 0 = off */
     uint64_t every_labels;      /* after N new positive events, 0 = off */
     int on_drift;               /* retrain when the inputs drift (default 1) */

@@ -601,6 +601,46 @@ TEST(time_parse_table)
     CHECK(ms == 1573813325000LL);
 }
 
+TEST(parse_duration_table)
+{
+    static const struct {
+        const char *s;
+        int rc, unit_bad;
+        int64_t ms;
+    } rows[] = {
+        {"500ms", 0, 0, 500},
+        {"10s", 0, 0, 10000},
+        {"10", 0, 0, 10000},
+        {"1.5h", 0, 0, 5400000},
+        {"30m", 0, 0, 1800000},
+        {"7d", 0, 0, 604800000},
+        {"2w", 0, 0, 1209600000},
+        {"0", 0, 0, 0},
+        {"", RK_EPARSE, 0, 0},
+        {"h", RK_EPARSE, 0, 0},
+        {"-1h", RK_EPARSE, 0, 0},
+        {"1x", RK_EPARSE, 1, 0},
+        {"1 h", RK_EPARSE, 1, 0},
+        {"1hh", RK_EPARSE, 1, 0},
+        {"1..2h", RK_EPARSE, 0, 0},
+        {"5300w", RK_ELIMIT, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int64_t ms = 777;
+        int bad = -1;
+        int rc = rk_parse_duration_ms(rows[i].s, &ms, &bad);
+        if (rc != rows[i].rc || bad != rows[i].unit_bad || (rc == 0 && ms != rows[i].ms))
+            fprintf(stderr, "  row '%s': rc %d unit_bad %d ms %lld\n", rows[i].s, rc, bad,
+                    (long long)ms);
+        CHECK_EQ_INT(rc, rows[i].rc);
+        CHECK_EQ_INT(bad, rows[i].unit_bad);
+        if (rc == 0) CHECK(ms == rows[i].ms);
+    }
+    int64_t ms;
+    CHECK_OK(rk_parse_duration_ms("3h", &ms, NULL));
+    CHECK(ms == 10800000);
+}
+
 /* ---- thread pool ------------------------------------------------------- */
 
 typedef struct sum_ctx {
@@ -850,6 +890,7 @@ int main(int argc, char **argv)
                  log_format_and_levels, log_lines_whole_under_threads,
                  log_level_parse_table, clock_basics, time_format_table,
                  time_format_matches_gmtime_and_roundtrips, time_parse_table,
+                 parse_duration_table,
                  pool_parallel_for_sums, pool_parallel_for_deterministic,
                  pool_submit_wait_contention, pool_destroy_drains_queue,
                  pool_nested_parallel_for, pool_parallel_for_concurrent_callers,

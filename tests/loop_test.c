@@ -54,7 +54,7 @@ TEST(loop_config)
 {
     static const char ok_yaml[] =
         "loop:\n  ranker: feed\n  kind: ftrl\n  every_labels: 50\n"
-        "  args: [--epochs, \"2\"]\n  cooldown_minutes: 0\n";
+        "  args: [--epochs, \"2\"]\n  cooldown_minutes: 0\n  window: 6h\n";
     rk_conf *c;
     rk_err err = {0};
     CHECK_OK(rk_conf_parse_yaml(&c, ok_yaml, strlen(ok_yaml), "t.yaml", &err));
@@ -62,7 +62,8 @@ TEST(loop_config)
     rk_loop_opts_default(&o);
     CHECK_OK(rk_loop_opts_from_conf(&o, rk_conf_root(c), &err));
     CHECK(o.enabled && !strcmp(o.ranker, "feed") && !strcmp(o.kind, "ftrl") &&
-          o.every_labels == 50 && o.nargs == 2 && o.cooldown_minutes == 0);
+          o.every_labels == 50 && o.nargs == 2 && o.cooldown_minutes == 0 &&
+          o.window_ms == 6 * 3600000LL);
     rk_conf_destroy(c);
     static const char *const bad[] = {
         "loop:\n  kind: xgb\n",
@@ -73,6 +74,9 @@ TEST(loop_config)
         "loop:\n  kind: ftrl\n  online_refresh_s: 0\n",
         "loop:\n  rollback_margin: -0.1\n",
         "loop:\n  rollback_min_labels: 0\n",
+        "loop:\n  window: 6x\n",
+        "loop:\n  window: [6h]\n",
+        "loop:\n  window: 2h\n  args: [--window, 1h]\n",  /* set twice */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK_OK(rk_conf_parse_yaml(&c, bad[i], strlen(bad[i]), "t.yaml", &err));

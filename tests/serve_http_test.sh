@@ -437,6 +437,14 @@ rc1=$?
 "$RANKD" train --data "$D" --config "$T/event.yaml" --ranker ftrl --from-log feed \
     --name feed-clock --no-publish --json >"$T/clock-asof.json" 2>"$T/clock-asof.err"
 rc2=$?
+# --window keeps the requests served within it before that time: none in
+# the last minute, all of them in the last 30 days.
+"$RANKD" train --data "$D" --config "$T/event.yaml" --ranker ftrl --from-log feed \
+    --name feed-clock --no-publish --window 1m --json >/dev/null 2>"$T/clock-w1.err"
+rc3=$?
+"$RANKD" train --data "$D" --config "$T/event.yaml" --ranker ftrl --from-log feed \
+    --name feed-clock --no-publish --window 30d --json >"$T/clock-w30.json" 2>"$T/clock-w30.err"
+rc4=$?
 if [ -n "${fut:-}" ] &&
    jq -e --argjson f "$fut" '.now_ms >= $f and .now_ms < $f + 60000' "$T/clock1.json" >/dev/null &&
    jq -e '.pending_requests >= 1' "$T/pending.json" >/dev/null &&
@@ -445,14 +453,18 @@ if [ -n "${fut:-}" ] &&
    jq -e '.pending_requests == 0 and .labelled > 0' "$T/labelled.json" >/dev/null &&
    jq -e --argjson l "$later" '.clock == "event" and .now_ms >= $l' "$T/clock2.json" >/dev/null &&
    [ $rc1 -ne 0 ] && grep -q "still inside the label window" "$T/clock-now.err" &&
-   [ $rc2 -eq 0 ] && jq -e '.train_rows > 0' "$T/clock-asof.json" >/dev/null; then
+   [ $rc2 -eq 0 ] && jq -e '.train_rows > 0' "$T/clock-asof.json" >/dev/null &&
+   [ $rc3 -ne 0 ] && grep -q "no rows within --window" "$T/clock-w1.err" &&
+   [ $rc4 -eq 0 ] && [ "$(jq .train_rows "$T/clock-w30.json")" = "$(jq .train_rows "$T/clock-asof.json")" ]; then
     ok event_clock
 else
     bad event_clock "clock $(cat "$T/clock1.json" "$T/clock2.json" 2>/dev/null)" \
         "pending $(cat "$T/pending.json" 2>/dev/null) labelled $(cat "$T/labelled.json" 2>/dev/null)" \
         "window $(cat "$T/span1.json" "$T/span2.json" 2>/dev/null)" \
         "train --as-of wall: exit $rc1 $(cat "$T/clock-now.err")" \
-        "train: exit $rc2 $(cat "$T/clock-asof.json" "$T/clock-asof.err")"
+        "train: exit $rc2 $(cat "$T/clock-asof.json" "$T/clock-asof.err")" \
+        "train --window 1m: exit ${rc3:-?} $(cat "$T/clock-w1.err")" \
+        "train --window 30d: exit ${rc4:-?} $(cat "$T/clock-w30.json" "$T/clock-w30.err")"
 fi
 
 # A non-loopback address without API keys is refused before binding.

@@ -20,7 +20,7 @@ static const char rank_usage[] =
     "         [--balanced] [--hash-bits B] [--name NAME] [--no-publish]\n"
     "         [--gate-delta D] [--gate-metrics M,M...] [--json] [--seed N]\n"
     "         [--split-seed N] [--test-frac F] [--from-log [MODEL]]\n"
-    "         [--as-of TIME]\n"
+    "         [--as-of TIME] [--window DURATION]\n"
     "  gbdt:  [--trees N] [--depth D] [--eta E] [--min-child-weight W]\n"
     "         [--subsample S] [--colsample S] [--lambda L] [--max-bin B]\n"
     "         [--early-stopping N] [--threads N] [--sparse-cols N]\n"
@@ -34,6 +34,8 @@ static const char rank_usage[] =
     "--as-of TIME (ISO-8601 or epoch seconds/ms) is the time the label\n"
     "windows are judged at (default: now, or the newest event's time when\n"
     "it is later); a server with serve.clock: event passes its own clock.\n"
+    "--window DURATION (e.g. 12h, 3d) keeps the logged requests served\n"
+    "within that span before it: a model of the recent past.\n"
     "See docs/ranking.md.\n";
 
 typedef struct rank_args {
@@ -42,6 +44,7 @@ typedef struct rank_args {
     const char *gate_metrics;  /* --gate-metrics: comma list, NULL = all */
     int from_log;
     int64_t as_of_ms;          /* --as-of: label windows judged then; 0 = now */
+    int64_t window_ms;         /* --window: rows served within it before then */
     double valid_frac, test_frac, downsample, gate_delta;
     uint64_t split_seed;  /* 0 = split in row order */
     int reweight, balanced, publish, json;
@@ -204,6 +207,13 @@ static int parse_args(rank_args *a, cli_common *c, int argc, char **argv)
                                "epoch seconds/ms after 1970, not '%s'\n", v);
                 return 2;
             }
+        } else if ((r = cli_opt("--window", argc, argv, &i, &v))) {
+            if (r < 0) return 2;
+            if (rk_parse_duration_ms(v, &a->window_ms, NULL) || a->window_ms <= 0) {
+                cli_printf_err("train: --window: expected a duration like 6h or 2d "
+                               "(units ms, s, m, h, d, w), not '%s'\n", v);
+                return 2;
+            }
         } else if (strcmp(argv[i], "--from-log") == 0) {
             a->from_log = 1;
             if (i + 1 < argc && argv[i + 1][0] != '-') a->log_model = argv[++i];
@@ -238,6 +248,10 @@ static int parse_args(rank_args *a, cli_common *c, int argc, char **argv)
     if (a->gate_metrics && check_gate_metrics(a->gate_metrics)) return 2;
     if (a->as_of_ms && !a->from_log) {
         cli_printf_err("train: --as-of applies to --from-log (the label join)\n");
+        return 2;
+    }
+    if (a->window_ms && !a->from_log) {
+        cli_printf_err("train: --window applies to --from-log (the logged requests)\n");
         return 2;
     }
     if (a->calib) {
@@ -528,12 +542,14 @@ static int log_trainset(const rank_args *a, const cli_env *env, rk_store *s,
     if ((rc = rk_trainset_create(all, rk_feat_ndense(*spec), rk_feat_hash_bits(*spec), 0)))
         return rk_err_set(err, rc, "training set: %s", rk_strerror(rc));
     rk_join_stats st;
-    rc = rk_labels_join(rd, &lc, a->as_of_ms ? a->as_of_ms : cli_store_now(rd), 0,
-                        INT64_MAX, *all, &st, err);
+    int64_t now = a->as_of_ms ? a->as_of_ms : cli_store_now(rd);
+    int64_t from = a->window_ms && now > INT64_MIN + a->window_ms ? now - a->window_ms : 0;
+    rc = rk_labels_join(rd, &lc, now, from, INT64_MAX, *all, &st, err);
     if (!rc && rk_trainset_rows(*all) == 0)
-        rc = rk_err_set(err, RK_EINVAL, "the feature log of '%s' gives no rows (%llu "
+        rc = rk_err_set(err, RK_EINVAL, "the feature log of '%s' gives no rows%s (%llu "
                         "requests joined, %llu still inside the label window): "
                         "serve traffic first", model,
+                        a->window_ms ? " within --window" : "",
                         (unsigned long long)st.requests, (unsigned long long)st.pending);
     return rc;
 }

@@ -11,6 +11,7 @@
  * (MIND, MovieLens) carry no zone and rankd works in UTC throughout.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -231,5 +232,30 @@ int rk_parse_time_ms(const char *s, size_t n, int64_t *out)
     if (rk_parse_i64(s, n, &v)) return RK_EPARSE;
     if (v < 100000000000LL && v > -100000000000LL) v *= 1000;
     *out = v;
+    return 0;
+}
+
+int rk_parse_duration_ms(const char *s, int64_t *out, int *unit_bad)
+{
+    if (unit_bad) *unit_bad = 0;
+    size_t len = strlen(s), i = 0;
+    while (i < len && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) i++;
+    double v;
+    if (i == 0 || rk_parse_f64(s, i, &v)) return RK_EPARSE;
+    const char *u = s + i;
+    double mult;
+    if (!strcmp(u, "ms")) mult = 1;
+    else if (!strcmp(u, "s") || !*u) mult = 1e3;
+    else if (!strcmp(u, "m")) mult = 60e3;
+    else if (!strcmp(u, "h")) mult = 3600e3;
+    else if (!strcmp(u, "d")) mult = 86400e3;
+    else if (!strcmp(u, "w")) mult = 7 * 86400e3;
+    else {
+        if (unit_bad) *unit_bad = 1;
+        return RK_EPARSE;
+    }
+    double ms = v * mult;
+    if (!(ms <= 3.2e12)) return RK_ELIMIT;
+    *out = (int64_t)llround(ms);
     return 0;
 }

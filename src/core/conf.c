@@ -547,27 +547,16 @@ int rk_conf_as_duration_ms(const rk_conf_node *n, int64_t dflt, int64_t *out,
     const char *s;
     int rc = rk_conf_as_str(n, NULL, &s, err);
     if (rc) return rc;
-    size_t len = strlen(s), i = 0;
-    while (i < len && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) i++;
-    double v;
-    if (i == 0 || rk_parse_f64(s, i, &v))
+    int unit_bad = 0;
+    rc = rk_parse_duration_ms(s, out, &unit_bad);
+    if (rc == RK_ELIMIT)
+        return rk_conf_error(err, n, "duration out of range 0..100 years");
+    if (rc && unit_bad)
+        return rk_conf_error(err, n, "unknown duration unit '%s' (ms, s, m, "
+                             "h, d, w)", s + strspn(s, "0123456789."));
+    if (rc)
         return rk_conf_error(err, n, "expected a duration like 30s, 15m, 1h, "
                              "7d (or seconds); got '%s'", s);
-    const char *u = s + i;
-    double mult;
-    if (!strcmp(u, "ms")) mult = 1;
-    else if (!strcmp(u, "s") || !*u) mult = 1e3;
-    else if (!strcmp(u, "m")) mult = 60e3;
-    else if (!strcmp(u, "h")) mult = 3600e3;
-    else if (!strcmp(u, "d")) mult = 86400e3;
-    else if (!strcmp(u, "w")) mult = 7 * 86400e3;
-    else
-        return rk_conf_error(err, n, "unknown duration unit '%s' (ms, s, m, "
-                             "h, d, w)", u);
-    double ms = v * mult;
-    if (!(ms <= 3.2e12))
-        return rk_conf_error(err, n, "duration out of range 0..100 years");
-    *out = (int64_t)llround(ms);
     return 0;
 }
 

@@ -29,7 +29,7 @@ int rk_loop_opts_from_conf(rk_loop_opts *o, const rk_conf_node *root,
     const rk_conf_node *n = root ? rk_conf_get(root, "loop") : NULL;
     if (!n) return 0;
     if (rk_conf_node_type(n) == RK_CONF_NULL) return 0;
-    static const char *const allowed[] = {"enabled", "ranker", "kind", "args",
+    static const char *const allowed[] = {"enabled", "ranker", "kind", "args", "window",
                                           "every_minutes", "every_labels",
                                           "on_drift", "cooldown_minutes",
                                           "drift_check_s", "min_drift_rows",
@@ -45,6 +45,7 @@ int rk_loop_opts_from_conf(rk_loop_opts *o, const rk_conf_node *root,
     if (!rc) rc = rk_conf_as_str(rk_conf_get(n, "ranker"), o->ranker, &o->ranker, err);
     if (!rc) rc = rk_conf_as_enum(rk_conf_get(n, "kind"), 0, kinds, &k, err);
     if (!rc) o->kind = kinds[k];
+    if (!rc) rc = rk_conf_as_duration_ms(rk_conf_get(n, "window"), 0, &o->window_ms, err);
     if (!rc) rc = rk_conf_as_float(rk_conf_get(n, "every_minutes"), 0,
                                    &o->every_minutes, err);
     if (!rc) rc = rk_conf_as_int_range(rk_conf_get(n, "every_labels"), 0, 0,
@@ -100,7 +101,8 @@ int rk_loop_opts_from_conf(rk_loop_opts *o, const rk_conf_node *root,
                 return rc;
             if (!s || !strcmp(s, "--data") || !strcmp(s, "--config") ||
                 !strcmp(s, "--name") || !strcmp(s, "--ranker") ||
-                !strcmp(s, "--from-log") || !strcmp(s, "--json"))
+                !strcmp(s, "--from-log") || !strcmp(s, "--json") ||
+                (o->window_ms && !strcmp(s, "--window")))
                 return rk_conf_error(err, rk_conf_at(a, i, NULL), "'%s' is set "
                                      "by the loop itself", s ? s : "");
             o->args[o->nargs++] = s;

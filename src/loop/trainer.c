@@ -87,8 +87,9 @@ int rk_loop_train(const char *exe, const char *data_dir, const char *config,
                   const rk_loop_opts *o, int64_t as_of_ms, const char *log_path,
                   const atomic_int *cancel, rk_loop_result *res, rk_err *err)
 {
-    char as_of[32];
+    char as_of[32], window[32];
     snprintf(as_of, sizeof as_of, "%lld", (long long)as_of_ms);
+    snprintf(window, sizeof window, "%lldms", (long long)o->window_ms);
     memset(res, 0, sizeof *res);
     res->auc = res->logloss = NAN;
     char out_path[4200];
@@ -114,6 +115,10 @@ int rk_loop_train(const char *exe, const char *data_dir, const char *config,
             if (as_of_ms) {
                 argv[k++] = (char *)"--as-of";
                 argv[k++] = as_of;
+            }
+            if (o->window_ms) {
+                argv[k++] = (char *)"--window";
+                argv[k++] = window;
             }
         }
         for (size_t i = 0; i < o->nargs; i++) argv[k++] = (char *)o->args[i];
