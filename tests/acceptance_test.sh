@@ -188,6 +188,7 @@ if [ -n "$v" ] && wait_serving "$v" && hours 13 2; then
     curl -s "$URL/metrics" >"$T/metrics.txt"
     metric() { awk -v k="$1" '$1 == k { print $2 }' "$T/metrics.txt"; }
     upd=$(metric rankd_online_learner_updates_total)
+    wsum=$(metric rankd_online_learner_weight_total)
     snaps=$(metric rankd_online_learner_snapshots_total)
     errs=$(metric rankd_online_learner_errors_total)
     if [ "$(rolled)" -gt "$rolled0" ]; then
@@ -199,16 +200,19 @@ if [ -n "$v" ] && wait_serving "$v" && hours 13 2; then
             .kind == "online_check_passed") | .detail][0] // "not judged yet"' "$T/events.json")"
         served_ok=$([ "${n:-0}" -gt 0 ] && echo 1 || echo 0)
     fi
+    # Examples carry the label join's weights (a like 3, a watch 0.05 a
+    # second), as the batch training rows do: their sum exceeds their count.
     if [ "$served_ok" = 1 ] && [ "${upd:-0}" -gt 1000 ] && [ "${snaps:-0}" -ge 1 ] &&
+       awk -v w="${wsum:-0}" -v n="$upd" 'BEGIN { exit !(w > n) }' &&
        [ "${errs:-1}" -eq 0 ] &&
        jq -e --argjson v "$v" '[.events[] | select(.kind == "online_learning" and
               .version == $v)] | length == 1' "$T/events.json" >/dev/null 2>&1 &&
        jq -e '[.events[] | select(.kind == "failed" and
               (.detail | test("does not learn online")))] | length >= 1' \
               "$T/events.json" >/dev/null 2>&1; then
-        ok "e_online_learning ($upd updates, $snaps snapshots, served updates ${n:-0}, CTR $(mean_ctr 13 14); $fate)"
+        ok "e_online_learning ($upd updates of weight $wsum, $snaps snapshots, served updates ${n:-0}, CTR $(mean_ctr 13 14); $fate)"
     else
-        bad e_online_learning "updates $upd (served ${n:-?}) snapshots ${snaps:-?} errors ${errs:-?}" \
+        bad e_online_learning "updates $upd weight ${wsum:-?} (served ${n:-?}) snapshots ${snaps:-?} errors ${errs:-?}" \
             "$(jq -c --argjson v "$v" '[.events[] | select(.version >= $v - 1)]' "$T/events.json")" \
             "$(jq -c '[.serving[] | select(.name == "feed")]' "$T/models.json")"
     fi

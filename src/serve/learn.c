@@ -151,13 +151,14 @@ static void learner_step(rk_server *s, learner *l, int64_t now)
     for (sv_example *e = ex; l->r && e; e = e->next) {
         if (strcmp(e->name, s->loop.ranker)) continue;
         rk_err err = {0};
-        if (rk_ranker_update(l->r, &e->x, e->y, 1.0f, NULL, &err)) {
+        if (rk_ranker_update(l->r, &e->x, e->y, e->w, NULL, &err)) {
             atomic_fetch_add(&s->learn_errors, 1);
             continue;
         }
         l->updates++;
         l->pending++;
         atomic_fetch_add(&s->learn_updates, 1);
+        atomic_fetch_add(&s->learn_weight_milli, (uint64_t)llround(e->w * 1000.0));
     }
     sv_example_free(ex);
     if (!l->r || !l->pending ||
@@ -325,11 +326,16 @@ void sv_learn_metrics(rk_server *s, rk_buf *b)
                             "examples the online learner applied.\n# TYPE "
                             "rankd_online_learner_updates_total counter\n"
                             "rankd_online_learner_updates_total %llu\n"
+                            "# HELP rankd_online_learner_weight_total Sum of the "
+                            "applied examples' weights (the label join's gains).\n"
+                            "# TYPE rankd_online_learner_weight_total counter\n"
+                            "rankd_online_learner_weight_total %.3f\n"
                             "# TYPE rankd_online_learner_errors_total counter\n"
                             "rankd_online_learner_errors_total %llu\n"
                             "# TYPE rankd_online_learner_snapshots_total counter\n"
                             "rankd_online_learner_snapshots_total %llu\n",
                             (unsigned long long)atomic_load(&s->learn_updates),
+                            (double)atomic_load(&s->learn_weight_milli) / 1000.0,
                             (unsigned long long)atomic_load(&s->learn_errors),
                             (unsigned long long)atomic_load(&s->learn_snapshots));
     sv_online_metrics(s, b);

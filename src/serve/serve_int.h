@@ -271,6 +271,7 @@ struct rk_server {
     pthread_mutex_t mon_mu;     /* builds served references */
     /* online learner (learn.c) */
     atomic_uint_fast64_t learn_updates, learn_errors, learn_snapshots;
+    atomic_uint_fast64_t learn_weight_milli; /* sum of applied example weights x 1000 */
 
     /* feature log: requests append to flog_batch; the flog thread writes */
     pthread_mutex_t flog_mu;
@@ -370,7 +371,8 @@ typedef struct sv_example {
     struct sv_example *next;
     char name[SV_NAME_MAX];     /* the model that served it */
     uint32_t version;
-    float y, p;                 /* label, served prediction */
+    float y, w, p;              /* label and weight as the label join gives
+                                   them, served prediction */
     rk_fvec x;                  /* arrays follow the struct */
 } sv_example;
 int sv_online_create(rk_server *s, size_t max_requests, size_t max_bytes,
