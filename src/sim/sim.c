@@ -195,7 +195,6 @@ int rk_sim_check(rk_sim *s)
     return 0;
 }
 
-
 static int put_item(worker *w, uint32_t i)
 {
     const sim_world *wd = &w->s->w;

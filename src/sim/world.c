@@ -98,6 +98,14 @@ static const char *const scenario_names[RK_SIM_SCENARIO_COUNT] = {
 static const char *const shift_names[] = {"categories", "latent"};
 #define SIM_SHIFTS (sizeof shift_names / sizeof shift_names[0])
 
+/* Index of name among names[0..n), or -1. */
+static int name_index(const char *const *names, unsigned n, const char *name)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0) return (int)i;
+    return -1;
+}
+
 const char *rk_sim_shift_name(rk_sim_shift s)
 {
     return (unsigned)s < SIM_SHIFTS ? shift_names[s] : "?";
@@ -105,12 +113,10 @@ const char *rk_sim_shift_name(rk_sim_shift s)
 
 int rk_sim_shift_parse(const char *name, rk_sim_shift *out)
 {
-    for (unsigned i = 0; i < SIM_SHIFTS; i++)
-        if (strcmp(name, shift_names[i]) == 0) {
-            *out = (rk_sim_shift)i;
-            return 0;
-        }
-    return RK_EINVAL;
+    int i = name_index(shift_names, SIM_SHIFTS, name);
+    if (i < 0) return RK_EINVAL;
+    *out = (rk_sim_shift)i;
+    return 0;
 }
 
 const char *rk_sim_scenario_name(rk_sim_scenario s)
@@ -120,12 +126,10 @@ const char *rk_sim_scenario_name(rk_sim_scenario s)
 
 int rk_sim_scenario_parse(const char *name, rk_sim_scenario *out)
 {
-    for (int i = 0; i < RK_SIM_SCENARIO_COUNT; i++)
-        if (strcmp(name, scenario_names[i]) == 0) {
-            *out = (rk_sim_scenario)i;
-            return 0;
-        }
-    return RK_EINVAL;
+    int i = name_index(scenario_names, RK_SIM_SCENARIO_COUNT, name);
+    if (i < 0) return RK_EINVAL;
+    *out = (rk_sim_scenario)i;
+    return 0;
 }
 
 void rk_sim_opts_default(rk_sim_opts *o)
