@@ -795,6 +795,22 @@ void rk_label_conf_default(rk_label_conf *c, const rk_schema *schema);
 int rk_label_conf_from_conf(rk_label_conf *c, const rk_conf_node *root,
                             const rk_schema *schema, rk_err *err);
 
+/* The label rules, shared by the join and by a server's online labels.
+ * map[t] = index in c->types of schema event type t, -1 when the type
+ * plays no role. */
+void rk_label_type_map(const rk_label_conf *c, int map[RK_MAX_EVENT_TYPES]);
+/* The gain one event of label type t brings its item: a positive type's
+ * weight, a valued type's weight times value when has_value and value >
+ * valued_min, else 0; capped at max_gain. An item's gain is the largest of
+ * its events'. */
+float rk_label_gain(const rk_label_conf *c, const rk_label_type *t, int has_value,
+                    double value);
+/* The training label and weight of an item with that gain: 0 and 1 when
+ * negative or without gain; else weighted mode 1 and the gain, graded
+ * mode the gain and 1. Returns 1 for a positive. */
+int rk_label_value(const rk_label_conf *c, float gain, int negative, float *label,
+                   float *weight);
+
 typedef struct rk_join_stats {
     uint64_t requests;        /* logged requests joined */
     uint64_t pending;         /* window still open at now_ms: skipped */

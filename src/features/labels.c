@@ -199,7 +199,7 @@ typedef struct join {
     rk_join_stats *st;
     rk_err *err;
     /* Event type index -> label type, -1 when the type plays no role. */
-    int role_of[RK_MAX_EVENT_TYPES];
+    int type_of[RK_MAX_EVENT_TYPES];
     rk_map *reqs;     /* request id -> ts */
     rk_map *pairs;    /* u32 item + request id -> packed state */
     rk_map *loose;    /* u32 user + u32 item -> head of a loose_ev chain */
@@ -231,22 +231,50 @@ static int req_cb(void *arg, const char *rid, size_t len, int64_t ts)
     return rc ? rk_err_set(j->err, rc, "label join: out of memory") : 0;
 }
 
+void rk_label_type_map(const rk_label_conf *c, int map[RK_MAX_EVENT_TYPES])
+{
+    for (int i = 0; i < RK_MAX_EVENT_TYPES; i++) map[i] = -1;
+    for (uint32_t i = 0; c->schema && i < c->ntypes; i++) {
+        uint32_t idx;
+        const char *n = c->types[i].name;
+        if (rk_schema_find_event_type(c->schema, n, strlen(n), &idx) == 0 &&
+            idx < RK_MAX_EVENT_TYPES)
+            map[idx] = (int)i;
+    }
+}
+
+float rk_label_gain(const rk_label_conf *c, const rk_label_type *t, int has_value,
+                    double value)
+{
+    double g = 0;
+    if (t->role == RK_LABEL_POSITIVE) g = t->weight;
+    else if (t->role == RK_LABEL_VALUED && has_value && value > c->valued_min)
+        g = t->weight * value;
+    if (g > c->max_gain) g = c->max_gain;
+    return g > 0 ? (float)g : 0.0f;
+}
+
+int rk_label_value(const rk_label_conf *c, float gain, int negative, float *label,
+                   float *weight)
+{
+    *label = 0;
+    *weight = 1;
+    if (negative || !(gain > 0)) return 0;
+    if (c->mode == RK_LABEL_GRADED) *label = gain;
+    else {
+        *label = 1;
+        *weight = gain;
+    }
+    return 1;
+}
+
 /* The gain and flags one event contributes. */
 static void contribution(const join *j, const rk_event *ev, float *gain, uint32_t *flags)
 {
-    const rk_label_type *t = &j->c->types[j->role_of[ev->type]];
-    double g = 0;
-    *flags = 0;
-    switch (t->role) {
-    case RK_LABEL_EXPOSURE: *flags = F_EXPOSED; break;
-    case RK_LABEL_NEGATIVE: *flags = F_NEGATIVE; break;
-    case RK_LABEL_POSITIVE: g = t->weight; break;
-    case RK_LABEL_VALUED:
-        if (ev->has_value && ev->value > j->c->valued_min) g = t->weight * ev->value;
-        break;
-    }
-    if (g > j->c->max_gain) g = j->c->max_gain;
-    *gain = g > 0 ? (float)g : 0.0f;
+    const rk_label_type *t = &j->c->types[j->type_of[ev->type]];
+    *flags = t->role == RK_LABEL_EXPOSURE ? F_EXPOSED
+             : t->role == RK_LABEL_NEGATIVE ? F_NEGATIVE : 0;
+    *gain = rk_label_gain(j->c, t, ev->has_value, ev->value);
 }
 
 static uint64_t pack(float gain, uint32_t flags)
@@ -268,7 +296,7 @@ static int event_cb(void *arg, const rk_event *ev)
     join *j = arg;
     j->st->events_scanned++;
     if (ev->seq > j->st->max_seq) j->st->max_seq = ev->seq;
-    if (ev->type >= RK_MAX_EVENT_TYPES || j->role_of[ev->type] < 0) return 0;
+    if (ev->type >= RK_MAX_EVENT_TYPES || j->type_of[ev->type] < 0) return 0;
     float gain;
     uint32_t flags;
     int rc;
@@ -365,17 +393,11 @@ static int entry_cb(void *arg, const rk_flog_entry *e)
             j->st->unexposed++;
             continue;
         }
-        float label = 0, weight = 1;
-        if (flags & F_NEGATIVE) {
-            j->st->negatives++;
-        } else if (gain > 0) {
+        float label, weight;
+        if (rk_label_value(j->c, gain, flags & F_NEGATIVE, &label, &weight))
             j->st->positives++;
-            if (j->c->mode == RK_LABEL_GRADED) label = gain;
-            else {
-                label = 1;
-                weight = gain;
-            }
-        }
+        else if (flags & F_NEGATIVE)
+            j->st->negatives++;
         int rc = j->fn(j->arg, e, i, label, weight);
         if (rc < 0) {
             if (j->err && j->err->code != rc)
@@ -425,14 +447,7 @@ int rk_labels_visit(rk_reader *r, const rk_label_conf *c, int64_t now_ms,
     if (from_ts >= to_ts) return 0;
     join j = {.r = r, .c = c, .now_ms = now_ms, .from_ts = from_ts, .to_ts = to_ts,
               .ndense = ndense, .fn = fn, .arg = arg, .st = st, .err = err};
-    for (int i = 0; i < RK_MAX_EVENT_TYPES; i++) j.role_of[i] = -1;
-    for (uint32_t i = 0; i < c->ntypes; i++) {
-        uint32_t idx;
-        const char *n = c->types[i].name;
-        if (rk_schema_find_event_type(c->schema, n, strlen(n), &idx) == 0 &&
-            idx < RK_MAX_EVENT_TYPES)
-            j.role_of[idx] = (int)i;
-    }
+    rk_label_type_map(c, j.type_of);
     int rc = rk_map_create(&j.reqs, 0);
     if (rc == 0) rc = rk_map_create(&j.pairs, 0);
     if (rc == 0) rc = rk_map_create(&j.loose, 0);

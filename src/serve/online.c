@@ -55,10 +55,8 @@ struct sv_online {
     int64_t window_ms;
     int keep_vectors;
     int require_exposure;
-    double valued_min, max_gain;
-    int graded;                 /* labels.mode graded: the gain is the label */
-    int8_t role_of[RK_MAX_EVENT_TYPES];
-    float weight_of[RK_MAX_EVENT_TYPES];
+    const rk_label_conf *lc;    /* the server's labels: section */
+    int type_of[RK_MAX_EVENT_TYPES]; /* event type -> index in lc->types */
     uint64_t dropped, late, labelled, unscored;
     /* versions (guarded by mu) */
     ol_stat stats[OL_MAX_STATS];
@@ -84,19 +82,8 @@ int sv_online_create(rk_server *s, size_t max_requests, size_t max_bytes,
     o->keep_vectors = keep_vectors;
     o->window_ms = s->labels.window_ms;
     o->require_exposure = s->labels.require_exposure;
-    o->valued_min = s->labels.valued_min;
-    o->max_gain = s->labels.max_gain;
-    o->graded = s->labels.mode == RK_LABEL_GRADED;
-    for (int i = 0; i < RK_MAX_EVENT_TYPES; i++) o->role_of[i] = -1;
-    for (uint32_t i = 0; i < s->labels.ntypes; i++) {
-        uint32_t t;
-        const char *nm = s->labels.types[i].name;
-        if (!rk_schema_find_event_type(s->schema, nm, strlen(nm), &t) &&
-            t < RK_MAX_EVENT_TYPES) {
-            o->role_of[t] = (int8_t)s->labels.types[i].role;
-            o->weight_of[t] = (float)s->labels.types[i].weight;
-        }
-    }
+    o->lc = &s->labels;
+    rk_label_type_map(&s->labels, o->type_of);
     s->onl = o;
     return 0;
 }
@@ -244,8 +231,8 @@ void sv_online_event(rk_server *s, const char *request_id, const char *item,
                      uint32_t type, int has_value, double value)
 {
     sv_online *o = s->onl;
-    if (!o || type >= RK_MAX_EVENT_TYPES || o->role_of[type] < 0) return;
-    int role = o->role_of[type];
+    if (!o || type >= RK_MAX_EVENT_TYPES || o->type_of[type] < 0) return;
+    const rk_label_type *t = &o->lc->types[o->type_of[type]];
     pthread_mutex_lock(&o->mu);
     uint64_t v;
     if (rk_map_get(o->map, request_id, strlen(request_id), &v)) {
@@ -257,27 +244,18 @@ void sv_online_event(rk_server *s, const char *request_id, const char *item,
     for (uint32_t i = 0; i < e->n; i++) {
         ol_item *it = &e->items[i];
         if (strcmp(it->id, item)) continue;
-        /* The gain as the label join computes it (rk_labels_join): a
-         * positive event's weight, a valued event's weight times its value
-         * above valued_min, capped at max_gain, the largest one kept. */
-        double g = 0;
-        switch (role) {
+        switch (t->role) {
         case RK_LABEL_EXPOSURE: it->exposed = 1; break;
         case RK_LABEL_NEGATIVE: it->negative = 1; break;
-        case RK_LABEL_POSITIVE:
-            it->positive = 1;
-            g = o->weight_of[type];
-            break;
+        case RK_LABEL_POSITIVE: it->positive = 1; break;
         case RK_LABEL_VALUED:
-            if (has_value && value > o->valued_min) {
-                it->positive = 1;
-                g = o->weight_of[type] * value;
-            }
+            if (has_value && value > o->lc->valued_min) it->positive = 1;
             break;
         default: break;
         }
-        if (g > o->max_gain) g = o->max_gain;
-        if (g > it->gain) it->gain = (float)g;
+        /* The gain as the label join computes it; the largest is kept. */
+        float g = rk_label_gain(o->lc, t, has_value, value);
+        if (g > it->gain) it->gain = g;
         break;
     }
     pthread_mutex_unlock(&o->mu);
@@ -305,15 +283,12 @@ static void ripen(sv_online *o, ol_entry *e)
         memset(x, 0, sizeof *x);
         snprintf(x->name, sizeof x->name, "%s", st->name);
         x->version = st->version;
-        /* Label and weight as `rankd train --from-log` gives the row: in
-         * weighted mode label 1 weighted by the gain, in graded mode the
-         * gain as the label; negatives and the rest label 0, weight 1. */
+        /* Label and weight as `rankd train --from-log` gives the row
+         * (rk_label_value): a positive with a gain is weighted by it, or
+         * labelled with it in graded mode. */
         x->y = y;
         x->w = 1.0f;
-        if (y > 0 && it->gain > 0) {
-            if (o->graded) x->y = it->gain;
-            else x->w = it->gain;
-        }
+        if (y > 0 && it->gain > 0) (void)rk_label_value(o->lc, it->gain, 0, &x->y, &x->w);
         x->p = it->score;
         float *f = (float *)(x + 1);
         x->x.ndense = (uint32_t)nd;
