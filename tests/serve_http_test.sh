@@ -326,10 +326,14 @@ if start_server "$T/concept.yaml"; then
             [.items[0:4][] | {type: "impression", user: $u, item: .id, request_id: $r, ts: $t}] +
             (if $k < 6 then [.items[$k % 3] | {type: "click", user: $u, item: .id,
              request_id: $r, ts: $t}] else [] end)' "$T/body" >"$T/ev.json"
+        # The served scores are kept before the events are posted (req
+        # overwrites the body); the events go at once: the server's clock
+        # also runs with the wall clock between the times it is given.
+        cp "$T/body" "$T/served-body.json"
+        req POST /v1/events "$(cat "$T/ev.json")" >/dev/null
         jq -c --argjson k $k '[.items[0:4] | to_entries[] |
             {p: .value.score, y: (if $k < 6 and .key == $k % 3 then 1 else 0 end)}]' \
-            "$T/body" >>"$T/served.jsonl"
-        req POST /v1/events "$(cat "$T/ev.json")" >/dev/null
+            "$T/served-body.json" >>"$T/served.jsonl"
         k=$((k + 1))
     done
     req POST /v1/events "{\"type\": \"impression\", \"user\": \"u19\", \"item\": \"i1\", \"ts\": $((base + 60000))}" >/dev/null
