@@ -220,6 +220,13 @@ typedef struct rk_drift_opts {
     double psi_eps;            /* default RK_DRIFT_PSI_EPS */
     uint32_t nbins;            /* numeric samples: quantile bins; default 10 */
     double dataset_share;      /* default 0.5 */
+    /* The noise gate: 0 (the default) = off, Evidently's rule alone. In
+     * (0, 1): a feature decided by a distance (JS, Wasserstein) drifts
+     * only when, besides, the chi-square test on its bins, corrected for
+     * grouped rows (chi2_p_adj below), rejects "same distribution" at this
+     * level: a distance above the threshold that sampling noise explains
+     * is not drift. */
+    double noise_alpha;
     /* Features not evaluated by rk_drift_report_build (borrowed names):
      * those expected to differ from the training set by construction,
      * e.g. the hour of the day of one live window. Default none. */
@@ -256,6 +263,13 @@ typedef struct rk_drift_feature {
     double wasserstein, wasserstein_norm;
     double chi2_stat, chi2_p;
     uint32_t chi2_dof;
+    /* Rows that come in groups (the items of one request, one user's
+     * requests, one item served many times) are not independent: deff is
+     * the current sample's design effect on the bins (Rao-Scott first
+     * order, the largest over the groupings given; 1 without groups) and
+     * chi2_p_adj the chi-square p-value of chi2_stat / deff. A
+     * chi-square-decided feature is judged on chi2_p_adj. */
+    double deff, chi2_p_adj;
     double ref_missing_rate, cur_missing_rate;
     uint64_t ref_count, cur_count;   /* non-missing values */
 } rk_drift_feature;
@@ -282,6 +296,36 @@ int rk_drift_categorical(const double *ref, const double *cur, size_t k,
 int rk_drift_refhist_numeric(const rk_refhist *ref, const float *cur,
                              size_t n, const rk_drift_opts *o,
                              rk_drift_feature *out, rk_err *err);
+
+/* Groups of the rows of a current sample, under one or more groupings:
+ * id[g * stride + i] is row i's group under grouping g (any uint32 key,
+ * e.g. a hash of the user id, or the item's index). */
+#define RK_DRIFT_MAX_GROUPINGS 4
+typedef struct rk_drift_groups {
+    const uint32_t *id;
+    uint32_t n;           /* groupings, 0 .. RK_DRIFT_MAX_GROUPINGS */
+    size_t stride;        /* >= the sample's length */
+} rk_drift_groups;
+
+/* rk_drift_refhist_numeric with the current rows' groups (NULL or n == 0:
+ * independent rows): fills deff and chi2_p_adj from them. RK_EINVAL (too
+ * many groupings). */
+int rk_drift_refhist_numeric_grouped(const rk_refhist *ref, const float *cur,
+                                     size_t n, const rk_drift_groups *g,
+                                     const rk_drift_opts *o,
+                                     rk_drift_feature *out, rk_err *err);
+
+/* Design effect of a binned sample whose rows come in groups, Rao and
+ * Scott's first-order correction: the mean over the bins k of
+ * (1 - p_k) d_k / (K - 1), d_k the ratio of the cluster-robust variance
+ * of bin k's share to its variance under independent rows, K the bins
+ * with a row. bin[i] >= nbins skips row i. 1 for independent rows, about
+ * m when groups of m rows always share a bin; clamped to [1, rows]. The
+ * number of groups with a row goes to *ngroups (may be NULL).
+ * RK_ENOMEM. */
+int rk_drift_design_effect(const uint32_t *bin, const uint32_t *group,
+                           size_t n, uint32_t nbins, double *deff,
+                           size_t *ngroups, rk_err *err);
 
 /* Current categorical values v[0..n) (missing marks rows without one;
  * may be NULL) against a categorical rk_refhist: counted into the
@@ -330,6 +374,10 @@ typedef struct rk_drift_window_opts {
      * its time (8 more bytes a slot), so a sample can keep the rows of a
      * time span (rk_drift_window_sample_since). */
     int timed;
+    /* 0 .. RK_DRIFT_MAX_GROUPINGS group keys per row (4 bytes a slot
+     * each; rows only, through rk_drift_window_add_row_grouped), returned
+     * with the samples by rk_drift_window_sample_grouped. */
+    uint32_t groupings;
 } rk_drift_window_opts;
 
 /* RK_EINVAL (sizes), RK_ELIMIT (max_bytes), RK_ENOMEM. */
@@ -349,6 +397,11 @@ int rk_drift_window_add_cat(rk_drift_window *w, uint32_t f, uint64_t v,
  * is ignored by an untimed window). */
 int rk_drift_window_add_row(rk_drift_window *w, const float *x);
 int rk_drift_window_add_row_at(rk_drift_window *w, const float *x, int64_t ts_ms);
+/* A row with its time and its group keys group[0 .. groupings) (ignored
+ * by a window without groupings). On a window with groupings, add_row and
+ * add_row_at are RK_EINVAL. */
+int rk_drift_window_add_row_grouped(rk_drift_window *w, const float *x,
+                                    int64_t ts_ms, const uint32_t *group);
 
 /* The non-missing values of feature f now in the window, oldest first,
  * into out[0..*n) (cap >= capacity always suffices: RK_ELIMIT when cap
@@ -364,6 +417,15 @@ int rk_drift_window_sample_cat(rk_drift_window *w, uint32_t f,
 int rk_drift_window_sample_since(rk_drift_window *w, uint32_t f, int64_t since_ms,
                                  float *out, size_t cap, size_t *n,
                                  uint64_t *missing);
+
+/* rk_drift_window_sample_since plus the group keys of the values copied:
+ * gout[g * cap + i] is out[i]'s key under grouping g (gout may be NULL;
+ * a window without groupings copies none). */
+int rk_drift_window_sample_grouped(rk_drift_window *w, uint32_t f,
+                                   int64_t since_ms, float *out,
+                                   uint32_t *gout, size_t cap, size_t *n,
+                                   uint64_t *missing);
+uint32_t rk_drift_window_groupings(const rk_drift_window *w);
 
 /* Observations of feature f ever added (0 for a bad f). */
 uint64_t rk_drift_window_seen(rk_drift_window *w, uint32_t f);
@@ -391,6 +453,13 @@ typedef struct rk_drift_report rk_drift_report;
 int rk_drift_report_build(const rk_model_meta *meta, const float *const *cur,
                           const size_t *ncur, const rk_drift_opts *o,
                           rk_drift_report **out, rk_err *err);
+/* rk_drift_report_build with the groups of each current sample: groups[i]
+ * for cur[i] (groups NULL, or groups[i].n == 0: independent rows). */
+int rk_drift_report_build_grouped(const rk_model_meta *meta,
+                                  const float *const *cur, const size_t *ncur,
+                                  const rk_drift_groups *groups,
+                                  const rk_drift_opts *o,
+                                  rk_drift_report **out, rk_err *err);
 void rk_drift_report_free(rk_drift_report *r);
 size_t rk_drift_report_count(const rk_drift_report *r);
 /* The rank-th feature in drift order (NULL past the end); *name borrowed. */

@@ -614,7 +614,7 @@ TEST(window_bounded)
 {
     rk_err err = {0};
     const uint8_t cat[] = {0, 1};
-    rk_drift_window_opts wo = {2, 100, cat, 0, 0};
+    rk_drift_window_opts wo = {2, 100, cat, 0, 0, 0};
     rk_drift_window *w;
     CHECK_OK(rk_drift_window_create(&w, &wo, &err));
     size_t bytes = rk_drift_window_bytes(w);
@@ -653,9 +653,9 @@ TEST(window_bounded)
     rk_drift_window_destroy(w);
     rk_drift_window_destroy(NULL);
     /* Limits. */
-    rk_drift_window_opts big = {1000, 1u << 20, NULL, 1u << 20, 0};
+    rk_drift_window_opts big = {1000, 1u << 20, NULL, 1u << 20, 0, 0};
     CHECK(rk_drift_window_create(&w, &big, &err) == RK_ELIMIT);
-    rk_drift_window_opts zero = {1, 0, NULL, 0, 0};
+    rk_drift_window_opts zero = {1, 0, NULL, 0, 0, 0};
     CHECK(rk_drift_window_create(&w, &zero, &err) == RK_EINVAL);
     RK_FAIL_LOOP(rk_drift_window_create(&w, &wo, &err),
                  rk_drift_window_destroy(w), 20);
@@ -667,7 +667,7 @@ TEST(window_bounded)
 TEST(window_timed_span)
 {
     rk_err err = {0};
-    rk_drift_window_opts wo = {2, 8, NULL, 0, 1};
+    rk_drift_window_opts wo = {2, 8, NULL, 0, 1, 0};
     rk_drift_window *w;
     CHECK_OK(rk_drift_window_create(&w, &wo, &err));
     CHECK(rk_drift_window_bytes(w) >= 8 * (4 + 4 + 8));
@@ -710,7 +710,7 @@ TEST(window_feeds_detector)
     /* A server-shaped loop: rows into a window of 2,000, then the
      * current sample of each feature against a reference. */
     rk_err err = {0};
-    rk_drift_window_opts wo = {2, 2000, NULL, 0, 0};
+    rk_drift_window_opts wo = {2, 2000, NULL, 0, 0, 0};
     rk_drift_window *w;
     CHECK_OK(rk_drift_window_create(&w, &wo, &err));
     float *b = gen_b(5000, 0.3);
@@ -736,6 +736,161 @@ TEST(window_feeds_detector)
     rk_drift_dataset ds;
     rk_drift_dataset_summary(f, 2, NULL, &ds);
     CHECK(ds.share == 0.5 && ds.drift);
+}
+
+/* The design effect of grouped rows (Rao-Scott first order) against the
+ * direct formula, sum_k (1 - p_k) d_k / (K - 1), computed once in Python
+ * for a small sample, and its limits: independent rows 1, groups of m
+ * rows in one bin m, groups spread evenly over the bins 1, one group all
+ * the rows. */
+TEST(design_effect)
+{
+    rk_err err = {0};
+    double d;
+    size_t ng;
+    /* Groups {0,0,1}, {1}, {0,1,1,1}, {2,2}; the skipped row (bin 7 of 3)
+     * belongs to a fifth group that then has none. */
+    const uint32_t bin[] = {0, 0, 1, 1, 0, 1, 1, 1, 2, 2, 7};
+    const uint32_t grp[] = {5, 5, 5, 9, 2, 2, 2, 2, 4, 4, 8};
+    CHECK_OK(rk_drift_design_effect(bin, grp, 11, 3, &d, &ng, &err));
+    CHECK(NEAR(d, 1.9111111111111112, 1e-12) && ng == 4);
+    enum { N = 8000 };
+    uint32_t *b = malloc(N * sizeof *b), *g = malloc(N * sizeof *g);
+    for (uint32_t i = 0; i < N; i++) {
+        b[i] = i * 7u % 10u;
+        g[i] = i;
+    }
+    CHECK_OK(rk_drift_design_effect(b, g, N, 10, &d, &ng, &err));
+    CHECK(NEAR(d, 1, 1e-3) && ng == N);
+    /* 1,000 groups of 8 rows, each group in one bin: about 8. */
+    for (uint32_t i = 0; i < N; i++) {
+        g[i] = i / 8 * 2654435761u;
+        b[i] = i / 8 * 7u % 10u;
+    }
+    CHECK_OK(rk_drift_design_effect(b, g, N, 10, &d, &ng, &err));
+    CHECK(NEAR(d, 8, 0.01) && ng == 1000);
+    /* Each group's 8 rows over bins 0..7, one each: no extra variance. */
+    for (uint32_t i = 0; i < N; i++) b[i] = i % 8;
+    CHECK_OK(rk_drift_design_effect(b, g, N, 10, &d, &ng, &err));
+    CHECK(d == 1);
+    for (uint32_t i = 0; i < N; i++) g[i] = 3;
+    CHECK_OK(rk_drift_design_effect(b, g, N, 10, &d, &ng, &err));
+    CHECK(d == N && ng == 1);
+    /* One bin, or no row: nothing to correct. */
+    for (uint32_t i = 0; i < N; i++) b[i] = 4;
+    CHECK_OK(rk_drift_design_effect(b, g, N, 10, &d, &ng, &err));
+    CHECK(d == 1);
+    CHECK_OK(rk_drift_design_effect(b, g, 0, 10, &d, &ng, &err));
+    CHECK(d == 1 && ng == 0);
+    RK_FAIL_LOOP(rk_drift_design_effect(b, g, N, 10, &d, &ng, &err), (void)0, 5);
+    free(b);
+    free(g);
+}
+
+/* The noise gate: 100 groups of 20 rows that share their value (a user's
+ * requests, say) drawn from the reference's own distribution. JS over the
+ * deciles exceeds 0.1 by chance alone and the plain chi-square rejects
+ * too; weighed by its groups (deff about 20) the sample is no evidence of
+ * drift. A real shift in the same groups still is. */
+TEST(noise_gate)
+{
+    rk_err err = {0};
+    float *a = gen_a(20000);
+    rk_refhist *h;
+    CHECK_OK(rk_refhist_numeric(&h, "x", a, 20000, 0, 10, &err));
+    free(a);
+    enum { G = 100, M = 20 };
+    float cur[G * M], shifted[G * M];
+    uint32_t ids[2 * G * M];
+    for (uint32_t i = 0; i < G * M; i++) {
+        uint32_t grp = i / M;
+        /* A value per group from the murmur3 finaliser of its index:
+         * uniform on [0, 1), but only 100 draws. */
+        uint32_t x = grp + 1;
+        x ^= x >> 16;
+        x *= 0x85ebca6bu;
+        x ^= x >> 13;
+        x *= 0xc2b2ae35u;
+        x ^= x >> 16;
+        cur[i] = (float)(x >> 8) / 16777216.0f;
+        shifted[i] = cur[i] * 1000;
+        ids[i] = grp;                    /* grouping 0: the "user" */
+        ids[G * M + i] = i;              /* grouping 1: every row its own */
+    }
+    rk_drift_opts o;
+    rk_drift_opts_default(&o);
+    rk_drift_feature f;
+    CHECK_OK(rk_drift_refhist_numeric(h, cur, G * M, &o, &f, &err));
+    if (!(f.js >= 0.1)) fprintf(stderr, "  js %g chi2_p %g\n", f.js, f.chi2_p);
+    CHECK(f.method == RK_DRIFT_JS && f.js >= 0.1 && f.drift);
+    CHECK(f.deff == 1 && f.chi2_p_adj == f.chi2_p && f.chi2_p < 1e-6);
+    o.noise_alpha = 0.05;
+    CHECK_OK(rk_drift_refhist_numeric(h, cur, G * M, &o, &f, &err));
+    CHECK(f.drift); /* without groups the gate cannot tell */
+    rk_drift_groups gr = {ids, 2, G * M};
+    CHECK_OK(rk_drift_refhist_numeric_grouped(h, cur, G * M, &gr, &o, &f, &err));
+    CHECK(f.deff > 10 && f.deff < 30);
+    CHECK(f.chi2_p_adj > 0.05 && f.js >= 0.1 && !f.drift);
+    /* The same sample with the gate off: Evidently's rule alone. */
+    o.noise_alpha = 0;
+    CHECK_OK(rk_drift_refhist_numeric_grouped(h, cur, G * M, &gr, &o, &f, &err));
+    CHECK(f.drift && f.deff > 10);
+    o.noise_alpha = 0.05;
+    CHECK_OK(rk_drift_refhist_numeric_grouped(h, shifted, G * M, &gr, &o, &f, &err));
+    CHECK(f.drift && f.chi2_p_adj < 1e-6);
+    /* A small reference is judged on the corrected chi-square. */
+    o.small_reference = 1000000;
+    CHECK_OK(rk_drift_refhist_numeric_grouped(h, cur, G * M, &gr, &o, &f, &err));
+    CHECK(f.method == RK_DRIFT_CHI2 && f.score == f.chi2_p_adj && !f.drift);
+    gr.n = RK_DRIFT_MAX_GROUPINGS + 1;
+    CHECK(rk_drift_refhist_numeric_grouped(h, cur, G * M, &gr, &o, &f, &err) == RK_EINVAL);
+    o.noise_alpha = 1;
+    CHECK(rk_drift_opts_check(&o, &err) == RK_EINVAL && strstr(err.msg, "noise_alpha"));
+    o.noise_alpha = -0.1;
+    CHECK(rk_drift_opts_check(&o, &err) == RK_EINVAL);
+    rk_refhist_free(h);
+}
+
+/* A window whose rows carry group keys returns them with the samples,
+ * aligned with the present values. */
+TEST(window_grouped)
+{
+    rk_err err = {0};
+    rk_drift_window_opts wo = {2, 4, NULL, 0, 0, 2};
+    rk_drift_window *w;
+    CHECK_OK(rk_drift_window_create(&w, &wo, &err));
+    CHECK(rk_drift_window_groupings(w) == 2);
+    CHECK(rk_drift_window_bytes(w) >= 4 * (4 + 4 + 8));
+    /* Six rows into four slots: rows 2..5 stay; feature 0 is missing in
+     * row 3. */
+    for (uint32_t i = 0; i < 6; i++) {
+        float row[2] = {i == 3 ? NAN : (float)i, (float)(10 + i)};
+        uint32_t g[2] = {100 + i, 200 + i};
+        CHECK_OK(rk_drift_window_add_row_grouped(w, row, 0, g));
+    }
+    float out[4];
+    uint32_t keys[8];
+    size_t n;
+    uint64_t miss;
+    CHECK_OK(rk_drift_window_sample_grouped(w, 0, INT64_MIN, out, keys, 4, &n, &miss));
+    CHECK(n == 3 && miss == 1 && out[0] == 2 && out[1] == 4 && out[2] == 5);
+    CHECK(keys[0] == 102 && keys[1] == 104 && keys[2] == 105);
+    CHECK(keys[4] == 202 && keys[5] == 204 && keys[6] == 205);
+    CHECK_OK(rk_drift_window_sample_grouped(w, 1, INT64_MIN, out, NULL, 4, &n, &miss));
+    CHECK(n == 4 && out[0] == 12);
+    const float row[2] = {1, 2};
+    CHECK(rk_drift_window_add_row_at(w, row, 0) == RK_EINVAL);
+    CHECK(rk_drift_window_add_row_grouped(w, row, 0, NULL) == RK_EINVAL);
+    CHECK(rk_drift_window_add(w, 0, 1) == RK_EINVAL);
+    rk_drift_window_destroy(w);
+    wo.groupings = RK_DRIFT_MAX_GROUPINGS + 1;
+    CHECK(rk_drift_window_create(&w, &wo, &err) == RK_EINVAL && strstr(err.msg, "groupings"));
+    const uint8_t cat[2] = {0, 1};
+    wo.groupings = 1;
+    wo.categorical = cat;
+    CHECK(rk_drift_window_create(&w, &wo, &err) == RK_EINVAL);
+    wo.categorical = NULL;
+    RK_FAIL_LOOP(rk_drift_window_create(&w, &wo, &err), rk_drift_window_destroy(w), 20);
 }
 
 /* The online accumulator against the exact offline metrics on the same
@@ -796,5 +951,5 @@ int main(int argc, char **argv)
                  nan_is_missing, sort_matches_qsort, ks_stat_matches_naive,
                  refhist_bins, refhist_categorical, detector_defaults,
                  detector_out_of_memory, window_bounded, window_timed_span,
-                 window_feeds_detector);
+                 window_feeds_detector, design_effect, noise_gate, window_grouped);
 }

@@ -46,6 +46,9 @@ int rk_drift_opts_check(const rk_drift_opts *o, rk_err *err)
     if (!(o->dataset_share > 0 && o->dataset_share <= 1))
         return rk_err_set(err, RK_EINVAL, "drift: dataset_share must be in "
                           "(0, 1]");
+    if (!(o->noise_alpha >= 0 && o->noise_alpha < 1))
+        return rk_err_set(err, RK_EINVAL, "drift: noise_alpha must be 0 (off) "
+                          "or in (0, 1)");
     return 0;
 }
 
@@ -79,7 +82,7 @@ static void feature_init(rk_drift_feature *f)
     f->method = RK_DRIFT_NONE;
     f->score = f->threshold = f->psi = f->js = NAN;
     f->ks_stat = f->ks_p = f->wasserstein = f->wasserstein_norm = NAN;
-    f->chi2_stat = f->chi2_p = NAN;
+    f->chi2_stat = f->chi2_p = f->chi2_p_adj = f->deff = NAN;
     f->ref_missing_rate = f->cur_missing_rate = NAN;
 }
 
@@ -88,11 +91,28 @@ static double rate(uint64_t missing, uint64_t count)
     return missing + count ? (double)missing / (double)(missing + count) : 0;
 }
 
-/* PSI, JS and chi-square of two histograms of the same bins; the verdict
- * from chi-square (small reference) or JS. */
+/* The chi-square p-value of stat / deff on dof degrees of freedom. */
+static double p_adjusted(double stat, uint32_t dof, double deff)
+{
+    if (dof == 0) return 1;
+    return deff == 1 ? rk_drift_gammaincc(dof / 2.0, stat / 2.0)
+                     : rk_drift_gammaincc(dof / 2.0, stat / deff / 2.0);
+}
+
+/* A distance verdict, gated by the noise test when noise_alpha is on. */
+static int distance_drifts(double d, double thr, const rk_drift_feature *f,
+                           const rk_drift_opts *o)
+{
+    if (!(d >= thr)) return 0;
+    return !(o->noise_alpha > 0) || !(f->chi2_p_adj > o->noise_alpha);
+}
+
+/* PSI, JS and chi-square of two histograms of the same bins (the current
+ * one's design effect deff); the verdict from chi-square (small
+ * reference) or JS. */
 static int judge_bins(const double *rc, const double *cc, size_t nb,
-                      const rk_drift_opts *o, rk_drift_feature *f,
-                      rk_err *err)
+                      double deff, const rk_drift_opts *o,
+                      rk_drift_feature *f, rk_err *err)
 {
     int rc_ = rk_drift_psi(rc, cc, nb, o->psi_eps, &f->psi, err);
     if (!rc_) rc_ = rk_drift_js(rc, cc, nb, &f->js, err);
@@ -102,17 +122,19 @@ static int judge_bins(const double *rc, const double *cc, size_t nb,
     f->chi2_stat = c.stat;
     f->chi2_p = c.p;
     f->chi2_dof = c.dof;
+    f->deff = deff;
+    f->chi2_p_adj = deff == 1 ? c.p : p_adjusted(c.stat, c.dof, deff);
     f->psi_alarm = f->psi >= o->psi;
     if (f->ref_count <= o->small_reference) {
         f->method = RK_DRIFT_CHI2;
-        f->score = c.p;
+        f->score = f->chi2_p_adj;
         f->threshold = o->chi2_alpha;
-        f->drift = c.p <= o->chi2_alpha;
+        f->drift = f->chi2_p_adj <= o->chi2_alpha;
     } else {
         f->method = RK_DRIFT_JS;
         f->score = f->js;
         f->threshold = o->js;
-        f->drift = f->js >= o->js;
+        f->drift = distance_drifts(f->js, o->js, f, o);
     }
     return 0;
 }
@@ -171,10 +193,15 @@ int rk_drift_numeric(const float *ref, size_t nref, const float *cur,
                 hc[e] = (double)(ib - sb);
             }
             rk_drift_feature tmp = *f;
-            rc = judge_bins(hr, hc, ne + 1, &o, &tmp, err);
+            rc = judge_bins(hr, hc, ne + 1, 1, &o, &tmp, err);
             f->psi = tmp.psi;
             f->psi_alarm = tmp.psi_alarm;
             f->js = tmp.js;
+            f->chi2_stat = tmp.chi2_stat;
+            f->chi2_p = tmp.chi2_p;
+            f->chi2_dof = tmp.chi2_dof;
+            f->deff = tmp.deff;
+            f->chi2_p_adj = tmp.chi2_p_adj;
             rk_free(cnt);
         }
     }
@@ -195,7 +222,7 @@ int rk_drift_numeric(const float *ref, size_t nref, const float *cur,
             f->method = RK_DRIFT_WASSERSTEIN;
             f->score = f->wasserstein_norm;
             f->threshold = o.wasserstein;
-            f->drift = f->wasserstein_norm >= o.wasserstein;
+            f->drift = distance_drifts(f->wasserstein_norm, o.wasserstein, f, &o);
         }
     }
     rk_free(v);
@@ -225,12 +252,20 @@ int rk_drift_categorical(const double *ref, const double *cur, size_t k,
     f->ref_missing_rate = rate(ref_missing, f->ref_count);
     f->cur_missing_rate = rate(cur_missing, f->cur_count);
     if (!(sr > 0) || !(sc > 0)) return 0;
-    return judge_bins(ref, cur, k, &o, f, err);
+    return judge_bins(ref, cur, k, 1, &o, f, err);
 }
 
 int rk_drift_refhist_numeric(const rk_refhist *h, const float *cur, size_t n,
                              const rk_drift_opts *opts, rk_drift_feature *f,
                              rk_err *err)
+{
+    return rk_drift_refhist_numeric_grouped(h, cur, n, NULL, opts, f, err);
+}
+
+int rk_drift_refhist_numeric_grouped(const rk_refhist *h, const float *cur,
+                                     size_t n, const rk_drift_groups *g,
+                                     const rk_drift_opts *opts,
+                                     rk_drift_feature *f, rk_err *err)
 {
     feature_init(f);
     rk_drift_opts o;
@@ -239,8 +274,17 @@ int rk_drift_refhist_numeric(const rk_refhist *h, const float *cur, size_t n,
     if (h->kind != RK_REFHIST_NUMERIC)
         return rk_err_set(err, RK_ETYPE, "drift: reference %s is categorical",
                           h->name);
+    uint32_t ng = g ? g->n : 0;
+    if (ng > RK_DRIFT_MAX_GROUPINGS || (ng && (!g->id || g->stride < n)))
+        return rk_err_set(err, RK_EINVAL, "drift: %u groupings (at most %d, "
+                          "each with a key per row)", ng, RK_DRIFT_MAX_GROUPINGS);
     double *cnt = rk_malloc(2 * (size_t)h->nbins * sizeof *cnt);
-    if (!cnt) return rk_err_set(err, RK_ENOMEM, "drift: out of memory");
+    uint32_t *bins = ng ? rk_malloc((n ? n : 1) * sizeof *bins) : NULL;
+    if (!cnt || (ng && !bins)) {
+        rk_free(cnt);
+        rk_free(bins);
+        return rk_err_set(err, RK_ENOMEM, "drift: out of memory");
+    }
     double *hr = cnt, *hc = cnt + h->nbins;
     for (uint32_t i = 0; i < h->nbins; i++) {
         hr[i] = (double)h->counts[i];
@@ -249,6 +293,7 @@ int rk_drift_refhist_numeric(const rk_refhist *h, const float *cur, size_t n,
     uint64_t miss = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t b = rk_refhist_bin(h, cur[i]);
+        if (bins) bins[i] = b;
         if (b == UINT32_MAX) miss++;
         else hc[b] += 1;
     }
@@ -256,8 +301,19 @@ int rk_drift_refhist_numeric(const rk_refhist *h, const float *cur, size_t n,
     f->cur_count = n - miss;
     f->ref_missing_rate = rate(h->missing, h->count);
     f->cur_missing_rate = rate(miss, n - miss);
-    if (h->count > 0 && n > miss) rc = judge_bins(hr, hc, h->nbins, &o, f, err);
+    /* The largest design effect over the groupings: rows grouped by user
+     * and by item are correlated both ways. */
+    double deff = 1;
+    for (uint32_t k = 0; !rc && k < ng; k++) {
+        double d;
+        rc = rk_drift_design_effect(bins, g->id + k * g->stride, n, h->nbins,
+                                    &d, NULL, err);
+        if (!rc && d > deff) deff = d;
+    }
+    if (!rc && h->count > 0 && n > miss)
+        rc = judge_bins(hr, hc, h->nbins, deff, &o, f, err);
     rk_free(cnt);
+    rk_free(bins);
     return rc;
 }
 
@@ -319,7 +375,7 @@ int rk_drift_refhist_categorical(const rk_refhist *h, const uint64_t *v,
     f->cur_count = n - miss;
     f->ref_missing_rate = rate(h->missing, h->count);
     f->cur_missing_rate = rate(miss, n - miss);
-    if (h->count > 0 && n > miss) rc = judge_bins(hr, hc, nb, &o, f, err);
+    if (h->count > 0 && n > miss) rc = judge_bins(hr, hc, nb, 1, &o, f, err);
     rk_free(sorted);
     rk_free(cnt);
     return rc;

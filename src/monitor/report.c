@@ -38,9 +38,30 @@ static int cmp_order(const void *a, const void *b, void *arg)
     return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
 }
 
+/* Feature i is left out of the verdict: excluded by the options, or
+ * categorical (references need the raw values' hashes, which logged
+ * vectors do not carry). */
+static int excluded(const rk_model_meta *meta, const rk_drift_opts *o, size_t i)
+{
+    const rk_refhist *h = i < meta->nfeatures ? meta->features[i] : meta->prediction;
+    if (h->kind != RK_REFHIST_NUMERIC) return 1;
+    for (size_t k = 0; i < meta->nfeatures && k < o->nexclude; k++)
+        if (o->exclude[k] && !strcmp(o->exclude[k], h->name)) return 1;
+    return 0;
+}
+
 int rk_drift_report_build(const rk_model_meta *meta, const float *const *cur,
                           const size_t *ncur, const rk_drift_opts *o,
                           rk_drift_report **out, rk_err *err)
+{
+    return rk_drift_report_build_grouped(meta, cur, ncur, NULL, o, out, err);
+}
+
+int rk_drift_report_build_grouped(const rk_model_meta *meta,
+                                  const float *const *cur, const size_t *ncur,
+                                  const rk_drift_groups *groups,
+                                  const rk_drift_opts *o,
+                                  rk_drift_report **out, rk_err *err)
 {
     *out = NULL;
     rk_drift_opts dflt;
@@ -65,24 +86,29 @@ int rk_drift_report_build(const rk_model_meta *meta, const float *const *cur,
         rk_drift_report_free(r);
         return rk_err_set(err, RK_ENOMEM, "drift report: out of memory");
     }
+    /* The noise gate's level is family-wise over the features evaluated
+     * (Bonferroni): one test per feature and window would otherwise flag
+     * a feature by chance in every few windows. */
+    rk_drift_opts go = *o;
+    size_t ntests = 0;
+    for (size_t i = 0; i < n; i++)
+        ntests += !excluded(meta, o, i);
+    if (ntests > 1) go.noise_alpha /= (double)ntests;
     int rc = 0;
     for (size_t i = 0; !rc && i < n; i++) {
         const rk_refhist *h = i < meta->nfeatures ? meta->features[i] : meta->prediction;
         r->ref[i] = h;
         r->order[i] = i;
-        int excluded = 0;
-        for (size_t k = 0; i < meta->nfeatures && k < o->nexclude; k++)
-            if (o->exclude[k] && !strcmp(o->exclude[k], h->name)) excluded = 1;
-        if (excluded || h->kind != RK_REFHIST_NUMERIC) {
-            /* Excluded by the options, or categorical: references need the
-             * raw values' hashes, which logged vectors do not carry.
-             * Reported as not evaluated. */
+        if (excluded(meta, o, i)) {
+            /* Reported as not evaluated. */
             memset(&r->f[i], 0, sizeof r->f[i]);
             r->f[i].method = RK_DRIFT_NONE;
             r->f[i].psi = r->f[i].js = NAN;
             continue;
         }
-        rc = rk_drift_refhist_numeric(h, cur[i], ncur[i], o, &r->f[i], err);
+        rc = rk_drift_refhist_numeric_grouped(h, cur[i], ncur[i],
+                                              groups ? &groups[i] : NULL, &go,
+                                              &r->f[i], err);
         uint64_t tot = 0;
         double *sh = r->cur_share + i * r->maxbins;
         for (size_t k = 0; !rc && k < ncur[i]; k++) {
@@ -157,6 +183,10 @@ int rk_drift_report_json(const rk_drift_report *r, rk_buf *b)
         (void)rk_buf_put_json_num(b, f->js);
         (void)rk_buf_puts(b, ",\"chi2_p\":");
         (void)rk_buf_put_json_num(b, f->chi2_p);
+        (void)rk_buf_puts(b, ",\"deff\":");
+        (void)rk_buf_put_json_num(b, f->deff);
+        (void)rk_buf_puts(b, ",\"chi2_p_adj\":");
+        (void)rk_buf_put_json_num(b, f->chi2_p_adj);
         (void)rk_buf_puts(b, ",\"ref_missing_rate\":");
         (void)rk_buf_put_json_num(b, f->ref_missing_rate);
         (void)rk_buf_puts(b, ",\"cur_missing_rate\":");
@@ -171,16 +201,17 @@ int rk_drift_report_json(const rk_drift_report *r, rk_buf *b)
 
 void rk_drift_report_table(const rk_drift_report *r, FILE *out)
 {
-    fprintf(out, "%-28s %-13s %5s %9s %9s %8s %8s %9s %9s\n", "feature", "method",
-            "drift", "score", "threshold", "psi", "js", "miss ref", "miss cur");
+    fprintf(out, "%-28s %-13s %5s %9s %9s %8s %8s %9s %9s %7s\n", "feature",
+            "method", "drift", "score", "threshold", "psi", "js", "miss ref",
+            "miss cur", "deff");
     for (size_t k = 0; k < r->n; k++) {
         size_t i = r->order[k];
         const rk_drift_feature *f = &r->f[i];
-        fprintf(out, "%-28.28s %-13s %5s %9.4g %9.4g %8.4f%s %8.4f %9.4f %9.4f\n",
+        fprintf(out, "%-28.28s %-13s %5s %9.4g %9.4g %8.4f%s %8.4f %9.4f %9.4f %7.2f\n",
                 r->ref[i]->name, rk_drift_method_name(f->method),
                 f->drift ? "YES" : "no", f->score, f->threshold, f->psi,
                 f->psi_alarm ? "!" : " ", f->js, f->ref_missing_rate,
-                f->cur_missing_rate);
+                f->cur_missing_rate, f->deff);
     }
     fprintf(out, "dataset drift: %s (%zu of %zu evaluated features drifted, "
             "share %.2f)\n", r->ds.drift ? "YES" : "no", r->ds.ndrifted,
@@ -249,19 +280,19 @@ int rk_drift_report_html(const rk_drift_report *r, const char *title,
             r->ds.drift ? "yes" : "", r->ds.drift ? "YES" : "no", r->ds.ndrifted,
             r->ds.nevaluated, r->ds.share);
     fputs("<table><tr><th>feature</th><th>method</th><th>drift</th><th>score"
-          "</th><th>PSI</th><th>JS</th><th>missing ref / cur</th><th>reference "
-          "vs current</th></tr>\n", o);
+          "</th><th>PSI</th><th>JS</th><th>missing ref / cur</th><th>deff</th>"
+          "<th>reference vs current</th></tr>\n", o);
     for (size_t k = 0; k < r->n; k++) {
         size_t i = r->order[k];
         const rk_drift_feature *f = &r->f[i];
         fputs("<tr><td>", o);
         html_escape(o, r->ref[i]->name);
         fprintf(o, "</td><td>%s</td><td class=\"%s\">%s</td><td>%.4g (vs %.4g)"
-                "</td><td>%.4f%s</td><td>%.4f</td><td>%.4f / %.4f</td><td>",
+                "</td><td>%.4f%s</td><td>%.4f</td><td>%.4f / %.4f</td><td>%.2f</td><td>",
                 rk_drift_method_name(f->method), f->drift ? "yes" : "",
                 f->drift ? "YES" : "no", f->score, f->threshold, f->psi,
                 f->psi_alarm ? " (alarm)" : "", f->js, f->ref_missing_rate,
-                f->cur_missing_rate);
+                f->cur_missing_rate, f->deff);
         if (r->ref[i]->kind == RK_REFHIST_NUMERIC)
             svg(o, r->ref[i], r->cur_share + i * r->maxbins, f->drift);
         fputs("</td></tr>\n", o);

@@ -8,6 +8,8 @@
  * fill, next slot and the number of missing observations it holds, so a
  * read costs one pass over the ring and a write O(1). One mutex guards
  * the window: writers are request threads, the reader is the monitor.
+ * Rows may carry group keys (the request's user, the item), kept beside
+ * the rings so a sample comes with the groups its design effect needs.
  */
 #include <math.h>
 #include <pthread.h>
@@ -33,6 +35,9 @@ struct rk_drift_window {
     /* Timed windows: the time of each row, in the rings' slot order (rows
      * move every ring in step). NULL for an untimed window. */
     int64_t *ts;
+    /* Windows with groupings: per row its keys, grp[g * capacity + slot]. */
+    uint32_t *grp;
+    uint32_t groupings;
 };
 
 void rk_drift_window_destroy(rk_drift_window *w)
@@ -45,6 +50,7 @@ void rk_drift_window_destroy(rk_drift_window *w)
     }
     rk_free(w->rings);
     rk_free(w->ts);
+    rk_free(w->grp);
     pthread_mutex_destroy(&w->mu);
     rk_free(w);
 }
@@ -66,7 +72,15 @@ int rk_drift_window_create(rk_drift_window **out,
     for (uint32_t f = 0; f < o->nfeatures; f++)
         bytes += (size_t)o->capacity *
                  (o->categorical && o->categorical[f] ? 9 : 4);
+    if (o->groupings > RK_DRIFT_MAX_GROUPINGS)
+        return rk_err_set(err, RK_EINVAL, "window: %u groupings, at most %d",
+                          o->groupings, RK_DRIFT_MAX_GROUPINGS);
+    for (uint32_t f = 0; o->groupings && o->categorical && f < o->nfeatures; f++)
+        if (o->categorical[f])
+            return rk_err_set(err, RK_EINVAL, "window: groupings need numeric "
+                              "rows (feature %u is categorical)", f);
     if (o->timed) bytes += (size_t)o->capacity * sizeof(int64_t);
+    bytes += (size_t)o->capacity * o->groupings * sizeof(uint32_t);
     if (o->max_bytes && bytes > o->max_bytes)
         return rk_err_set(err, RK_ELIMIT, "window: %u features x %u values "
                           "take %zu bytes, limit %zu", o->nfeatures,
@@ -98,6 +112,10 @@ int rk_drift_window_create(rk_drift_window **out,
     }
     if (o->timed && !(w->ts = rk_malloc((size_t)o->capacity * sizeof *w->ts)))
         goto nomem;
+    if (o->groupings &&
+        !(w->grp = rk_malloc((size_t)o->capacity * o->groupings * sizeof *w->grp)))
+        goto nomem;
+    w->groupings = o->groupings;
     *out = w;
     return 0;
 nomem:
@@ -134,7 +152,7 @@ static void add_num(rk_drift_window *w, ring *r, float x)
 
 int rk_drift_window_add(rk_drift_window *w, uint32_t f, float x)
 {
-    if (f >= w->nfeatures || w->ts) return RK_EINVAL;
+    if (f >= w->nfeatures || w->ts || w->grp) return RK_EINVAL;
     ring *r = &w->rings[f];
     if (!r->num) return RK_ETYPE;
     pthread_mutex_lock(&w->mu);
@@ -146,7 +164,7 @@ int rk_drift_window_add(rk_drift_window *w, uint32_t f, float x)
 int rk_drift_window_add_cat(rk_drift_window *w, uint32_t f, uint64_t v,
                             int missing)
 {
-    if (f >= w->nfeatures || w->ts) return RK_EINVAL;
+    if (f >= w->nfeatures || w->ts || w->grp) return RK_EINVAL;
     ring *r = &w->rings[f];
     if (!r->cat) return RK_ETYPE;
     pthread_mutex_lock(&w->mu);
@@ -160,15 +178,32 @@ int rk_drift_window_add_cat(rk_drift_window *w, uint32_t f, uint64_t v,
     return 0;
 }
 
-int rk_drift_window_add_row_at(rk_drift_window *w, const float *x, int64_t ts_ms)
+static int add_row(rk_drift_window *w, const float *x, int64_t ts_ms,
+                   const uint32_t *group)
 {
     for (uint32_t f = 0; f < w->nfeatures; f++)
         if (!w->rings[f].num) return RK_ETYPE;
     pthread_mutex_lock(&w->mu);
-    if (w->ts) w->ts[w->rings[0].next] = ts_ms;
+    uint32_t s = w->rings[0].next;
+    if (w->ts) w->ts[s] = ts_ms;
+    for (uint32_t g = 0; g < w->groupings; g++)
+        w->grp[(size_t)g * w->capacity + s] = group[g];
     for (uint32_t f = 0; f < w->nfeatures; f++) add_num(w, &w->rings[f], x[f]);
     pthread_mutex_unlock(&w->mu);
     return 0;
+}
+
+int rk_drift_window_add_row_grouped(rk_drift_window *w, const float *x,
+                                    int64_t ts_ms, const uint32_t *group)
+{
+    if (w->groupings && !group) return RK_EINVAL;
+    return add_row(w, x, ts_ms, group);
+}
+
+int rk_drift_window_add_row_at(rk_drift_window *w, const float *x, int64_t ts_ms)
+{
+    if (w->grp) return RK_EINVAL;
+    return add_row(w, x, ts_ms, NULL);
 }
 
 int rk_drift_window_add_row(rk_drift_window *w, const float *x)
@@ -202,10 +237,11 @@ static int sample_begin(rk_drift_window *w, uint32_t f, int cat, size_t cap,
 }
 
 /* Copies the present values of feature f from rows at or after since_ms
- * (every row of an untimed window), oldest first; counts the missing ones
- * among them. */
+ * (every row of an untimed window), oldest first, with their group keys
+ * into gout when given; counts the missing ones among them. */
 static int sample_since(rk_drift_window *w, uint32_t f, int cat, int64_t since_ms,
-                        void *out, size_t cap, size_t *n, uint64_t *missing)
+                        void *out, uint32_t *gout, size_t cap, size_t *n,
+                        uint64_t *missing)
 {
     *n = 0;
     if (missing) *missing = 0;
@@ -218,8 +254,12 @@ static int sample_since(rk_drift_window *w, uint32_t f, int cat, int64_t since_m
     for (uint32_t i = 0; i < r->fill; i++) {
         if (!w->ts || w->ts[s] >= since_ms) {
             if (cat ? r->cat_miss[s] : isnan(r->num[s])) miss++;
-            else if (cat) ((uint64_t *)out)[m++] = r->cat[s];
-            else ((float *)out)[m++] = r->num[s];
+            else {
+                for (uint32_t g = 0; gout && g < w->groupings; g++)
+                    gout[(size_t)g * cap + m] = w->grp[(size_t)g * w->capacity + s];
+                if (cat) ((uint64_t *)out)[m++] = r->cat[s];
+                else ((float *)out)[m++] = r->num[s];
+            }
         }
         s = s + 1 == w->capacity ? 0 : s + 1;
     }
@@ -232,20 +272,33 @@ static int sample_since(rk_drift_window *w, uint32_t f, int cat, int64_t since_m
 int rk_drift_window_sample(rk_drift_window *w, uint32_t f, float *out,
                            size_t cap, size_t *n, uint64_t *missing)
 {
-    return sample_since(w, f, 0, INT64_MIN, out, cap, n, missing);
+    return sample_since(w, f, 0, INT64_MIN, out, NULL, cap, n, missing);
 }
 
 int rk_drift_window_sample_cat(rk_drift_window *w, uint32_t f, uint64_t *out,
                                size_t cap, size_t *n, uint64_t *missing)
 {
-    return sample_since(w, f, 1, INT64_MIN, out, cap, n, missing);
+    return sample_since(w, f, 1, INT64_MIN, out, NULL, cap, n, missing);
 }
 
 int rk_drift_window_sample_since(rk_drift_window *w, uint32_t f, int64_t since_ms,
                                  float *out, size_t cap, size_t *n,
                                  uint64_t *missing)
 {
-    return sample_since(w, f, 0, since_ms, out, cap, n, missing);
+    return sample_since(w, f, 0, since_ms, out, NULL, cap, n, missing);
+}
+
+int rk_drift_window_sample_grouped(rk_drift_window *w, uint32_t f,
+                                   int64_t since_ms, float *out,
+                                   uint32_t *gout, size_t cap, size_t *n,
+                                   uint64_t *missing)
+{
+    return sample_since(w, f, 0, since_ms, out, gout, cap, n, missing);
+}
+
+uint32_t rk_drift_window_groupings(const rk_drift_window *w)
+{
+    return w->groupings;
 }
 
 uint64_t rk_drift_window_seen(rk_drift_window *w, uint32_t f)
