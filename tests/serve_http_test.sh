@@ -292,8 +292,11 @@ rc=$?
 if [ $rc -eq 0 ] && grep -q "^dataset drift: " "$T/drift.out" &&
    grep -q "^prediction " "$T/drift.out" && grep -q "<svg" "$T/drift.html" &&
    ! grep -qE "(src|href)=\"http" "$T/drift.html" &&
+   head -2 "$T/drift.out" | grep -q " deff$" &&
    "$RANKD" drift --data "$D" --model feed --json | jq -e '.rows > 0 and
-        (.report.features | length) > 1' >/dev/null 2>&1; then
+        (.report.features | length) > 1 and
+        ([.report.features[] | select(.method != "none") | .deff >= 1] | all)' \
+        >/dev/null 2>&1; then
     ok drift_report_from_feature_log
 else
     bad drift_report_from_feature_log "exit $rc" "$(cat "$T/drift.out")"

@@ -1726,6 +1726,12 @@ TEST(monitor_drift_report)
         if (json_is_number(json_object_get(e, "psi")))
             prev = json_number_value(json_object_get(e, "psi"));
         prev_drift = d;
+        /* Rows are grouped by user and item: every evaluated feature has
+         * its design effect and corrected p-value. */
+        if (strcmp(json_string_value(json_object_get(e, "method")), "none") &&
+            !(json_number_value(json_object_get(e, "deff")) >= 1 &&
+              json_is_number(json_object_get(e, "chi2_p_adj"))))
+            ok = 0;
     }
     json_decref(a);
     CHECK(ok && has_pred && sorted);
@@ -1734,6 +1740,14 @@ TEST(monitor_drift_report)
     CHECK(strstr(f.out.data, "rankd_dataset_drift{model=\"feed\"}") != NULL);
     CHECK_OK(expect_err(&f, "GET", "/v1/monitor/drift?model=nope", NULL, NULL, 0,
                         404, "UNKNOWN_MODEL"));
+    fx_close(&f);
+    /* The noise gate's level: 0 (off) or in (0, 1). */
+    CHECK_OK(fx_open(&f, "serve-monitor-gate",
+                     "serve:\n  ranker: feed\nmonitor:\n  noise_alpha: 0.05\n"));
+    fx_close(&f);
+    CHECK(fx_open(&f, "serve-monitor-gate",
+                  "serve:\n  ranker: feed\nmonitor:\n  noise_alpha: 1.5\n") == RK_EINVAL);
+    CHECK_CONTAINS(f.err.msg, "noise_alpha");
     fx_close(&f);
 }
 

@@ -41,6 +41,7 @@ typedef struct collect {
     uint32_t nref;            /* reference features (inputs) */
     const int32_t *col;       /* reference i -> logged dense column */
     float *vals;              /* ring: max_rows x (nref + 1) */
+    uint32_t *grp;            /* ring: max_rows x 2 (user key, item key) */
     size_t max_rows, next, rows;
     uint64_t requests;
     int64_t now_ms, window_ms;
@@ -55,9 +56,16 @@ static int on_entry(void *arg, const rk_flog_entry *e)
     /* The label join's own test for a request it leaves for later. */
     if (e->ts_ms > INT64_MAX - c->window_ms || e->ts_ms + c->window_ms > c->now_ms)
         c->pending++;
+    /* The rows' groups, as the server's window keeps them: the user (the
+     * request without one) and the item. */
+    uint32_t ukey = e->user && e->user[0]
+                        ? (uint32_t)rk_hash64(e->user, strlen(e->user), 0)
+                        : (uint32_t)rk_hash64(e->request_id, strlen(e->request_id), 1);
     for (uint32_t k = 0; k < e->nitems; k++) {
         const rk_flog_item *it = &e->items[k];
         if (!it->x.ndense) continue; /* not ranked (exploration) */
+        c->grp[2 * c->next] = ukey;
+        c->grp[2 * c->next + 1] = (uint32_t)rk_hash64(it->item, strlen(it->item), 2);
         float *row = c->vals + c->next * (c->nref + 1);
         for (uint32_t i = 0; i < c->nref; i++) {
             int32_t j = c->col[i];
@@ -322,7 +330,8 @@ int cli_drift(int argc, char **argv)
     uint32_t nref = (uint32_t)vi.meta.nfeatures;
     cols = rk_malloc(nref * sizeof *cols);
     col.vals = rk_malloc((size_t)max_rows * (nref + 1) * sizeof *col.vals);
-    if (!cols || !col.vals) {
+    col.grp = rk_malloc((size_t)max_rows * 2 * sizeof *col.grp);
+    if (!cols || !col.vals || !col.grp) {
         rk_err_set(&err, RK_ENOMEM, "out of memory for %llu rows",
                    (unsigned long long)max_rows);
         goto fail;
@@ -362,18 +371,27 @@ int cli_drift(int argc, char **argv)
     {
         size_t nf = nref + 1;
         float *cm = rk_malloc(nf * col.rows * sizeof *cm);
+        uint32_t *gm = rk_malloc(2 * (col.rows ? col.rows : 1) * sizeof *gm);
+        rk_drift_groups *gr = rk_malloc(nf * sizeof *gr);
         const float **cur = rk_malloc(nf * sizeof *cur);
         size_t *ncur = rk_malloc(nf * sizeof *ncur);
-        int orc = cm && cur && ncur ? 0 : RK_ENOMEM;
+        int orc = cm && gm && gr && cur && ncur ? 0 : RK_ENOMEM;
+        for (size_t r = 0; !orc && r < col.rows; r++) {
+            gm[r] = col.grp[2 * r];
+            gm[col.rows + r] = col.grp[2 * r + 1];
+        }
         for (size_t f = 0; !orc && f < nf; f++) {
             for (size_t r = 0; r < col.rows; r++)
                 cm[f * col.rows + r] = col.vals[r * nf + f];
             cur[f] = cm + f * col.rows;
             ncur[f] = col.rows;
+            gr[f] = (rk_drift_groups){gm, 2, col.rows};
         }
         if (orc) rk_err_set(&err, orc, "out of memory");
-        else orc = rk_drift_report_build(&vi.meta, cur, ncur, NULL, &rep, &err);
+        else orc = rk_drift_report_build_grouped(&vi.meta, cur, ncur, gr, NULL, &rep, &err);
         rk_free(cm);
+        rk_free(gm);
+        rk_free(gr);
         rk_free((void *)cur);
         rk_free(ncur);
         if (orc) goto fail;
@@ -423,6 +441,7 @@ done:
     rk_drift_report_free(rep);
     rk_free(cols);
     rk_free(col.vals);
+    rk_free(col.grp);
     rk_feat_spec_destroy(spec);
     rk_ranker_destroy(rk);
     rk_artifact_free(&art);

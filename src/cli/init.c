@@ -75,6 +75,18 @@ static const char fraud_yaml[] =
     "log:\n"
     "  level: info\n";
 
+/* The video template's drift monitor, after the simulator's config. */
+static const char video_monitor_yaml[] =
+    "monitor:\n"
+    "  # Items of one user's requests, or one item served again and again,\n"
+    "  # are not independent draws: the noise gate weighs them, so that a\n"
+    "  # distance sampling noise explains is not reported as drift\n"
+    "  # (docs/monitoring.md, \"Grouped rows and the noise gate\").\n"
+    "  noise_alpha: 0.05\n"
+    "  # A live window covers a few hours; the training rows cover every\n"
+    "  # hour of the day, so the hour differs by construction.\n"
+    "  exclude: [hour]\n";
+
 static const char *const next_steps[] = {
     /* video */
     "next, with the simulator:\n"
@@ -157,6 +169,7 @@ int cli_init(int argc, char **argv)
         rk_sim_opts so;
         rk_sim_opts_default(&so);
         rc = rk_sim_write_config(f, &so);
+        if (!rc && fputs(video_monitor_yaml, f) < 0) rc = -1;
     } else {
         const char *text = t == 1 ? ads_yaml : t == 2 ? search_yaml : fraud_yaml;
         rc = fputs(text, f) < 0 ? -1 : 0;

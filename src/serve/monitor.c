@@ -38,11 +38,21 @@ int sv_monitor_attach(rk_server *s, sv_model *m, const char *dir, rk_err *err)
     /* Reference histograms are named after the spec's dense columns. */
     for (uint32_t i = 0; i + 1 < nf; i++)
         m->mon_col[i] = rk_feat_dense_index(m->spec, m->meta.features[i]->name);
-    rk_drift_window_opts wo = {nf, s->o.monitor_window, NULL, 0, s->mon_span_ms > 0};
+    /* Each row keeps its request's user and its item, so the report can
+     * weigh rows that are not independent (docs/monitoring.md, "Grouped
+     * rows and the noise gate"). */
+    rk_drift_window_opts wo = {nf, s->o.monitor_window, NULL, 0, s->mon_span_ms > 0, 2};
     return rk_drift_window_create(&m->win, &wo, err);
 }
 
-void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score, int64_t ts_ms)
+uint32_t sv_monitor_user_key(const sv_req *q, const char *user, size_t len)
+{
+    if (user) return (uint32_t)rk_hash64(user, len, 0);
+    return (uint32_t)rk_hash64(q->request_id, strlen(q->request_id), 1);
+}
+
+void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score, int64_t ts_ms,
+                        uint32_t user_key, uint32_t item)
 {
     if (!m->win) return;
     uint32_t nf = (uint32_t)m->meta.nfeatures;
@@ -58,7 +68,8 @@ void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score, int64_t ts_m
         rp[i] = x && c >= 0 && (uint32_t)c < x->ndense ? x->dense[c] : NAN;
     }
     rp[nf] = score;
-    (void)rk_drift_window_add_row_at(m->win, rp, ts_ms);
+    uint32_t grp[2] = {user_key, item};
+    (void)rk_drift_window_add_row_grouped(m->win, rp, ts_ms, grp);
     rk_free(heap);
 }
 
@@ -95,17 +106,23 @@ int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
     if (!m->win) return 0;
     uint32_t nf = (uint32_t)m->meta.nfeatures + 1;
     uint32_t cap = rk_drift_window_capacity(m->win);
+    uint32_t ng = rk_drift_window_groupings(m->win);
     float *buf = rk_malloc((size_t)nf * cap * sizeof *buf);
+    uint32_t *gbuf = rk_malloc((size_t)nf * cap * (ng ? ng : 1) * sizeof *gbuf);
+    rk_drift_groups *grp = rk_calloc(nf, sizeof *grp);
     const float **cur = rk_malloc(nf * sizeof *cur);
     size_t *ncur = rk_malloc(nf * sizeof *ncur);
-    int rc = buf && cur && ncur ? 0 : rk_err_set(err, RK_ENOMEM, "monitor: out of memory");
+    int rc = buf && gbuf && grp && cur && ncur
+                 ? 0 : rk_err_set(err, RK_ENOMEM, "monitor: out of memory");
     /* monitor.span: the rows served in the last span of the server's clock. */
     int64_t since = s->mon_span_ms > 0 ? sv_now_ms(s) - s->mon_span_ms : INT64_MIN;
     uint64_t miss = 0;
     for (uint32_t i = 0; !rc && i < nf; i++) {
-        rc = rk_drift_window_sample_since(m->win, i, since, buf + (size_t)i * cap, cap,
-                                          &ncur[i], &miss);
+        uint32_t *g = gbuf + (size_t)i * cap * (ng ? ng : 1);
+        rc = rk_drift_window_sample_grouped(m->win, i, since, buf + (size_t)i * cap, g,
+                                            cap, &ncur[i], &miss);
         cur[i] = buf + (size_t)i * cap;
+        grp[i] = (rk_drift_groups){g, ng, cap};
     }
     if (current) *current = rc ? 0 : ncur[nf - 1] + miss; /* the prediction's rows */
     *rows = rk_drift_window_seen(m->win, nf - 1);
@@ -126,9 +143,12 @@ int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
         sm.prediction = b->sref[nf - 1];
         meta = &sm;
     }
-    if (!rc) rc = rk_drift_report_build(meta, cur, ncur, &s->drift_opts, out, err);
+    if (!rc) rc = rk_drift_report_build_grouped(meta, cur, ncur, grp, &s->drift_opts,
+                                                out, err);
 out:
     rk_free(buf);
+    rk_free(gbuf);
+    rk_free(grp);
     rk_free((void *)cur);
     rk_free(ncur);
     return rc;

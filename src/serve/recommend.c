@@ -887,9 +887,11 @@ int sv_h_recommend(sv_req *q)
                             deadline_ms);
     (void)rk_buf_putc(b, '}');
     /* What was served feeds the drift monitor's live window. */
+    uint32_t ukey = sv_monitor_user_key(q, c.user, c.user_len);
     for (size_t i = 0; m && deg != SV_DEG_TRENDING && i < nout; i++)
         if (fin[i].row != UINT32_MAX)
-            sv_monitor_observe(m, &w->fv[fin[i].row], fin[i].score, q->now_ms);
+            sv_monitor_observe(m, &w->fv[fin[i].row], fin[i].score, q->now_ms, ukey,
+                               fin[i].item);
     if (s->o.log_features && ids && nout)
         flog_add(q, deg == SV_DEG_TRENDING ? NULL : m, c.user, c.ctx, c.ctx_len,
                  exp >= 0 ? s->exps[exp].name : NULL,
@@ -1038,8 +1040,10 @@ int sv_h_rank(sv_req *q)
     if (exp >= 0) sv_json_str(b, s->exps[exp].v[var].name);
     else (void)rk_buf_puts(b, "null");
     (void)rk_buf_putc(b, '}');
+    uint32_t ukey = sv_monitor_user_key(q, c.user, c.user_len);
     for (size_t i = 0; i < c.n; i++)
-        sv_monitor_observe(m, &w->fv[rk[i].row], rk[i].score, q->now_ms);
+        sv_monitor_observe(m, &w->fv[rk[i].row], rk[i].score, q->now_ms, ukey,
+                           rk[i].item);
     if (s->o.log_features && ids)
         flog_add(q, m, c.user, c.ctx, c.ctx_len,
                  exp >= 0 ? s->exps[exp].name : NULL,

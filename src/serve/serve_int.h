@@ -356,7 +356,13 @@ void sv_learn_metrics(rk_server *s, rk_buf *b);
 
 /* monitor.c */
 int sv_monitor_attach(rk_server *s, sv_model *m, const char *dir, rk_err *err);
-void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score, int64_t ts_ms);
+/* The group key of a request's served items: its user's id hashed, or
+ * without a user its request id's (anonymous requests are independent). */
+uint32_t sv_monitor_user_key(const sv_req *q, const char *user, size_t len);
+/* One served item: its features, score, time, the request's user key
+ * and the item's index. */
+void sv_monitor_observe(sv_model *m, const rk_fvec *x, float score, int64_t ts_ms,
+                        uint32_t user_key, uint32_t item);
 void sv_monitor_metrics(rk_server *s, rk_buf *b);
 /* The drift report of m's live window against its reference (NULL in
  * *out when m is not monitored); *rows = items observed since load,

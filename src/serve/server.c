@@ -562,7 +562,7 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
                                          "chi2_alpha", "wasserstein", "js", "psi",
                                          "dataset_share", "exclude",
                                          "label_requests", "label_bytes",
-                                         "reference", "span", NULL};
+                                         "reference", "span", "noise_alpha", NULL};
         static const char *const refs[] = {"training", "served", NULL};
         int64_t wv, lr = (int64_t)s->label_requests, lb = (int64_t)s->label_bytes;
         rk_drift_opts *d = &s->drift_opts;
@@ -583,6 +583,8 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
             !(rc = rk_conf_as_float(rk_conf_get(mon, "psi"), d->psi, &d->psi, err)) &&
             !(rc = rk_conf_as_float(rk_conf_get(mon, "dataset_share"),
                                     d->dataset_share, &d->dataset_share, err)) &&
+            !(rc = rk_conf_as_float(rk_conf_get(mon, "noise_alpha"),
+                                    d->noise_alpha, &d->noise_alpha, err)) &&
             !(rc = rk_conf_as_int_range(rk_conf_get(mon, "label_requests"), lr, 1,
                                         100000000, &lr, err)) &&
             !(rc = rk_conf_as_int_range(rk_conf_get(mon, "label_bytes"), lb, 1 << 16,
@@ -597,7 +599,7 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
             s->o.monitor_window = (uint32_t)wv;
             d->small_reference = (uint64_t)sr;
             rc = rk_drift_opts_check(d, err);
-            if (rc) rk_err_prefix(err, "monitor");
+            if (rc) rk_err_prefix(err, "monitor: ");
         }
     }
     if (!rc && sv_idcache_create(&s->ids, o->item_ids))
