@@ -78,6 +78,11 @@ static const char fraud_yaml[] =
 /* The video template's drift monitor, after the simulator's config. */
 static const char video_monitor_yaml[] =
     "monitor:\n"
+    "  # The first ranker trains on every interacted item of the event log,\n"
+    "  # not on what a ranker served: each version's live window is compared\n"
+    "  # with the first 2,000 items it served (docs/monitoring.md).\n"
+    "  window: 2000\n"
+    "  reference: served\n"
     "  # Items of one user's requests, or one item served again and again,\n"
     "  # are not independent draws: the noise gate weighs them, so that a\n"
     "  # distance sampling noise explains is not reported as drift\n"
