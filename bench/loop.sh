@@ -29,6 +29,7 @@
 #   sh bench/loop.sh --policies none,online --shift-deg 45 --hours 30
 #   sh bench/loop.sh --shift latent         # the attainable CTR falls too
 #   sh bench/loop.sh --window 8h --seed 11  # retraining on the last 8 h only
+#   sh bench/loop.sh --noise-alpha 0.05     # the monitor's noise gate on
 #   sh bench/loop.sh --smoke                # the `make test` run (seconds)
 set -u
 # The end-to-end tests' harness: $RANKD, $T, rk_serve, stop_server.
@@ -36,7 +37,7 @@ set -u
 POLICIES=none,periodic,drift,online
 USERS=500 ITEMS=2000 SPH=400 HOURS=24 EVENT=8 DEG=90 SHIFT=categories
 SPEED=1800 HIST=4000
-EVERY_MIN=120 OUT="" SEED=7 WINDOW=""
+EVERY_MIN=120 OUT="" SEED=7 WINDOW="" NOISE=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --policies) POLICIES=$2; shift ;;
@@ -52,10 +53,11 @@ while [ $# -gt 0 ]; do
     --every-minutes) EVERY_MIN=$2; shift ;;
     --seed) SEED=$2; shift ;;
     --window) WINDOW=$2; shift ;;
+    --noise-alpha) NOISE=$2; shift ;;
     --out) OUT=$2; shift ;;
     --smoke) USERS=60 ITEMS=150 SPH=40 HOURS=4 EVENT=2 SPEED=max HIST=300
              POLICIES=none,online ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "loop.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -90,6 +92,7 @@ monitor:
   window: 2000
   reference: served
   exclude: [hour]
+  noise_alpha: ${NOISE:-0}
 loop:
   ranker: feed
   kind: ftrl
