@@ -91,14 +91,6 @@ static double rate(uint64_t missing, uint64_t count)
     return missing + count ? (double)missing / (double)(missing + count) : 0;
 }
 
-/* The chi-square p-value of stat / deff on dof degrees of freedom. */
-static double p_adjusted(double stat, uint32_t dof, double deff)
-{
-    if (dof == 0) return 1;
-    return deff == 1 ? rk_drift_gammaincc(dof / 2.0, stat / 2.0)
-                     : rk_drift_gammaincc(dof / 2.0, stat / deff / 2.0);
-}
-
 /* A distance verdict, gated by the noise test when noise_alpha is on. */
 static int distance_drifts(double d, double thr, const rk_drift_feature *f,
                            const rk_drift_opts *o)
@@ -123,7 +115,9 @@ static int judge_bins(const double *rc, const double *cc, size_t nb,
     f->chi2_p = c.p;
     f->chi2_dof = c.dof;
     f->deff = deff;
-    f->chi2_p_adj = deff == 1 ? c.p : p_adjusted(c.stat, c.dof, deff);
+    /* Rao-Scott: the statistic over the design effect (p is 1 at 0 dof). */
+    f->chi2_p_adj = deff == 1 || c.dof == 0
+                        ? c.p : rk_drift_gammaincc(c.dof / 2.0, c.stat / deff / 2.0);
     f->psi_alarm = f->psi >= o->psi;
     if (f->ref_count <= o->small_reference) {
         f->method = RK_DRIFT_CHI2;
@@ -192,16 +186,9 @@ int rk_drift_numeric(const float *ref, size_t nref, const float *cur,
                 hr[e] = (double)(ia - sa);
                 hc[e] = (double)(ib - sb);
             }
-            rk_drift_feature tmp = *f;
-            rc = judge_bins(hr, hc, ne + 1, 1, &o, &tmp, err);
-            f->psi = tmp.psi;
-            f->psi_alarm = tmp.psi_alarm;
-            f->js = tmp.js;
-            f->chi2_stat = tmp.chi2_stat;
-            f->chi2_p = tmp.chi2_p;
-            f->chi2_dof = tmp.chi2_dof;
-            f->deff = tmp.deff;
-            f->chi2_p_adj = tmp.chi2_p_adj;
+            /* PSI, JS and the chi-square; the verdict is KS's or
+             * Wasserstein's, below. */
+            rc = judge_bins(hr, hc, ne + 1, 1, &o, f, err);
             rk_free(cnt);
         }
     }
