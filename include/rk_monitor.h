@@ -376,7 +376,7 @@ typedef struct rk_drift_window_opts {
     int timed;
     /* 0 .. RK_DRIFT_MAX_GROUPINGS group keys per row (4 bytes a slot
      * each; rows only, through rk_drift_window_add_row_grouped), returned
-     * with the samples by rk_drift_window_sample_grouped. */
+     * with the rows by rk_drift_window_rows. */
     uint32_t groupings;
 } rk_drift_window_opts;
 
@@ -418,13 +418,16 @@ int rk_drift_window_sample_since(rk_drift_window *w, uint32_t f, int64_t since_m
                                  float *out, size_t cap, size_t *n,
                                  uint64_t *missing);
 
-/* rk_drift_window_sample_since plus the group keys of the values copied:
- * gout[g * cap + i] is out[i]'s key under grouping g (gout may be NULL;
- * a window without groupings copies none). */
-int rk_drift_window_sample_grouped(rk_drift_window *w, uint32_t f,
-                                   int64_t since_ms, float *out,
-                                   uint32_t *gout, size_t cap, size_t *n,
-                                   uint64_t *missing);
+/* One consistent copy, under one lock, of the rows of a window filled by
+ * rows (the add_row functions) at or after since_ms (an untimed window:
+ * all), oldest first: feature f's value of row i at out[f * cap + i],
+ * missing ones as NaN (so a sample's missing rate is the window's), and
+ * on a window with groupings row i's key under grouping g at
+ * gout[g * cap + i] (gout may be NULL). *n rows. RK_ETYPE (a categorical
+ * feature), RK_EINVAL (features added one by one, out of step),
+ * RK_ELIMIT (cap below the rows held; the capacity always suffices). */
+int rk_drift_window_rows(rk_drift_window *w, int64_t since_ms, float *out,
+                         uint32_t *gout, size_t cap, size_t *n);
 uint32_t rk_drift_window_groupings(const rk_drift_window *w);
 
 /* Observations of feature f ever added (0 for a bad f). */
@@ -453,8 +456,9 @@ typedef struct rk_drift_report rk_drift_report;
 int rk_drift_report_build(const rk_model_meta *meta, const float *const *cur,
                           const size_t *ncur, const rk_drift_opts *o,
                           rk_drift_report **out, rk_err *err);
-/* rk_drift_report_build with the groups of each current sample: groups[i]
- * for cur[i] (groups NULL, or groups[i].n == 0: independent rows). */
+/* rk_drift_report_build when the current samples are the same rows, each
+ * feature's value of row k at cur[i][k], and those rows come in groups
+ * (NULL, or groups->n == 0: independent rows). */
 int rk_drift_report_build_grouped(const rk_model_meta *meta,
                                   const float *const *cur, const size_t *ncur,
                                   const rk_drift_groups *groups,

@@ -9,7 +9,8 @@
 #       is rolled back automatically once its online log loss is known;
 #   (b) a pipeline bug (bandwidth sent x1000) is flagged in the first
 #       monitoring window after it, as the top drifting feature, and in
-#       the five windows before neither it nor the dataset alarm is;
+#       the five windows before neither it nor the dataset alarm is; the
+#       live report's missing rates count the served items without a value;
 #   (e) continuous online learning: an FTRL version learns from each
 #       labelled example and its snapshots replace the served model.
 # The taste-shift check (c) runs in bench/loop.sh (several minutes).
@@ -187,6 +188,18 @@ if [ $bug != 0 ] &&
 else
     bad b_pipeline_bug_flagged_in_its_window "bug at hour $bug, version $ver" "$(cat "$T/drift.txt")" \
         "$(jq -c '[.report.features[]? | {name, drift, score, deff, chi2_p_adj}]' "$T/drift$bug.json" 2>/dev/null)"
+fi
+# A served item without a value counts in its window's missing rate
+# (since_cat_click is missing for a user who never clicked the category).
+if jq -e '.window.current as $n | [.report.features[] | select(.method != "none")] |
+          (map(select(.cur_missing_rate > 0)) | length > 0) and
+          all(((.cur_missing_rate - ($n - .cur_count) / $n) | fabs) < 1e-9)' \
+        "$T/drift$bug.json" >/dev/null 2>&1; then
+    ok "b_live_missing_rate ($(jq -r '[.report.features[] | select(.cur_missing_rate > 0) |
+        "\(.name) \(.cur_missing_rate * 1000 | round / 1000)"] | join(", ")' "$T/drift$bug.json"))"
+else
+    bad b_live_missing_rate "$(jq -c '[.window, (.report.features[]? | [.name, .cur_count, .cur_missing_rate])]' \
+        "$T/drift$bug.json" 2>/dev/null)"
 fi
 # ---- (e) online learning -------------------------------------------------
 # GBDT versions served so far (the loop records that they cannot learn

@@ -868,16 +868,22 @@ TEST(window_grouped)
         uint32_t g[2] = {100 + i, 200 + i};
         CHECK_OK(rk_drift_window_add_row_grouped(w, row, 0, g));
     }
-    float out[4];
+    float out[8];
     uint32_t keys[8];
     size_t n;
     uint64_t miss;
-    CHECK_OK(rk_drift_window_sample_grouped(w, 0, INT64_MIN, out, keys, 4, &n, &miss));
+    /* Every row of both features, the missing one as NaN, with its keys. */
+    CHECK_OK(rk_drift_window_rows(w, INT64_MIN, out, keys, 4, &n));
+    CHECK(n == 4 && out[0] == 2 && isnan(out[1]) && out[2] == 4 && out[3] == 5);
+    CHECK(out[4] == 12 && out[5] == 13 && out[7] == 15);
+    CHECK(keys[0] == 102 && keys[1] == 103 && keys[2] == 104 && keys[3] == 105);
+    CHECK(keys[4] == 202 && keys[5] == 203 && keys[6] == 204 && keys[7] == 205);
+    CHECK_OK(rk_drift_window_rows(w, INT64_MIN, out, NULL, 4, &n));
+    CHECK(n == 4 && out[4] == 12);
+    CHECK(rk_drift_window_rows(w, INT64_MIN, out, keys, 3, &n) == RK_ELIMIT);
+    /* The present values alone, as before. */
+    CHECK_OK(rk_drift_window_sample(w, 0, out, 4, &n, &miss));
     CHECK(n == 3 && miss == 1 && out[0] == 2 && out[1] == 4 && out[2] == 5);
-    CHECK(keys[0] == 102 && keys[1] == 104 && keys[2] == 105);
-    CHECK(keys[4] == 202 && keys[5] == 204 && keys[6] == 205);
-    CHECK_OK(rk_drift_window_sample_grouped(w, 1, INT64_MIN, out, NULL, 4, &n, &miss));
-    CHECK(n == 4 && out[0] == 12);
     const float row[2] = {1, 2};
     CHECK(rk_drift_window_add_row_at(w, row, 0) == RK_EINVAL);
     CHECK(rk_drift_window_add_row_grouped(w, row, 0, NULL) == RK_EINVAL);

@@ -1732,6 +1732,13 @@ TEST(monitor_drift_report)
             !(json_number_value(json_object_get(e, "deff")) >= 1 &&
               json_is_number(json_object_get(e, "chi2_p_adj"))))
             ok = 0;
+        /* The missing rate is the window's: rows without the value. */
+        double rows = (double)json_integer_value(json_object_get(win, "current"));
+        double present = (double)json_integer_value(json_object_get(e, "cur_count"));
+        if (json_is_number(json_object_get(e, "cur_missing_rate")) &&
+            fabs(json_number_value(json_object_get(e, "cur_missing_rate")) -
+                 (rows - present) / rows) > 1e-9)
+            ok = 0;
     }
     json_decref(a);
     CHECK(ok && has_pred && sorted);

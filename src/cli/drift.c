@@ -41,7 +41,7 @@ typedef struct collect {
     uint32_t nref;            /* reference features (inputs) */
     const int32_t *col;       /* reference i -> logged dense column */
     float *vals;              /* ring: max_rows x (nref + 1) */
-    uint32_t *grp;            /* ring: max_rows x 2 (user key, item key) */
+    uint32_t *grp;            /* ring: user keys, then item keys (2 x max_rows) */
     size_t max_rows, next, rows;
     uint64_t requests;
     int64_t now_ms, window_ms;
@@ -64,8 +64,8 @@ static int on_entry(void *arg, const rk_flog_entry *e)
     for (uint32_t k = 0; k < e->nitems; k++) {
         const rk_flog_item *it = &e->items[k];
         if (!it->x.ndense) continue; /* not ranked (exploration) */
-        c->grp[2 * c->next] = ukey;
-        c->grp[2 * c->next + 1] = (uint32_t)rk_hash64(it->item, strlen(it->item), 2);
+        c->grp[c->next] = ukey;
+        c->grp[c->max_rows + c->next] = (uint32_t)rk_hash64(it->item, strlen(it->item), 2);
         float *row = c->vals + c->next * (c->nref + 1);
         for (uint32_t i = 0; i < c->nref; i++) {
             int32_t j = c->col[i];
@@ -371,27 +371,20 @@ int cli_drift(int argc, char **argv)
     {
         size_t nf = nref + 1;
         float *cm = rk_malloc(nf * col.rows * sizeof *cm);
-        uint32_t *gm = rk_malloc(2 * (col.rows ? col.rows : 1) * sizeof *gm);
-        rk_drift_groups *gr = rk_malloc(nf * sizeof *gr);
         const float **cur = rk_malloc(nf * sizeof *cur);
         size_t *ncur = rk_malloc(nf * sizeof *ncur);
-        int orc = cm && gm && gr && cur && ncur ? 0 : RK_ENOMEM;
-        for (size_t r = 0; !orc && r < col.rows; r++) {
-            gm[r] = col.grp[2 * r];
-            gm[col.rows + r] = col.grp[2 * r + 1];
-        }
+        int orc = cm && cur && ncur ? 0 : RK_ENOMEM;
         for (size_t f = 0; !orc && f < nf; f++) {
             for (size_t r = 0; r < col.rows; r++)
                 cm[f * col.rows + r] = col.vals[r * nf + f];
             cur[f] = cm + f * col.rows;
             ncur[f] = col.rows;
-            gr[f] = (rk_drift_groups){gm, 2, col.rows};
         }
+        /* Row r of every column is ring slot r, as are its group keys. */
+        rk_drift_groups gr = {col.grp, 2, col.max_rows};
         if (orc) rk_err_set(&err, orc, "out of memory");
-        else orc = rk_drift_report_build_grouped(&vi.meta, cur, ncur, gr, NULL, &rep, &err);
+        else orc = rk_drift_report_build_grouped(&vi.meta, cur, ncur, &gr, NULL, &rep, &err);
         rk_free(cm);
-        rk_free(gm);
-        rk_free(gr);
         rk_free((void *)cur);
         rk_free(ncur);
         if (orc) goto fail;

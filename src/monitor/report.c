@@ -107,7 +107,7 @@ int rk_drift_report_build_grouped(const rk_model_meta *meta,
             continue;
         }
         rc = rk_drift_refhist_numeric_grouped(h, cur[i], ncur[i],
-                                              groups ? &groups[i] : NULL, &go,
+                                              groups, &go,
                                               &r->f[i], err);
         uint64_t tot = 0;
         double *sh = r->cur_share + i * r->maxbins;

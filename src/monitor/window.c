@@ -237,11 +237,10 @@ static int sample_begin(rk_drift_window *w, uint32_t f, int cat, size_t cap,
 }
 
 /* Copies the present values of feature f from rows at or after since_ms
- * (every row of an untimed window), oldest first, with their group keys
- * into gout when given; counts the missing ones among them. */
+ * (every row of an untimed window), oldest first; counts the missing ones
+ * among them. */
 static int sample_since(rk_drift_window *w, uint32_t f, int cat, int64_t since_ms,
-                        void *out, uint32_t *gout, size_t cap, size_t *n,
-                        uint64_t *missing)
+                        void *out, size_t cap, size_t *n, uint64_t *missing)
 {
     *n = 0;
     if (missing) *missing = 0;
@@ -254,12 +253,8 @@ static int sample_since(rk_drift_window *w, uint32_t f, int cat, int64_t since_m
     for (uint32_t i = 0; i < r->fill; i++) {
         if (!w->ts || w->ts[s] >= since_ms) {
             if (cat ? r->cat_miss[s] : isnan(r->num[s])) miss++;
-            else {
-                for (uint32_t g = 0; gout && g < w->groupings; g++)
-                    gout[(size_t)g * cap + m] = w->grp[(size_t)g * w->capacity + s];
-                if (cat) ((uint64_t *)out)[m++] = r->cat[s];
-                else ((float *)out)[m++] = r->num[s];
-            }
+            else if (cat) ((uint64_t *)out)[m++] = r->cat[s];
+            else ((float *)out)[m++] = r->num[s];
         }
         s = s + 1 == w->capacity ? 0 : s + 1;
     }
@@ -272,28 +267,54 @@ static int sample_since(rk_drift_window *w, uint32_t f, int cat, int64_t since_m
 int rk_drift_window_sample(rk_drift_window *w, uint32_t f, float *out,
                            size_t cap, size_t *n, uint64_t *missing)
 {
-    return sample_since(w, f, 0, INT64_MIN, out, NULL, cap, n, missing);
+    return sample_since(w, f, 0, INT64_MIN, out, cap, n, missing);
 }
 
 int rk_drift_window_sample_cat(rk_drift_window *w, uint32_t f, uint64_t *out,
                                size_t cap, size_t *n, uint64_t *missing)
 {
-    return sample_since(w, f, 1, INT64_MIN, out, NULL, cap, n, missing);
+    return sample_since(w, f, 1, INT64_MIN, out, cap, n, missing);
 }
 
 int rk_drift_window_sample_since(rk_drift_window *w, uint32_t f, int64_t since_ms,
                                  float *out, size_t cap, size_t *n,
                                  uint64_t *missing)
 {
-    return sample_since(w, f, 0, since_ms, out, NULL, cap, n, missing);
+    return sample_since(w, f, 0, since_ms, out, cap, n, missing);
 }
 
-int rk_drift_window_sample_grouped(rk_drift_window *w, uint32_t f,
-                                   int64_t since_ms, float *out,
-                                   uint32_t *gout, size_t cap, size_t *n,
-                                   uint64_t *missing)
+int rk_drift_window_rows(rk_drift_window *w, int64_t since_ms, float *out,
+                         uint32_t *gout, size_t cap, size_t *n)
 {
-    return sample_since(w, f, 0, since_ms, out, gout, cap, n, missing);
+    *n = 0;
+    const ring *r0 = &w->rings[0];
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    for (uint32_t f = 0; !rc && f < w->nfeatures; f++) {
+        const ring *r = &w->rings[f];
+        if (!r->num) rc = RK_ETYPE;
+        else if (r->fill != r0->fill || r->next != r0->next) rc = RK_EINVAL;
+    }
+    if (!rc && r0->fill > cap) rc = RK_ELIMIT;
+    if (rc) {
+        pthread_mutex_unlock(&w->mu);
+        return rc;
+    }
+    uint32_t s = oldest(r0, w->capacity);
+    size_t m = 0;
+    for (uint32_t i = 0; i < r0->fill; i++) {
+        if (!w->ts || w->ts[s] >= since_ms) {
+            for (uint32_t f = 0; f < w->nfeatures; f++)
+                out[(size_t)f * cap + m] = w->rings[f].num[s];
+            for (uint32_t g = 0; gout && g < w->groupings; g++)
+                gout[(size_t)g * cap + m] = w->grp[(size_t)g * w->capacity + s];
+            m++;
+        }
+        s = s + 1 == w->capacity ? 0 : s + 1;
+    }
+    pthread_mutex_unlock(&w->mu);
+    *n = m;
+    return 0;
 }
 
 uint32_t rk_drift_window_groupings(const rk_drift_window *w)

@@ -108,23 +108,24 @@ int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
     uint32_t cap = rk_drift_window_capacity(m->win);
     uint32_t ng = rk_drift_window_groupings(m->win);
     float *buf = rk_malloc((size_t)nf * cap * sizeof *buf);
-    uint32_t *gbuf = rk_malloc((size_t)nf * cap * (ng ? ng : 1) * sizeof *gbuf);
-    rk_drift_groups *grp = rk_calloc(nf, sizeof *grp);
+    uint32_t *gbuf = ng ? rk_malloc((size_t)ng * cap * sizeof *gbuf) : NULL;
     const float **cur = rk_malloc(nf * sizeof *cur);
     size_t *ncur = rk_malloc(nf * sizeof *ncur);
-    int rc = buf && gbuf && grp && cur && ncur
+    int rc = buf && (gbuf || !ng) && cur && ncur
                  ? 0 : rk_err_set(err, RK_ENOMEM, "monitor: out of memory");
-    /* monitor.span: the rows served in the last span of the server's clock. */
+    /* monitor.span: the rows served in the last span of the server's clock;
+     * one copy of every feature and the rows' groups, missing values
+     * included (they are the window's missing rate). */
     int64_t since = s->mon_span_ms > 0 ? sv_now_ms(s) - s->mon_span_ms : INT64_MIN;
-    uint64_t miss = 0;
+    size_t nrows = 0;
+    if (!rc && (rc = rk_drift_window_rows(m->win, since, buf, gbuf, cap, &nrows)))
+        rk_err_set(err, rc, "monitor: cannot read the window");
     for (uint32_t i = 0; !rc && i < nf; i++) {
-        uint32_t *g = gbuf + (size_t)i * cap * (ng ? ng : 1);
-        rc = rk_drift_window_sample_grouped(m->win, i, since, buf + (size_t)i * cap, g,
-                                            cap, &ncur[i], &miss);
         cur[i] = buf + (size_t)i * cap;
-        grp[i] = (rk_drift_groups){g, ng, cap};
+        ncur[i] = nrows;
     }
-    if (current) *current = rc ? 0 : ncur[nf - 1] + miss; /* the prediction's rows */
+    if (current) *current = rc ? 0 : nrows;
+    rk_drift_groups grp = {gbuf, ng, cap};
     *rows = rk_drift_window_seen(m->win, nf - 1);
     const rk_model_meta *meta = &m->meta;
     rk_model_meta sm;
@@ -143,12 +144,11 @@ int sv_monitor_report(rk_server *s, sv_model *m, rk_drift_report **out,
         sm.prediction = b->sref[nf - 1];
         meta = &sm;
     }
-    if (!rc) rc = rk_drift_report_build_grouped(meta, cur, ncur, grp, &s->drift_opts,
+    if (!rc) rc = rk_drift_report_build_grouped(meta, cur, ncur, &grp, &s->drift_opts,
                                                 out, err);
 out:
     rk_free(buf);
     rk_free(gbuf);
-    rk_free(grp);
     rk_free((void *)cur);
     rk_free(ncur);
     return rc;
