@@ -233,10 +233,14 @@ if [ -n "$v" ] && wait_serving "$v" && hours $h 2; then
     wsum=$(metric rankd_online_learner_weight_total)
     snaps=$(metric rankd_online_learner_snapshots_total)
     errs=$(metric rankd_online_learner_errors_total)
+    # A rollback ends the learning whenever the guard judges (after 1,500
+    # labels of the new version, sometimes before 1,000 updates).
+    least=1000
     if [ "$(rolled)" -gt "$rolled0" ]; then
         fate="rolled back: $(jq -r '[.events[] | select(.kind == "rolled_back")][0].detail' \
             "$T/events.json")"
         served_ok=1
+        least=100
     else
         fate="$(jq -r --argjson v "$v" '[.events[] | select(.version == $v and
             .kind == "online_check_passed") | .detail][0] // "not judged yet"' "$T/events.json")"
@@ -244,7 +248,7 @@ if [ -n "$v" ] && wait_serving "$v" && hours $h 2; then
     fi
     # Examples carry the label join's weights (a like 3, a watch 0.05 a
     # second), as the batch training rows do: their sum exceeds their count.
-    if [ "$served_ok" = 1 ] && [ "${upd:-0}" -gt 1000 ] && [ "${snaps:-0}" -ge 1 ] &&
+    if [ "$served_ok" = 1 ] && [ "${upd:-0}" -gt "$least" ] && [ "${snaps:-0}" -ge 1 ] &&
        awk -v w="${wsum:-0}" -v n="$upd" 'BEGIN { exit !(w > n) }' &&
        [ "${errs:-1}" -eq 0 ] &&
        jq -e --argjson v "$v" '[.events[] | select(.kind == "online_learning" and
