@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 
 #include "rk_core.h"
+#include "rk_monitor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,6 +41,13 @@ typedef struct rk_loop_opts {
     double cooldown_minutes;    /* least time between trainings (default 5) */
     double drift_check_s;       /* how often drift is evaluated (default 30) */
     uint32_t min_drift_rows;    /* served items before drift counts (1000) */
+    /* concept drift: the served version's recent online quality against
+     * its own first labels (delayed labels, docs/loop.md) */
+    int on_concept_drift;       /* retrain when it falls (default 1) */
+    uint32_t concept_window;    /* labels of each window (5000); 0 = off */
+    double concept_auc_drop;    /* recent AUC below the first by (0.05) */
+    double concept_calibration; /* Σp/Σy moved by this fraction (0.25) */
+    double concept_z;           /* and by this many standard errors (3) */
     /* continuous online learning (ftrl or fm rankers) */
     int online;                 /* update from each labelled example (0) */
     double online_refresh_s;    /* served snapshot refreshed every (10) */
@@ -59,10 +67,11 @@ typedef enum rk_loop_trigger {
     RK_LOOP_NONE = 0,
     RK_LOOP_PERIODIC,
     RK_LOOP_LABELS,
-    RK_LOOP_DRIFT
+    RK_LOOP_DRIFT,
+    RK_LOOP_CONCEPT
 } rk_loop_trigger;
 
-/* "none", "periodic", "labels", "drift". */
+/* "none", "periodic", "labels", "drift", "concept_drift". */
 const char *rk_loop_trigger_name(rk_loop_trigger t);
 
 /* What the loop has seen since its last training. */
@@ -73,11 +82,12 @@ typedef struct rk_loop_state {
     int drift;                  /* the served ranker's inputs drift now */
     uint64_t drift_rows;        /* served items in the monitor's window */
     int training;               /* a training run is in progress */
+    int concept;                /* the served version's concept drifts now */
 } rk_loop_state;
 
 /* Which trigger fires now, if any: none while training or within the
- * cooldown; else drift (when on_drift and enough rows), then labels,
- * then periodic. Pure. */
+ * cooldown; else concept drift (when on_concept_drift), input drift (when
+ * on_drift and enough rows), then labels, then periodic. Pure. */
 rk_loop_trigger rk_loop_decide(const rk_loop_opts *o, const rk_loop_state *s);
 
 /* The rollback verdict on a version from its online log loss and its
@@ -91,6 +101,20 @@ typedef enum rk_loop_verdict {
 rk_loop_verdict rk_loop_rollback_check(const rk_loop_opts *o, double n_new,
                                        double logloss_new, double n_prev,
                                        double logloss_prev);
+
+/* The concept-drift verdict on a version from its online metrics over its
+ * first concept_window labels (base) and its latest ones (recent):
+ * RK_LOOP_WAIT until base holds the window and recent three quarters of
+ * it (or when concept_window is 0), RK_LOOP_ROLL_BACK ("drifts") when the
+ * recent AUC is below the base AUC by concept_auc_drop and by concept_z
+ * standard errors (Hanley–McNeil), or when the calibration Σp/Σy moved by
+ * the factor 1 + concept_calibration either way and by concept_z
+ * standard errors of its logarithm (1/positives of each window),
+ * RK_LOOP_KEEP otherwise. why (may be NULL) gets the numbers. Pure. */
+rk_loop_verdict rk_loop_concept_check(const rk_loop_opts *o,
+                                      const rk_concept_metrics *base,
+                                      const rk_concept_metrics *recent,
+                                      char *why, size_t cap);
 
 /* ---- audit log --------------------------------------------------------------- */
 

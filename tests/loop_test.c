@@ -1,15 +1,31 @@
 /*
  * loop_test.c — the learning loop's pieces on their own: the retraining
- * policy (cooldown, drift before labels before periodic, nothing while a
- * run is in progress), the `loop:` config and its errors, and the audit
+ * policy (cooldown, concept drift before input drift before labels before
+ * periodic, nothing while a run is in progress), the concept-drift
+ * verdict, the `loop:` config and its errors, and the audit
  * log (bounded ring, newest first, counts per kind, the append-only file).
  */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "rk_loop.h"
 #include "test.h"
+
+/* Reads the `loop:` section of a YAML text into o (defaults first). */
+static int opts_from_yaml(rk_loop_opts *o, const char *yaml, rk_err *err)
+{
+    rk_conf *c;
+    int rc = rk_conf_parse_yaml(&c, yaml, strlen(yaml), "t.yaml", err);
+    if (rc) return rc;
+    rk_loop_opts_default(o);
+    err->msg[0] = '\0';
+    rc = rk_loop_opts_from_conf(o, rk_conf_root(c), err);
+    rk_conf_destroy(c);
+    return rc;
+}
 
 TEST(policy_decisions)
 {
@@ -25,15 +41,18 @@ TEST(policy_decisions)
         rk_loop_state s;
         rk_loop_trigger want;
     } cases[] = {
-        {{10 * H, 0, 0, 0, 0, 0}, RK_LOOP_NONE},          /* nothing new yet */
-        {{10 * H, 0, 5, 0, 0, 0}, RK_LOOP_PERIODIC},      /* never trained, labels */
-        {{10 * H, 0, 100, 0, 0, 0}, RK_LOOP_LABELS},
-        {{10 * H, 10 * H - M, 500, 1, 5000, 0}, RK_LOOP_NONE}, /* cooldown */
-        {{10 * H, 10 * H - 6 * M, 500, 1, 5000, 0}, RK_LOOP_DRIFT},
-        {{10 * H, 10 * H - 6 * M, 500, 1, 10, 0}, RK_LOOP_LABELS}, /* few rows */
-        {{10 * H, 10 * H - 6 * M, 5, 0, 0, 0}, RK_LOOP_NONE},
-        {{10 * H, 9 * H - M, 5, 0, 0, 0}, RK_LOOP_PERIODIC},
-        {{10 * H, 0, 500, 1, 5000, 1}, RK_LOOP_NONE},      /* training now */
+        {{10 * H, 0, 0, 0, 0, 0, 0}, RK_LOOP_NONE},          /* nothing new yet */
+        {{10 * H, 0, 5, 0, 0, 0, 0}, RK_LOOP_PERIODIC},      /* never trained, labels */
+        {{10 * H, 0, 100, 0, 0, 0, 0}, RK_LOOP_LABELS},
+        {{10 * H, 10 * H - M, 500, 1, 5000, 0, 0}, RK_LOOP_NONE}, /* cooldown */
+        {{10 * H, 10 * H - 6 * M, 500, 1, 5000, 0, 0}, RK_LOOP_DRIFT},
+        {{10 * H, 10 * H - 6 * M, 500, 1, 10, 0, 0}, RK_LOOP_LABELS}, /* few rows */
+        {{10 * H, 10 * H - 6 * M, 5, 0, 0, 0, 0}, RK_LOOP_NONE},
+        {{10 * H, 9 * H - M, 5, 0, 0, 0, 0}, RK_LOOP_PERIODIC},
+        {{10 * H, 0, 500, 1, 5000, 1, 0}, RK_LOOP_NONE},      /* training now */
+        {{10 * H, 10 * H - 6 * M, 500, 1, 5000, 0, 1}, RK_LOOP_CONCEPT},
+        {{10 * H, 10 * H - M, 500, 1, 5000, 0, 1}, RK_LOOP_NONE}, /* cooldown */
+        {{10 * H, 0, 0, 0, 0, 1, 1}, RK_LOOP_NONE},        /* training now */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rk_loop_trigger t = rk_loop_decide(&o, &cases[i].s);
@@ -43,7 +62,12 @@ TEST(policy_decisions)
         CHECK(t == cases[i].want);
     }
     o.on_drift = 0;
-    rk_loop_state st = {10 * H, 0, 0, 1, 5000, 0};
+    rk_loop_state st = {10 * H, 0, 0, 1, 5000, 0, 0};
+    CHECK(rk_loop_decide(&o, &st) == RK_LOOP_NONE);
+    st.concept = 1;
+    CHECK(rk_loop_decide(&o, &st) == RK_LOOP_CONCEPT);
+    CHECK(!strcmp(rk_loop_trigger_name(RK_LOOP_CONCEPT), "concept_drift"));
+    o.on_concept_drift = 0;
     CHECK(rk_loop_decide(&o, &st) == RK_LOOP_NONE);
     o.enabled = 0;
     st.new_labels = 1000;
@@ -79,12 +103,8 @@ TEST(loop_config)
         "loop:\n  window: 2h\n  args: [--window, 1h]\n",  /* set twice */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        CHECK_OK(rk_conf_parse_yaml(&c, bad[i], strlen(bad[i]), "t.yaml", &err));
-        rk_loop_opts_default(&o);
-        err.msg[0] = '\0';
-        CHECK(rk_loop_opts_from_conf(&o, rk_conf_root(c), &err) == RK_ECONFIG);
+        CHECK(opts_from_yaml(&o, bad[i], &err) == RK_ECONFIG);
         CHECK(strstr(err.msg, "t.yaml:") != NULL);
-        rk_conf_destroy(c);
     }
 }
 
@@ -167,22 +187,117 @@ TEST(rollback_verdicts)
     CHECK(rk_loop_rollback_check(&o, 1000, 0.331, 1000, 0.3) == RK_LOOP_ROLL_BACK);
     o.rollback = 0;
     CHECK(rk_loop_rollback_check(&o, 1e6, 5, 1e6, 0.3) == RK_LOOP_WAIT);
-    static const char y[] = "loop:\n  kind: ftrl\n  online: true\n  online_refresh_s: 2.5\n"
-                            "  rollback_margin: 0.05\n  rollback_relative: true\n"
-                            "  rollback_min_labels: 300\n";
-    rk_conf *c;
     rk_err err = {0};
-    CHECK_OK(rk_conf_parse_yaml(&c, y, strlen(y), "t.yaml", &err));
-    rk_loop_opts_default(&o);
-    CHECK_OK(rk_loop_opts_from_conf(&o, rk_conf_root(c), &err));
+    CHECK_OK(opts_from_yaml(&o, "loop:\n  kind: ftrl\n  online: true\n  online_refresh_s: 2.5\n"
+                            "  rollback_margin: 0.05\n  rollback_relative: true\n"
+                            "  rollback_min_labels: 300\n", &err));
     CHECK(o.online && o.online_refresh_s == 2.5 && o.rollback_margin == 0.05 &&
           o.rollback_relative && o.rollback_min_labels == 300);
-    rk_conf_destroy(c);
+}
+
+static rk_concept_metrics cm(double n, double pos, double auc, double calib)
+{
+    rk_concept_metrics m = {n, pos, 0.3, auc, calib, pos / n, calib * pos / n};
+    return m;
+}
+
+TEST(concept_verdicts)
+{
+    rk_loop_opts o;
+    rk_loop_opts_default(&o);
+    CHECK(o.on_concept_drift && o.concept_window == 5000 && o.concept_auc_drop == 0.05 &&
+          o.concept_calibration == 0.25 && o.concept_z == 3);
+    char why[300];
+    rk_concept_metrics b = cm(5000, 500, 0.75, 1.0), r = cm(5000, 500, 0.75, 1.0);
+    CHECK(rk_loop_concept_check(&o, &b, &r, why, sizeof why) == RK_LOOP_KEEP);
+    CHECK(strstr(why, "auc 0.7500 -> 0.7500") && strstr(why, "5000 and 5000 labels"));
+    /* Not enough labels in the baseline or the recent window: wait. */
+    b.n = 4999;
+    CHECK(rk_loop_concept_check(&o, &b, &r, NULL, 0) == RK_LOOP_WAIT);
+    b.n = 5000;
+    r.n = 3749;
+    CHECK(rk_loop_concept_check(&o, &b, &r, NULL, 0) == RK_LOOP_WAIT);
+    /* AUC 0.75 -> 0.70 over 500 positives of 5,000 each: Hanley-McNeil
+     * variances 1.6908e-4 and 1.8372e-4, z = 0.05 / 0.018783 = 2.66. */
+    r = cm(5000, 500, 0.70, 1.0);
+    CHECK(rk_loop_concept_check(&o, &b, &r, why, sizeof why) == RK_LOOP_KEEP);
+    CHECK(strstr(why, "(z 2.7)") != NULL);
+    o.concept_z = 2.6;
+    CHECK(rk_loop_concept_check(&o, &b, &r, NULL, 0) == RK_LOOP_ROLL_BACK);
+    o.concept_z = 2.7;
+    CHECK(rk_loop_concept_check(&o, &b, &r, NULL, 0) == RK_LOOP_KEEP);
+    /* Significant but below the least drop. */
+    o.concept_z = 3;
+    b = cm(50000, 5000, 0.75, 1.0);
+    r = cm(50000, 5000, 0.71, 1.0);
+    CHECK(rk_loop_concept_check(&o, &b, &r, NULL, 0) == RK_LOOP_KEEP);
+    r.auc = 0.69;
+    CHECK(rk_loop_concept_check(&o, &b, &r, NULL, 0) == RK_LOOP_ROLL_BACK);
+    /* A better recent AUC is no drift. */
+    r.auc = 0.85;
+    CHECK(rk_loop_concept_check(&o, &b, &r, NULL, 0) == RK_LOOP_KEEP);
+    /* Calibration 1.0 -> 1.3 (ln 1.3 = 0.262 >= ln 1.25) over 500 and 400
+     * positives: z = 0.262 / sqrt(1/500 + 1/400) = 3.9, drift; either way. */
+    b = cm(5000, 500, 0.75, 1.0);
+    r = cm(5000, 400, 0.75, 1.3);
+    CHECK(rk_loop_concept_check(&o, &b, &r, why, sizeof why) == RK_LOOP_ROLL_BACK);
+    CHECK(strstr(why, "calibration 1.000 -> 1.300 (z 3.9)") != NULL);
+    r.calibration = 1 / 1.3;
+    CHECK(rk_loop_concept_check(&o, &b, &r, NULL, 0) == RK_LOOP_ROLL_BACK);
+    r.calibration = 1.2;            /* within 25% */
+    CHECK(rk_loop_concept_check(&o, &b, &r, NULL, 0) == RK_LOOP_KEEP);
+    r = cm(5000, 50, 0.75, 1.3);    /* 50 positives: z 1.8 */
+    CHECK(rk_loop_concept_check(&o, &b, &r, NULL, 0) == RK_LOOP_KEEP);
+    /* Undefined metrics (one class only) never drift. */
+    r = cm(5000, 0, NAN, NAN);
+    CHECK(rk_loop_concept_check(&o, &b, &r, NULL, 0) == RK_LOOP_KEEP);
+    o.concept_window = 0;
+    CHECK(rk_loop_concept_check(&o, &b, &b, NULL, 0) == RK_LOOP_WAIT);
+
+    /* From accumulated predictions: labels drawn from p, then at half the
+     * rate (the clicks fall, the model does not know): calibration x2. */
+    rk_loop_opts_default(&o);
+    rk_concept_acc *acc = calloc(3, sizeof *acc);
+    CHECK(acc != NULL);
+    uint64_t x = 88172645463325252ull;
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 6000; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            float p = 0.02f + 0.3f * (float)(x % 1000) / 1000.0f;
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            double u = (double)(x % 100000) / 100000.0;
+            float y = u < (k == 2 ? p / 2 : p) ? 1.0f : 0.0f;
+            CHECK_OK(rk_concept_add(&acc[k], p, y, 1.0f));
+        }
+    rk_concept_get(&acc[0], &b);
+    rk_concept_get(&acc[1], &r);
+    CHECK(rk_loop_concept_check(&o, &b, &r, why, sizeof why) == RK_LOOP_KEEP);
+    rk_concept_get(&acc[2], &r);
+    CHECK(rk_loop_concept_check(&o, &b, &r, why, sizeof why) == RK_LOOP_ROLL_BACK);
+    CHECK(r.calibration > 1.7 && r.calibration < 2.4);
+    free(acc);
+
+    /* The config. */
+    rk_err err = {0};
+    CHECK_OK(opts_from_yaml(&o, "loop:\n  on_concept_drift: false\n  concept_window: 800\n"
+                            "  concept_auc_drop: 0.1\n  concept_calibration: 0.5\n"
+                            "  concept_z: 2\n", &err));
+    CHECK(!o.on_concept_drift && o.concept_window == 800 && o.concept_auc_drop == 0.1 &&
+          o.concept_calibration == 0.5 && o.concept_z == 2);
+    static const char *const bad[] = {"loop:\n  concept_z: -1\n",
+                                      "loop:\n  concept_calibration: .nan\n",
+                                      "loop:\n  concept_window: -5\n",
+                                      "loop:\n  on_concept_drift: maybe\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(opts_from_yaml(&o, bad[i], &err) == RK_ECONFIG);
+        CHECK(strstr(err.msg, "t.yaml:") != NULL);
+    }
 }
 
 int main(int argc, char **argv)
 {
     static const rk_test_case cases[] = {
+        {"concept_verdicts", concept_verdicts},
         {"rollback_verdicts", rollback_verdicts},
         {"policy_decisions", policy_decisions},
         {"loop_config", loop_config},

@@ -47,6 +47,24 @@ static int drift_now(rk_server *s, uint64_t *rows)
     return drift;
 }
 
+/* The served ranker's concept-drift verdict (its recent online quality
+ * against its first labels); *from_ms the served time of the oldest
+ * recent label, *version the version judged. */
+static rk_loop_verdict concept_now(rk_server *s, uint32_t *version, int64_t *from_ms,
+                                   char *why, size_t cap)
+{
+    *version = 0;
+    *from_ms = 0;
+    sv_model *m = sv_slot_acquire(&s->slots[0]);
+    if (!m) return RK_LOOP_WAIT;
+    *version = m->version;
+    sv_model_release(m);
+    rk_concept_metrics b, r;
+    if (!sv_online_concept(s, s->loop.ranker, *version, &b, &r, from_ms))
+        return RK_LOOP_WAIT;
+    return rk_loop_concept_check(&s->loop, &b, &r, why, cap);
+}
+
 /* ---- automatic rollback ------------------------------------------------------ */
 
 /* Rolls the loop's ranker back when its current version's online log loss
@@ -188,13 +206,23 @@ static void learner_step(rk_server *s, learner *l, int64_t now)
     atomic_fetch_add(&s->learn_snapshots, 1);
 }
 
+/* The user's own --window among the extra training options. */
+static int has_window_arg(const rk_loop_opts *o)
+{
+    for (size_t i = 0; i < o->nargs; i++)
+        if (!strcmp(o->args[i], "--window")) return 1;
+    return 0;
+}
+
 static void *loop_main(void *arg)
 {
     rk_server *s = arg;
     const rk_loop_opts *o = &s->loop;
     uint64_t base = positives(s);
     int64_t last_train = 0, last_check = 0;
-    int drift = 0;
+    int drift = 0, concept = 0;
+    uint32_t concept_version = 0;
+    int64_t concept_from = 0;
     uint64_t drift_rows = 0;
     learner l;
     memset(&l, 0, sizeof l);
@@ -215,16 +243,41 @@ static void *loop_main(void *arg)
                 sv_model_release(m);
                 drift = d;
             }
+            /* Concept drift, edge-triggered per version: a new version
+             * starts without a verdict. */
+            char why[300];
+            uint32_t cv;
+            rk_loop_verdict c = concept_now(s, &cv, &concept_from, why, sizeof why);
+            if (cv != concept_version) concept = 0;
+            concept_version = cv;
+            if (c != RK_LOOP_WAIT && (c == RK_LOOP_ROLL_BACK) != concept) {
+                concept = c == RK_LOOP_ROLL_BACK;
+                rk_audit_add(s->audit, 0, concept ? "concept_drift_alarm"
+                                                  : "concept_drift_cleared",
+                             o->ranker, cv, why);
+            }
         }
         rollback_check(s);
         if (o->online) learner_step(s, &l, now);
-        rk_loop_state st = {now, last_train, positives(s) - base, drift, drift_rows, 0};
+        rk_loop_state st = {now, last_train, positives(s) - base, drift, drift_rows, 0,
+                            concept};
         rk_loop_trigger t = rk_loop_decide(o, &st);
         if (t != RK_LOOP_NONE) {
             char det[256];
-            snprintf(det, sizeof det, "trigger %s: %llu new labels, drift %s",
-                     rk_loop_trigger_name(t), (unsigned long long)st.new_labels,
-                     drift ? "yes" : "no");
+            /* After a change in the concept the rows before it teach the
+             * old one: train on the recent labels' span only (or the
+             * configured window when shorter). */
+            rk_loop_opts to = *o;
+            if (t == RK_LOOP_CONCEPT && concept_from > 0 && concept_from < now &&
+                !has_window_arg(o) && (!o->window_ms || now - concept_from < o->window_ms))
+                to.window_ms = now - concept_from;
+            char win[32] = "all rows";
+            if (to.window_ms)
+                snprintf(win, sizeof win, "the last %.2f h", (double)to.window_ms / 3.6e6);
+            snprintf(det, sizeof det, "trigger %s: %llu new labels, drift %s, "
+                     "concept drift %s; training on %s", rk_loop_trigger_name(t),
+                     (unsigned long long)st.new_labels, drift ? "yes" : "no",
+                     concept ? "yes" : "no", win);
             rk_audit_add(s->audit, now, "training", o->ranker, 0, det);
             atomic_store(&s->loop_training, 1);
             last_train = now;
@@ -232,7 +285,7 @@ static void *loop_main(void *arg)
             rk_loop_result res;
             rk_err err = {0};
             int rc = rk_loop_train(s->o.exe, rk_store_path(s->store), s->o.config_path,
-                                   o, s->o.clock_event ? now : 0, log_path, &s->loop_stop, &res, &err);
+                                   &to, s->o.clock_event ? now : 0, log_path, &s->loop_stop, &res, &err);
             atomic_store(&s->loop_training, 0);
             if (rc == RK_ECLOSED) break;
             char d2[700];

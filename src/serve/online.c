@@ -35,6 +35,8 @@ typedef struct ol_entry {
     ol_item items[];
 } ol_entry;
 
+#define OL_RING 4
+
 /* Per model version: what its served predictions scored once labelled. */
 typedef struct ol_stat {
     char name[SV_NAME_MAX];
@@ -42,6 +44,12 @@ typedef struct ol_stat {
     int used, checked;
     uint64_t born;              /* creation order (o->stat_clock) */
     rk_concept_acc acc;
+    /* Concept drift: its first concept_window labels (the baseline), then
+     * the latest ones in OL_RING chunks of concept_window / OL_RING. */
+    rk_concept_acc base;
+    rk_concept_acc ring[OL_RING];
+    int64_t ring_from_ms[OL_RING]; /* served time of each chunk's first label */
+    uint32_t ring_cur, ring_full;  /* chunk being filled; chunks filled so far */
 } ol_stat;
 
 #define OL_MAX_STATS 32
@@ -55,6 +63,7 @@ struct sv_online {
     int64_t window_ms;
     int keep_vectors;
     int require_exposure;
+    double concept_window;      /* labels of the baseline and recent windows */
     const rk_label_conf *lc;    /* the server's labels: section */
     int type_of[RK_MAX_EVENT_TYPES]; /* event type -> index in lc->types */
     uint64_t dropped, late, labelled, unscored;
@@ -82,6 +91,7 @@ int sv_online_create(rk_server *s, size_t max_requests, size_t max_bytes,
     o->keep_vectors = keep_vectors;
     o->window_ms = s->labels.window_ms;
     o->require_exposure = s->labels.require_exposure;
+    o->concept_window = (double)s->loop.concept_window;
     o->lc = &s->labels;
     rk_label_type_map(&s->labels, o->type_of);
     s->onl = o;
@@ -261,6 +271,28 @@ void sv_online_event(rk_server *s, const char *request_id, const char *item,
     pthread_mutex_unlock(&o->mu);
 }
 
+/* One label into the version's baseline, or once that is full into its
+ * recent chunks (the oldest chunk restarts when the newest fills). */
+static void concept_add(const sv_online *o, ol_stat *st, int64_t ts_ms, float p,
+                        float y)
+{
+    double win = o->concept_window;
+    if (!(win > 0)) return;
+    if (st->base.n < win) {
+        (void)rk_concept_add(&st->base, p, y, 1.0f);
+        return;
+    }
+    rk_concept_acc *c = &st->ring[st->ring_cur];
+    if (c->n >= win / OL_RING) {
+        st->ring_cur = (st->ring_cur + 1) % OL_RING;
+        c = &st->ring[st->ring_cur];
+        rk_concept_reset(c);
+        if (st->ring_full < OL_RING) st->ring_full++;
+    }
+    if (c->n == 0) st->ring_from_ms[st->ring_cur] = ts_ms;
+    (void)rk_concept_add(c, p, y, 1.0f);
+}
+
 /* Turns one ripe entry into metrics and, when wanted, examples. mu held. */
 static void ripen(sv_online *o, ol_entry *e)
 {
@@ -270,7 +302,10 @@ static void ripen(sv_online *o, ol_entry *e)
         if (o->require_exposure && !it->exposed) continue;
         float y = it->positive && !it->negative ? 1.0f : 0.0f;
         if (rk_concept_add(&st->acc, it->score, y, 1.0f)) o->unscored++;
-        else o->labelled++;
+        else {
+            o->labelled++;
+            concept_add(o, st, e->ts_ms, it->score, y);
+        }
         if (!o->keep_vectors || !it->x.ndense) continue;
         if (o->nex >= OL_MAX_EXAMPLES) {
             o->ex_dropped++;
@@ -356,6 +391,47 @@ int sv_online_get(rk_server *s, const char *name, uint32_t version,
     return found;
 }
 
+/* A version's concept windows as metrics: its first labels, its latest
+ * (merged into tmp) and the served time of the oldest of those. mu held. */
+static void concept_view(const ol_stat *st, rk_concept_acc *tmp, rk_concept_metrics *base,
+                         rk_concept_metrics *recent, int64_t *from_ms)
+{
+    rk_concept_reset(tmp);
+    *from_ms = 0;
+    /* The oldest chunk still held: the one after the newest once the ring
+     * has wrapped, else the first. */
+    uint32_t first = st->ring_full >= OL_RING - 1 ? (st->ring_cur + 1) % OL_RING : 0;
+    for (uint32_t k = 0; k < OL_RING; k++) {
+        uint32_t c = (first + k) % OL_RING;
+        if (st->ring[c].n <= 0) continue;
+        if (!*from_ms) *from_ms = st->ring_from_ms[c];
+        rk_concept_merge(tmp, &st->ring[c]);
+    }
+    rk_concept_get(&st->base, base);
+    rk_concept_get(tmp, recent);
+}
+
+int sv_online_concept(rk_server *s, const char *name, uint32_t version,
+                      rk_concept_metrics *base, rk_concept_metrics *recent,
+                      int64_t *recent_from_ms)
+{
+    sv_online *o = s->onl;
+    int found = 0;
+    if (!o || !(o->concept_window > 0)) return 0;
+    rk_concept_acc *acc = rk_malloc(sizeof *acc);
+    if (!acc) return 0;
+    pthread_mutex_lock(&o->mu);
+    for (uint32_t i = 0; i < OL_MAX_STATS && !found; i++) {
+        ol_stat *st = &o->stats[i];
+        if (!st->used || st->version != version || strcmp(st->name, name)) continue;
+        found = 1;
+        concept_view(st, acc, base, recent, recent_from_ms);
+    }
+    pthread_mutex_unlock(&o->mu);
+    rk_free(acc);
+    return found;
+}
+
 void sv_online_set_checked(rk_server *s, const char *name, uint32_t version)
 {
     sv_online *o = s->onl;
@@ -373,21 +449,48 @@ static double offline(const sv_model *m, const char *metric)
     return x ? x->value : NAN;
 }
 
-/* One version's online metrics (and, for the one serving, the offline
- * validation values they are compared with) as a JSON object. */
-static void stat_json(rk_buf *b, const ol_stat *st, const sv_model *m)
+/* What the JSON shows of one version, copied under the lock. */
+typedef struct ol_view {
+    char name[SV_NAME_MAX];
+    uint32_t version, prev;
+    rk_concept_metrics all, first, recent;
+    int64_t recent_from_ms;
+} ol_view;
+
+static const char *const metric_names[] = {"logloss", "auc", "calibration", "ctr",
+                                           "mean_prediction"};
+
+/* ,"logloss":..,"auc":..,"calibration":..,"ctr":..,"mean_prediction":.. */
+static void metrics_json(rk_buf *b, const rk_concept_metrics *c)
 {
-    rk_concept_metrics c;
-    rk_concept_get(&st->acc, &c);
+    double vals[] = {c->logloss, c->auc, c->calibration, c->ctr, c->mean_p};
+    for (int k = 0; k < 5; k++) {
+        (void)rk_buf_printf(b, ",\"%s\":", metric_names[k]);
+        sv_json_num(b, vals[k]);
+    }
+}
+
+/* One version's online metrics, its concept-drift windows (when on) and,
+ * for the one serving, the offline validation values they are compared
+ * with, as a JSON object. */
+static void stat_json(rk_buf *b, const ol_view *st, const sv_model *m, double window)
+{
+    const rk_concept_metrics *c = &st->all;
+    const char *const *names = metric_names;
     (void)rk_buf_puts(b, "{\"model\":");
     sv_json_str(b, st->name);
     (void)rk_buf_printf(b, ",\"version\":%u,\"previous\":%u,\"labels\":%.0f,"
-                        "\"positives\":%.0f", st->version, st->prev, c.n, c.positives);
-    const char *names[] = {"logloss", "auc", "calibration", "ctr", "mean_prediction"};
-    double vals[] = {c.logloss, c.auc, c.calibration, c.ctr, c.mean_p};
-    for (int k = 0; k < 5; k++) {
-        (void)rk_buf_printf(b, ",\"%s\":", names[k]);
-        sv_json_num(b, vals[k]);
+                        "\"positives\":%.0f", st->version, st->prev, c->n, c->positives);
+    metrics_json(b, c);
+    if (window > 0) {
+        (void)rk_buf_printf(b, ",\"first\":{\"labels\":%.0f,\"positives\":%.0f",
+                            st->first.n, st->first.positives);
+        metrics_json(b, &st->first);
+        (void)rk_buf_printf(b, "},\"recent\":{\"labels\":%.0f,\"positives\":%.0f,"
+                            "\"since_ms\":%lld", st->recent.n, st->recent.positives,
+                            (long long)st->recent_from_ms);
+        metrics_json(b, &st->recent);
+        (void)rk_buf_putc(b, '}');
     }
     if (m) {
         (void)rk_buf_puts(b, ",\"offline\":{");
@@ -422,28 +525,41 @@ void sv_online_json(rk_server *s, rk_buf *b)
         return;
     }
     /* Copy under the lock, render outside it (serving() takes slot locks). */
-    ol_stat *cp = rk_malloc(sizeof o->stats);
-    if (!cp) {
+    ol_view *cp = rk_calloc(OL_MAX_STATS, sizeof *cp);
+    rk_concept_acc *tmp = rk_malloc(sizeof *tmp);
+    if (!cp || !tmp) {
+        rk_free(cp);
+        rk_free(tmp);
         (void)rk_buf_puts(b, ",\"versions\":[]}");
         return;
     }
     pthread_mutex_lock(&o->mu);
-    memcpy(cp, o->stats, sizeof o->stats);
-    (void)rk_buf_printf(b, ",\"pending_requests\":%zu,\"labelled\":%llu,"
+    for (uint32_t i = 0; i < OL_MAX_STATS; i++) {
+        const ol_stat *st = &o->stats[i];
+        if (!st->used) continue;
+        ol_view *v = &cp[i];
+        snprintf(v->name, sizeof v->name, "%s", st->name);
+        v->version = st->version;
+        v->prev = st->prev;
+        rk_concept_get(&st->acc, &v->all);
+        concept_view(st, tmp, &v->first, &v->recent, &v->recent_from_ms);
+    }
+    (void)rk_buf_printf(b, ",\"concept_window\":%.0f,\"pending_requests\":%zu,\"labelled\":%llu,"
                         "\"dropped\":%llu,\"late_events\":%llu,\"versions\":[",
-                        o->count, (unsigned long long)o->labelled,
+                        o->concept_window, o->count, (unsigned long long)o->labelled,
                         (unsigned long long)o->dropped, (unsigned long long)o->late);
     pthread_mutex_unlock(&o->mu);
     int k = 0;
     for (uint32_t i = 0; i < OL_MAX_STATS; i++) {
-        if (!cp[i].used) continue;
+        if (!cp[i].version) continue;
         sv_model *m = serving(s, cp[i].name, cp[i].version);
         if (k++) (void)rk_buf_putc(b, ',');
-        stat_json(b, &cp[i], m);
+        stat_json(b, &cp[i], m, o->concept_window);
         sv_model_release(m);
     }
     (void)rk_buf_puts(b, "]}");
     rk_free(cp);
+    rk_free(tmp);
 }
 
 void sv_online_metrics(rk_server *s, rk_buf *b)

@@ -401,6 +401,12 @@ void sv_example_free(sv_example *e);
 int sv_online_get(rk_server *s, const char *name, uint32_t version,
                   rk_concept_metrics *out, uint32_t *prev, int *checked);
 void sv_online_set_checked(rk_server *s, const char *name, uint32_t version);
+/* A version's concept-drift windows: its first loop.concept_window labels
+ * and its latest ones (up to as many), with the served time of the oldest
+ * recent label; 0 when the version has none or the windows are off. */
+int sv_online_concept(rk_server *s, const char *name, uint32_t version,
+                      rk_concept_metrics *base, rk_concept_metrics *recent,
+                      int64_t *recent_from_ms);
 void sv_online_json(rk_server *s, rk_buf *b);
 void sv_online_metrics(rk_server *s, rk_buf *b);
 
