@@ -13,7 +13,9 @@
 #       live report's missing rates count the served items without a value;
 #   (e) continuous online learning: an FTRL version learns from each
 #       labelled example and its snapshots replace the served model.
-# The taste-shift check (c) runs in bench/loop.sh (several minutes).
+#   (c) a taste shift raises the served version's concept-drift alarm
+#       (its recent online calibration or AUC against its first labels);
+#       the recovery after it runs in bench/loop.sh (several minutes).
 # Prints one line per case and "# N passed, N failed".
 set -u
 . "$(dirname "$0")/lib/harness.sh"
@@ -52,6 +54,8 @@ loop:
   drift_check_s: 60
   rollback_margin: 0.05
   rollback_min_labels: 1500
+  on_concept_drift: false
+  concept_window: 1000
 YAML
 
 rk_serve "$D" "$T/cfg.yaml" || { bad server_starts "$(cat "$T/serve.log")"; finish; }
@@ -264,6 +268,44 @@ if [ -n "$v" ] && wait_serving "$v" && hours $h 2; then
     fi
 else
     bad e_online_learning "$(cat "$T/ftrl.json")" "$(tail -3 "$T/train.out")"
+fi
+# ---- (c) a taste shift raises the concept-drift alarm -----------------------
+# The retraining it triggers is measured in bench/loop.sh; here the verdict
+# alone (on_concept_drift: false records the alarm without retraining): the
+# version serving when every user's taste moves has its first 1,000 labels
+# to compare with, and within two hours its latest ones click less than it
+# predicts (calibration Σp/Σy up) or rank worse (AUC down).
+h=$((h + 2))
+m=$(curl -s "$URL/v1/models" | jq -r '[.serving[] | select(.name == "feed") | .serving][0] // 0')
+curl -s "$URL/v1/monitor/events" >"$T/events.json"
+before=$(jq '[.events[] | select(.kind == "concept_drift_alarm")] | length' "$T/events.json")
+if hours $h 2 --scenario taste_shift --event-hour $h; then
+    i=0
+    while [ $i -lt 50 ]; do
+        curl -s "$URL/v1/monitor/events" >"$T/events.json"
+        jq -e --argjson v "$m" --argjson b "$before" '[.events[] |
+            select(.kind == "concept_drift_alarm")] | length > $b and
+            (.[0].version == $v)' "$T/events.json" >/dev/null 2>&1 && break
+        sleep 0.2
+        i=$((i + 1))
+    done
+    # The windows behind it, in the drift report's concept section.
+    curl -s "$URL/v1/monitor/drift" >"$T/concept.json"
+    if jq -e --argjson v "$m" --argjson b "$before" '[.events[] |
+            select(.kind == "concept_drift_alarm")] | length > $b and (.[0].version == $v)' \
+            "$T/events.json" >/dev/null 2>&1 &&
+       jq -e --argjson v "$m" '.concept.concept_window == 1000 and
+            ([.concept.versions[] | select(.version == $v and .serving)][0] |
+             .first.labels >= 1000 and .recent.labels > 0 and .recent.since_ms > 0)' "$T/concept.json" >/dev/null 2>&1; then
+        ok "c_taste_shift_concept_alarm ($before alarms before it; version $m: $(jq -r '[.events[] |
+            select(.kind == "concept_drift_alarm")][0].detail' "$T/events.json"); CTR $(mean_ctr $((h - 2)) $((h - 1))) -> $(mean_ctr $h $((h + 1))))"
+    else
+        bad c_taste_shift_concept_alarm "version $m, $before alarms before" \
+            "$(jq -c '[.events[] | select(.kind | test("concept"))]' "$T/events.json")" \
+            "$(jq -c '.concept.versions[] | select(.serving)' "$T/concept.json")"
+    fi
+else
+    bad c_taste_shift_concept_alarm "$(tail -3 "$T/sim.out")"
 fi
 stop_server
 finish
