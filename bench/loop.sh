@@ -9,7 +9,9 @@
 # world allows (the simulator's best_ctr).
 #
 # Policies: none (the first version serves throughout), periodic
-# (`loop.every_minutes`), drift (`loop.on_drift`), online (`loop.online`:
+# (`loop.every_minutes`), drift (`loop.on_drift` and `loop.on_concept_drift`:
+# the inputs' drift or the served version's online calibration and AUC
+# against its first labels), online (`loop.online`:
 # one FTRL step per labelled example, snapshot every simulated minute). Every server runs on the
 # simulation's clock (serve.clock: event), so label windows, half-lives,
 # recency and the periodic schedule (--every-minutes, simulated) are in
@@ -57,7 +59,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --smoke) USERS=60 ITEMS=150 SPH=40 HOURS=4 EVENT=2 SPEED=max HIST=300
              POLICIES=none,online ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "loop.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -99,6 +101,7 @@ loop:
   every_labels: 0
   every_minutes: $every
   on_drift: $drift
+  on_concept_drift: $drift
   drift_check_s: 60
   min_drift_rows: 2000
   cooldown_minutes: $EVERY_MIN
