@@ -68,10 +68,12 @@ typedef enum rk_loop_trigger {
     RK_LOOP_PERIODIC,
     RK_LOOP_LABELS,
     RK_LOOP_DRIFT,
-    RK_LOOP_CONCEPT
+    RK_LOOP_CONCEPT,
+    RK_LOOP_CATCH_UP
 } rk_loop_trigger;
 
-/* "none", "periodic", "labels", "drift", "concept_drift". */
+/* "none", "periodic", "labels", "drift", "concept_drift",
+ * "concept_catch_up". */
 const char *rk_loop_trigger_name(rk_loop_trigger t);
 
 /* What the loop has seen since its last training. */
@@ -83,11 +85,18 @@ typedef struct rk_loop_state {
     uint64_t drift_rows;        /* served items in the monitor's window */
     int training;               /* a training run is in progress */
     int concept;                /* the served version's concept drifts now */
+    int64_t change_ms;          /* start of the rows the last concept-drift
+                                   training used (0 = none yet) */
+    int64_t change_span_ms;     /* the span the last training since then used */
 } rk_loop_state;
 
 /* Which trigger fires now, if any: none while training or within the
- * cooldown; else concept drift (when on_concept_drift), input drift (when
- * on_drift and enough rows), then labels, then periodic. Pure. */
+ * cooldown; else concept drift (when on_concept_drift); then the catch-up
+ * after one: a concept-drift training learns from the rows since the
+ * change only, so once that span has doubled the loop trains again on all
+ * of it, and so on until the span reaches window_ms (without a window,
+ * at every doubling); then input drift (when on_drift and enough rows),
+ * labels, periodic. Pure. */
 rk_loop_trigger rk_loop_decide(const rk_loop_opts *o, const rk_loop_state *s);
 
 /* The rollback verdict on a version from its online log loss and its

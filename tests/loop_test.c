@@ -41,18 +41,18 @@ TEST(policy_decisions)
         rk_loop_state s;
         rk_loop_trigger want;
     } cases[] = {
-        {{10 * H, 0, 0, 0, 0, 0, 0}, RK_LOOP_NONE},          /* nothing new yet */
-        {{10 * H, 0, 5, 0, 0, 0, 0}, RK_LOOP_PERIODIC},      /* never trained, labels */
-        {{10 * H, 0, 100, 0, 0, 0, 0}, RK_LOOP_LABELS},
-        {{10 * H, 10 * H - M, 500, 1, 5000, 0, 0}, RK_LOOP_NONE}, /* cooldown */
-        {{10 * H, 10 * H - 6 * M, 500, 1, 5000, 0, 0}, RK_LOOP_DRIFT},
-        {{10 * H, 10 * H - 6 * M, 500, 1, 10, 0, 0}, RK_LOOP_LABELS}, /* few rows */
-        {{10 * H, 10 * H - 6 * M, 5, 0, 0, 0, 0}, RK_LOOP_NONE},
-        {{10 * H, 9 * H - M, 5, 0, 0, 0, 0}, RK_LOOP_PERIODIC},
-        {{10 * H, 0, 500, 1, 5000, 1, 0}, RK_LOOP_NONE},      /* training now */
-        {{10 * H, 10 * H - 6 * M, 500, 1, 5000, 0, 1}, RK_LOOP_CONCEPT},
-        {{10 * H, 10 * H - M, 500, 1, 5000, 0, 1}, RK_LOOP_NONE}, /* cooldown */
-        {{10 * H, 0, 0, 0, 0, 1, 1}, RK_LOOP_NONE},        /* training now */
+        {{10 * H, 0, 0, 0, 0, 0, 0, 0, 0}, RK_LOOP_NONE},          /* nothing new yet */
+        {{10 * H, 0, 5, 0, 0, 0, 0, 0, 0}, RK_LOOP_PERIODIC},      /* never trained, labels */
+        {{10 * H, 0, 100, 0, 0, 0, 0, 0, 0}, RK_LOOP_LABELS},
+        {{10 * H, 10 * H - M, 500, 1, 5000, 0, 0, 0, 0}, RK_LOOP_NONE}, /* cooldown */
+        {{10 * H, 10 * H - 6 * M, 500, 1, 5000, 0, 0, 0, 0}, RK_LOOP_DRIFT},
+        {{10 * H, 10 * H - 6 * M, 500, 1, 10, 0, 0, 0, 0}, RK_LOOP_LABELS}, /* few rows */
+        {{10 * H, 10 * H - 6 * M, 5, 0, 0, 0, 0, 0, 0}, RK_LOOP_NONE},
+        {{10 * H, 9 * H - M, 5, 0, 0, 0, 0, 0, 0}, RK_LOOP_PERIODIC},
+        {{10 * H, 0, 500, 1, 5000, 1, 0, 0, 0}, RK_LOOP_NONE},      /* training now */
+        {{10 * H, 10 * H - 6 * M, 500, 1, 5000, 0, 1, 0, 0}, RK_LOOP_CONCEPT},
+        {{10 * H, 10 * H - M, 500, 1, 5000, 0, 1, 0, 0}, RK_LOOP_NONE}, /* cooldown */
+        {{10 * H, 0, 0, 0, 0, 1, 1, 0, 0}, RK_LOOP_NONE},        /* training now */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rk_loop_trigger t = rk_loop_decide(&o, &cases[i].s);
@@ -62,11 +62,30 @@ TEST(policy_decisions)
         CHECK(t == cases[i].want);
     }
     o.on_drift = 0;
-    rk_loop_state st = {10 * H, 0, 0, 1, 5000, 0, 0};
+    rk_loop_state st = {10 * H, 0, 0, 1, 5000, 0, 0, 0, 0};
     CHECK(rk_loop_decide(&o, &st) == RK_LOOP_NONE);
     st.concept = 1;
     CHECK(rk_loop_decide(&o, &st) == RK_LOOP_CONCEPT);
     CHECK(!strcmp(rk_loop_trigger_name(RK_LOOP_CONCEPT), "concept_drift"));
+    /* The catch-up after a concept-drift training on the last hour: once
+     * two hours have passed since the change, again on all of them, and at
+     * every doubling until the span reaches the window. */
+    st.concept = 0;
+    o.every_minutes = 0;
+    st.last_train_ms = 9 * H;
+    st.change_ms = 8 * H;
+    st.change_span_ms = H;
+    CHECK(rk_loop_decide(&o, &st) == RK_LOOP_CATCH_UP);
+    CHECK(!strcmp(rk_loop_trigger_name(RK_LOOP_CATCH_UP), "concept_catch_up"));
+    st.now_ms = 10 * H - 1;
+    CHECK(rk_loop_decide(&o, &st) == RK_LOOP_NONE);
+    st.now_ms = 10 * H;
+    o.window_ms = H;            /* the span already fills the window */
+    CHECK(rk_loop_decide(&o, &st) == RK_LOOP_NONE);
+    o.window_ms = 8 * H;
+    st.last_train_ms = 10 * H - M; /* cooldown */
+    CHECK(rk_loop_decide(&o, &st) == RK_LOOP_NONE);
+    st.last_train_ms = 9 * H;
     o.on_concept_drift = 0;
     CHECK(rk_loop_decide(&o, &st) == RK_LOOP_NONE);
     o.enabled = 0;

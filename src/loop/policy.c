@@ -140,6 +140,7 @@ const char *rk_loop_trigger_name(rk_loop_trigger t)
     case RK_LOOP_LABELS: return "labels";
     case RK_LOOP_DRIFT: return "drift";
     case RK_LOOP_CONCEPT: return "concept_drift";
+    case RK_LOOP_CATCH_UP: return "concept_catch_up";
     default: return "none";
     }
 }
@@ -152,6 +153,10 @@ rk_loop_trigger rk_loop_decide(const rk_loop_opts *o, const rk_loop_state *s)
                            : INFINITY;
     if (s->last_train_ms && since_min < o->cooldown_minutes) return RK_LOOP_NONE;
     if (o->on_concept_drift && s->concept) return RK_LOOP_CONCEPT;
+    if (o->on_concept_drift && s->change_ms > 0 && s->change_span_ms > 0 &&
+        (!o->window_ms || s->change_span_ms < o->window_ms) &&
+        s->now_ms - s->change_ms >= 2 * s->change_span_ms)
+        return RK_LOOP_CATCH_UP;
     if (o->on_drift && s->drift && s->drift_rows >= o->min_drift_rows)
         return RK_LOOP_DRIFT;
     if (o->every_labels && s->new_labels >= o->every_labels) return RK_LOOP_LABELS;

@@ -222,7 +222,7 @@ static void *loop_main(void *arg)
     int64_t last_train = 0, last_check = 0;
     int drift = 0, concept = 0;
     uint32_t concept_version = 0;
-    int64_t concept_from = 0;
+    int64_t concept_from = 0, change_ms = 0, change_span = 0;
     uint64_t drift_rows = 0;
     learner l;
     memset(&l, 0, sizeof l);
@@ -260,17 +260,23 @@ static void *loop_main(void *arg)
         rollback_check(s);
         if (o->online) learner_step(s, &l, now);
         rk_loop_state st = {now, last_train, positives(s) - base, drift, drift_rows, 0,
-                            concept};
+                            concept, change_ms, change_span};
         rk_loop_trigger t = rk_loop_decide(o, &st);
         if (t != RK_LOOP_NONE) {
             char det[256];
             /* After a change in the concept the rows before it teach the
-             * old one: train on the recent labels' span only (or the
-             * configured window when shorter). */
+             * old one: train on the recent labels' span only, then catch
+             * up on all rows since as they double (up to the configured
+             * window). */
             rk_loop_opts to = *o;
-            if (t == RK_LOOP_CONCEPT && concept_from > 0 && concept_from < now &&
-                !has_window_arg(o) && (!o->window_ms || now - concept_from < o->window_ms))
-                to.window_ms = now - concept_from;
+            if (t == RK_LOOP_CONCEPT && concept_from > 0 && concept_from < now)
+                change_ms = concept_from;
+            if ((t == RK_LOOP_CONCEPT || t == RK_LOOP_CATCH_UP) && change_ms > 0 &&
+                change_ms < now && !has_window_arg(o)) {
+                change_span = now - change_ms;
+                if (!o->window_ms || change_span < o->window_ms)
+                    to.window_ms = change_span;
+            }
             char win[32] = "all rows";
             if (to.window_ms)
                 snprintf(win, sizeof win, "the last %.2f h", (double)to.window_ms / 3.6e6);
