@@ -49,7 +49,7 @@ typedef struct ol_stat {
     rk_concept_acc base;
     rk_concept_acc ring[OL_RING];
     int64_t ring_from_ms[OL_RING]; /* served time of each chunk's first label */
-    uint32_t ring_cur, ring_full;  /* chunk being filled; chunks filled so far */
+    uint32_t ring_cur;             /* the chunk being filled */
 } ol_stat;
 
 #define OL_MAX_STATS 32
@@ -287,7 +287,6 @@ static void concept_add(const sv_online *o, ol_stat *st, int64_t ts_ms, float p,
         st->ring_cur = (st->ring_cur + 1) % OL_RING;
         c = &st->ring[st->ring_cur];
         rk_concept_reset(c);
-        if (st->ring_full < OL_RING) st->ring_full++;
     }
     if (c->n == 0) st->ring_from_ms[st->ring_cur] = ts_ms;
     (void)rk_concept_add(c, p, y, 1.0f);
@@ -398,11 +397,10 @@ static void concept_view(const ol_stat *st, rk_concept_acc *tmp, rk_concept_metr
 {
     rk_concept_reset(tmp);
     *from_ms = 0;
-    /* The oldest chunk still held: the one after the newest once the ring
-     * has wrapped, else the first. */
-    uint32_t first = st->ring_full >= OL_RING - 1 ? (st->ring_cur + 1) % OL_RING : 0;
-    for (uint32_t k = 0; k < OL_RING; k++) {
-        uint32_t c = (first + k) % OL_RING;
+    /* Oldest first: the chunks after the one being filled (those not
+     * reached yet are empty), then that one. */
+    for (uint32_t k = 1; k <= OL_RING; k++) {
+        uint32_t c = (st->ring_cur + k) % OL_RING;
         if (st->ring[c].n <= 0) continue;
         if (!*from_ms) *from_ms = st->ring_from_ms[c];
         rk_concept_merge(tmp, &st->ring[c]);
@@ -452,10 +450,28 @@ static double offline(const sv_model *m, const char *metric)
 /* What the JSON shows of one version, copied under the lock. */
 typedef struct ol_view {
     char name[SV_NAME_MAX];
+    int used;
     uint32_t version, prev;
     rk_concept_metrics all, first, recent;
     int64_t recent_from_ms;
 } ol_view;
+
+/* Copies every version's metrics into cp[OL_MAX_STATS], and with tmp (a
+ * scratch accumulator) its concept windows too. mu held. */
+static void views_copy(const sv_online *o, ol_view *cp, rk_concept_acc *tmp)
+{
+    for (uint32_t i = 0; i < OL_MAX_STATS; i++) {
+        const ol_stat *st = &o->stats[i];
+        ol_view *v = &cp[i];
+        v->used = st->used;
+        if (!st->used) continue;
+        snprintf(v->name, sizeof v->name, "%s", st->name);
+        v->version = st->version;
+        v->prev = st->prev;
+        rk_concept_get(&st->acc, &v->all);
+        if (tmp) concept_view(st, tmp, &v->first, &v->recent, &v->recent_from_ms);
+    }
+}
 
 static const char *const metric_names[] = {"logloss", "auc", "calibration", "ctr",
                                            "mean_prediction"};
@@ -476,7 +492,6 @@ static void metrics_json(rk_buf *b, const rk_concept_metrics *c)
 static void stat_json(rk_buf *b, const ol_view *st, const sv_model *m, double window)
 {
     const rk_concept_metrics *c = &st->all;
-    const char *const *names = metric_names;
     (void)rk_buf_puts(b, "{\"model\":");
     sv_json_str(b, st->name);
     (void)rk_buf_printf(b, ",\"version\":%u,\"previous\":%u,\"labels\":%.0f,"
@@ -495,8 +510,8 @@ static void stat_json(rk_buf *b, const ol_view *st, const sv_model *m, double wi
     if (m) {
         (void)rk_buf_puts(b, ",\"offline\":{");
         for (int k = 0; k < 3; k++) {
-            (void)rk_buf_printf(b, "%s\"%s\":", k ? "," : "", names[k]);
-            sv_json_num(b, offline(m, names[k]));
+            (void)rk_buf_printf(b, "%s\"%s\":", k ? "," : "", metric_names[k]);
+            sv_json_num(b, offline(m, metric_names[k]));
         }
         (void)rk_buf_puts(b, "},\"serving\":true");
     }
@@ -525,7 +540,7 @@ void sv_online_json(rk_server *s, rk_buf *b)
         return;
     }
     /* Copy under the lock, render outside it (serving() takes slot locks). */
-    ol_view *cp = rk_calloc(OL_MAX_STATS, sizeof *cp);
+    ol_view *cp = rk_malloc(OL_MAX_STATS * sizeof *cp);
     rk_concept_acc *tmp = rk_malloc(sizeof *tmp);
     if (!cp || !tmp) {
         rk_free(cp);
@@ -534,16 +549,7 @@ void sv_online_json(rk_server *s, rk_buf *b)
         return;
     }
     pthread_mutex_lock(&o->mu);
-    for (uint32_t i = 0; i < OL_MAX_STATS; i++) {
-        const ol_stat *st = &o->stats[i];
-        if (!st->used) continue;
-        ol_view *v = &cp[i];
-        snprintf(v->name, sizeof v->name, "%s", st->name);
-        v->version = st->version;
-        v->prev = st->prev;
-        rk_concept_get(&st->acc, &v->all);
-        concept_view(st, tmp, &v->first, &v->recent, &v->recent_from_ms);
-    }
+    views_copy(o, cp, tmp);
     (void)rk_buf_printf(b, ",\"concept_window\":%.0f,\"pending_requests\":%zu,\"labelled\":%llu,"
                         "\"dropped\":%llu,\"late_events\":%llu,\"versions\":[",
                         o->concept_window, o->count, (unsigned long long)o->labelled,
@@ -551,7 +557,7 @@ void sv_online_json(rk_server *s, rk_buf *b)
     pthread_mutex_unlock(&o->mu);
     int k = 0;
     for (uint32_t i = 0; i < OL_MAX_STATS; i++) {
-        if (!cp[i].version) continue;
+        if (!cp[i].used) continue;
         sv_model *m = serving(s, cp[i].name, cp[i].version);
         if (k++) (void)rk_buf_putc(b, ',');
         stat_json(b, &cp[i], m, o->concept_window);
@@ -566,10 +572,10 @@ void sv_online_metrics(rk_server *s, rk_buf *b)
 {
     sv_online *o = s->onl;
     if (!o) return;
-    ol_stat *cp = rk_malloc(sizeof o->stats);
+    ol_view *cp = rk_malloc(OL_MAX_STATS * sizeof *cp);
     if (!cp) return;
     pthread_mutex_lock(&o->mu);
-    memcpy(cp, o->stats, sizeof o->stats);
+    views_copy(o, cp, NULL);
     uint64_t lab = o->labelled, drop = o->dropped, late = o->late;
     size_t pend = o->count;
     pthread_mutex_unlock(&o->mu);
@@ -585,7 +591,7 @@ void sv_online_metrics(rk_server *s, rk_buf *b)
                         "rankd_online_late_events_total %llu\n",
                         (unsigned long long)lab, pend, (unsigned long long)drop,
                         (unsigned long long)late);
-    static const char *const names[] = {"logloss", "auc", "calibration", "ctr"};
+    const char *const *names = metric_names; /* the first four */
     for (int k = 0; k < 4; k++) {
         (void)rk_buf_printf(b, "# HELP rankd_online_%s Online %s of the served "
                             "predictions from delayed labels, per model version.\n"
@@ -593,9 +599,8 @@ void sv_online_metrics(rk_server *s, rk_buf *b)
                             names[k]);
         for (uint32_t i = 0; i < OL_MAX_STATS; i++) {
             if (!cp[i].used) continue;
-            rk_concept_metrics c;
-            rk_concept_get(&cp[i].acc, &c);
-            double v = k == 0 ? c.logloss : k == 1 ? c.auc : k == 2 ? c.calibration : c.ctr;
+            const rk_concept_metrics *c = &cp[i].all;
+            double v = k == 0 ? c->logloss : k == 1 ? c->auc : k == 2 ? c->calibration : c->ctr;
             if (isnan(v)) continue;
             (void)rk_buf_printf(b, "rankd_online_%s{model=\"%s\",version=\"%u\"} %.6g\n",
                                 names[k], cp[i].name, cp[i].version, v);
