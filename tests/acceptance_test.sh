@@ -289,14 +289,18 @@ if hours $h 2 --scenario taste_shift --event-hour $h; then
         sleep 0.2
         i=$((i + 1))
     done
-    # The windows behind it, in the drift report's concept section.
+    # The windows behind it, in the drift report's concept section; the
+    # version's online metrics in /metrics.
     curl -s "$URL/v1/monitor/drift" >"$T/concept.json"
+    curl -s "$URL/metrics" >"$T/metrics.txt"
     if jq -e --argjson v "$m" --argjson b "$before" '[.events[] |
             select(.kind == "concept_drift_alarm")] | length > $b and (.[0].version == $v)' \
             "$T/events.json" >/dev/null 2>&1 &&
        jq -e --argjson v "$m" '.concept.concept_window == 1000 and
             ([.concept.versions[] | select(.version == $v and .serving)][0] |
-             .first.labels >= 1000 and .recent.labels > 0 and .recent.since_ms > 0)' "$T/concept.json" >/dev/null 2>&1; then
+             .first.labels >= 1000 and .recent.labels > 0 and .recent.since_ms > 0)' "$T/concept.json" >/dev/null 2>&1 &&
+       grep -q "^rankd_online_auc{model=\"feed\",version=\"$m\"} 0\.[0-9]" "$T/metrics.txt" &&
+       grep -q "^rankd_online_calibration{model=\"feed\",version=\"$m\"} [0-9]" "$T/metrics.txt"; then
         ok "c_taste_shift_concept_alarm ($before alarms before it; version $m: $(jq -r '[.events[] |
             select(.kind == "concept_drift_alarm")][0].detail' "$T/events.json"); CTR $(mean_ctr $((h - 2)) $((h - 1))) -> $(mean_ctr $h $((h + 1))))"
     else
