@@ -32,6 +32,7 @@
 #   sh bench/loop.sh --shift latent         # the attainable CTR falls too
 #   sh bench/loop.sh --window 8h --seed 11  # retraining on the last 8 h only
 #   sh bench/loop.sh --noise-alpha 0.05     # the monitor's noise gate on
+#   sh bench/loop.sh --online-half-life 2h  # the online learner forgets
 #   sh bench/loop.sh --smoke                # the `make test` run (seconds)
 set -u
 # The end-to-end tests' harness: $RANKD, $T, rk_serve, stop_server.
@@ -39,7 +40,7 @@ set -u
 POLICIES=none,periodic,drift,online
 USERS=500 ITEMS=2000 SPH=400 HOURS=24 EVENT=8 DEG=90 SHIFT=categories
 SPEED=1800 HIST=4000
-EVERY_MIN=120 OUT="" SEED=7 WINDOW="" NOISE=""
+EVERY_MIN=120 OUT="" SEED=7 WINDOW="" NOISE="" HALF_LIFE=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --policies) POLICIES=$2; shift ;;
@@ -56,10 +57,11 @@ while [ $# -gt 0 ]; do
     --seed) SEED=$2; shift ;;
     --window) WINDOW=$2; shift ;;
     --noise-alpha) NOISE=$2; shift ;;
+    --online-half-life) HALF_LIFE=$2; shift ;;
     --out) OUT=$2; shift ;;
     --smoke) USERS=60 ITEMS=150 SPH=40 HOURS=4 EVENT=2 SPEED=max HIST=300
              POLICIES=none,online ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "loop.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -107,6 +109,7 @@ loop:
   cooldown_minutes: $EVERY_MIN
   online: $online
   online_refresh_s: 60
+  online_half_life: $HALF_LIFE
   rollback: false
   args: [--gate-metrics, "auc,logloss"]
 YAML

@@ -51,6 +51,9 @@ typedef struct rk_loop_opts {
     /* continuous online learning (ftrl or fm rankers) */
     int online;                 /* update from each labelled example (0) */
     double online_refresh_s;    /* served snapshot refreshed every (10) */
+    int64_t online_half_life_ms; /* its gradient sums decay with this
+                                    half-life, so it keeps a young learning
+                                    rate (0 = never: the default) */
     /* automatic rollback on online log loss */
     int rollback;               /* (1) */
     double rollback_margin;     /* worse than the predecessor by (0.02) */

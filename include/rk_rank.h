@@ -338,6 +338,16 @@ typedef struct rk_ftrl_train_opts {
 
 void rk_ftrl_train_opts_default(rk_ftrl_train_opts *o);
 
+/* Forgets part of what the per-coordinate learning rates have seen: the
+ * squared-gradient sum n of every coordinate (and the intercept's) becomes
+ * keep * n, and z is rescaled so that every weight stays what it was. The
+ * model predicts exactly as before, but the next updates move it as if
+ * only that fraction of the past examples had been seen: a learner that
+ * has converged on an old concept adapts to a new one at a younger
+ * learning rate. keep in (0, 1]; 1 changes nothing. RK_EINVAL otherwise.
+ * O(dim). */
+int rk_ftrl_forget(rk_ftrl *m, double keep);
+
 /* rk_ftrl_update over every example of data, epochs times, with the next
  * examples' state prefetched, which makes it several times faster than a
  * loop of updates over data larger than the caches. logloss (may be NULL)
@@ -433,6 +443,12 @@ int rk_fm_predict(const rk_fm *m, const rk_sparse *x, float *p);
  * y or weight out of range; the model is unchanged on error. */
 int rk_fm_update(rk_fm *m, const rk_sparse *x, float y, float weight,
                  float *p_before);
+
+/* As rk_ftrl_forget for the AdaGrad sums: every one becomes keep times
+ * itself (the weights are unchanged), so the next steps are larger. A
+ * model trained with plain SGD has no sums and is unchanged. keep in
+ * (0, 1]; RK_EINVAL otherwise. */
+int rk_fm_forget(rk_fm *m, double keep);
 
 typedef struct rk_fm_train_opts {
     uint32_t epochs;   /* maximum passes, >= 1: 10 */

@@ -989,6 +989,12 @@ int rk_ranker_update(rk_ranker *r, const rk_fvec *x, float y, float w,
                      float *p_before, rk_err *err);
 /* A deep copy (through rk_ranker_save / rk_ranker_load). RK_ENOMEM. */
 int rk_ranker_clone(rk_ranker **out, const rk_ranker *r, rk_err *err);
+/* Forgets part of the online learner's past (rk_ftrl_forget, rk_fm_forget):
+ * the model predicts as before and learns from the next examples at the
+ * rate of one that has seen keep times as much. For a learner that meets
+ * a changed concept. keep in (0, 1]. RK_EINVAL for a GBDT ranker or keep
+ * out of range. */
+int rk_ranker_forget(rk_ranker *r, double keep, rk_err *err);
 
 /* Offline metrics of the ranker on a set. Binary task: auc, pr_auc,
  * logloss, ne, calibration, plus gauc when rows carry groups; rank task:

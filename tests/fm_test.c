@@ -340,6 +340,37 @@ static rk_fm *trained_fm(uint32_t dim, rk_fm_optimizer opt, rk_buf *out)
     return m;
 }
 
+TEST(forget_scales_adagrad_sums)
+{
+    /* After forgetting 99% of its AdaGrad sums a trained model predicts as
+     * before and its next step is several times larger than its twin's;
+     * an SGD model has no sums and steps alike. */
+    for (int opt = 0; opt < 2; opt++) {
+        rk_fm *a = trained_fm(16, opt ? RK_FM_SGD : RK_FM_ADAGRAD, NULL);
+        rk_fm *b = trained_fm(16, opt ? RK_FM_SGD : RK_FM_ADAGRAD, NULL);
+        CHECK(a && b);
+        CHECK(rk_fm_forget(b, 0.0) == RK_EINVAL);
+        CHECK(rk_fm_forget(b, 2.0) == RK_EINVAL);
+        CHECK_OK(rk_fm_forget(b, 0.01));
+        uint32_t idx[] = {1, 3, 5};
+        rk_sparse x = {idx, NULL, 3};
+        float pa, pb, before[4];
+        CHECK_OK(rk_fm_predict(a, &x, &pa));
+        CHECK_OK(rk_fm_predict(b, &x, &pb));
+        CHECK(pa == pb);
+        memcpy(before, rk__fm_row(a, 3), sizeof before);
+        CHECK(!memcmp(before, rk__fm_row(b, 3), sizeof before));
+        CHECK_OK(rk_fm_update(a, &x, 1.0f, 1.0f, NULL));
+        CHECK_OK(rk_fm_update(b, &x, 1.0f, 1.0f, NULL));
+        double da = fabs(rk__fm_row(a, 3)[0] - before[0]);
+        double db = fabs(rk__fm_row(b, 3)[0] - before[0]);
+        if (opt) CHECK(da == db);
+        else CHECK(db > 3 * da && da > 0);
+        rk_fm_destroy(a);
+        rk_fm_destroy(b);
+    }
+}
+
 TEST(save_load_round_trip)
 {
     for (int opt = 0; opt < 2; opt++) {
@@ -520,7 +551,8 @@ int main(int argc, char **argv)
 {
     RK_TEST_MAIN(argc, argv, gradient_matches_finite_differences,
                  learns_interaction_linear_cannot, early_stopping_restores_best,
-                 importance_weight_scales_gradient, save_load_round_trip,
+                 importance_weight_scales_gradient,
+                 forget_scales_adagrad_sums, save_load_round_trip,
                  load_refuses_damage, invalid_input, allocation_failures,
                  fuzz_seeds);
 }

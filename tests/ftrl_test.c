@@ -46,8 +46,10 @@ typedef struct synth {
     float *val, *y;
 } synth;
 
-static void synth_make(synth *s, size_t n, uint32_t nnz, uint32_t dim,
-                       uint32_t signal, uint64_t seed, int with_values)
+/* sign -1 plants the opposite concept: the same inputs, flipped labels. */
+static void synth_make_signed(synth *s, size_t n, uint32_t nnz, uint32_t dim,
+                              uint32_t signal, uint64_t seed, int with_values,
+                              double sign)
 {
     s->n = n;
     s->x = malloc(n * sizeof *s->x);
@@ -62,11 +64,17 @@ static void synth_make(synth *s, size_t n, uint32_t nnz, uint32_t dim,
             float v = with_values ? (float)(unit(&r) * 2) : 1.0f;
             s->idx[i * nnz + k] = c;
             s->val[i * nnz + k] = v;
-            if (c < signal) m += (c % 2 ? 3.0 : -3.0) * v;
+            if (c < signal) m += sign * (c % 2 ? 3.0 : -3.0) * v;
         }
         s->x[i] = (rk_sparse){s->idx + i * nnz, with_values ? s->val + i * nnz : NULL, nnz};
         s->y[i] = unit(&r) < 1 / (1 + exp(-m)) ? 1.0f : 0.0f;
     }
+}
+
+static void synth_make(synth *s, size_t n, uint32_t nnz, uint32_t dim,
+                       uint32_t signal, uint64_t seed, int with_values)
+{
+    synth_make_signed(s, n, nnz, dim, signal, seed, with_values, 1.0);
 }
 
 static void synth_free(synth *s)
@@ -459,6 +467,67 @@ TEST(learns_planted_model)
     synth_free(&te);
 }
 
+static double test_auc(const rk_ftrl *m, const synth *te)
+{
+    float *p = malloc(te->n * sizeof *p);
+    for (size_t i = 0; i < te->n; i++)
+        if (rk_ftrl_predict(m, &te->x[i], &p[i])) p[i] = NAN;
+    double a = auc(p, te->y, te->n);
+    free(p);
+    return a;
+}
+
+TEST(forget_keeps_weights_and_adapts)
+{
+    /* Two models learn concept A alike; one forgets 99% of its gradient
+     * sums. Its weights and predictions stay, its n shrinks by 100, and on
+     * the opposite concept B it recovers within far fewer examples. */
+    synth a, b, te;
+    synth_make(&a, 30000, 12, 300, 300, 31, 1);
+    synth_make_signed(&b, 8000, 12, 300, 300, 32, 1, -1.0);
+    synth_make_signed(&te, 2000, 12, 300, 300, 33, 1, -1.0);
+    rk_sparse_set da = {a.x, a.y, NULL, a.n}, db = {b.x, b.y, NULL, b.n};
+    rk_ftrl *m[2];
+    rk_err err = {0};
+    for (int i = 0; i < 2; i++) {
+        CHECK((m[i] = model(300, 0.1, 1, 0.5, 1, 1)));
+        CHECK_OK(rk_ftrl_train(m[i], &da, NULL, NULL, &err));
+    }
+    CHECK(rk_ftrl_forget(m[1], 0.0) == RK_EINVAL);
+    CHECK(rk_ftrl_forget(m[1], 1.5) == RK_EINVAL);
+    CHECK(rk_ftrl_forget(m[1], NAN) == RK_EINVAL);
+    CHECK_OK(rk_ftrl_forget(m[1], 1.0));
+    CHECK_OK(rk_ftrl_forget(m[1], 0.01));
+    size_t moved = 0;
+    for (uint32_t c = 0; c <= 300; c++) {
+        float z0, n0, w0, z1, n1, w1;
+        CHECK_OK(rk_ftrl_coord(m[0], c, &z0, &n0, &w0));
+        CHECK_OK(rk_ftrl_coord(m[1], c, &z1, &n1, &w1));
+        CHECK(NEAR(w1, w0, 1e-5 * (1 + fabsf(w0))));
+        CHECK(NEAR(n1, 0.01f * n0, 1e-4 * n0 + 1e-30));
+        moved += z1 != z0;
+    }
+    CHECK(moved > 200);
+    for (size_t i = 0; i < 50; i++) {
+        float p0, p1;
+        CHECK_OK(rk_ftrl_predict(m[0], &te.x[i], &p0));
+        CHECK_OK(rk_ftrl_predict(m[1], &te.x[i], &p1));
+        CHECK(NEAR(p0, p1, 1e-5));
+    }
+    double before = test_auc(m[0], &te);
+    for (int i = 0; i < 2; i++) CHECK_OK(rk_ftrl_train(m[i], &db, NULL, NULL, &err));
+    double kept = test_auc(m[0], &te), forgot = test_auc(m[1], &te);
+    if (!(before < 0.2 && forgot > kept + 0.2))
+        fprintf(stderr, "  AUC on B: %.3f before, %.3f kept, %.3f forgot\n",
+                before, kept, forgot);
+    CHECK(before < 0.2);          /* concept A ranks B backwards */
+    CHECK(forgot > kept + 0.2);
+    for (int i = 0; i < 2; i++) rk_ftrl_destroy(m[i]);
+    synth_free(&a);
+    synth_free(&b);
+    synth_free(&te);
+}
+
 TEST(train_deterministic_and_reports_bad_example)
 {
     synth s;
@@ -731,7 +800,7 @@ int main(int argc, char **argv)
                  kernels_match_reference, kernels_env_override,
                  training_identical_across_kernels, repeats_are_summed,
                  invalid_input_leaves_model_unchanged, l1_gives_exact_zeros,
-                 learns_planted_model,
+                 learns_planted_model, forget_keeps_weights_and_adapts,
                  train_deterministic_and_reports_bad_example,
                  save_load_round_trip, load_refuses_damage,
                  allocation_failures, fuzz_seeds);

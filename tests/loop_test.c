@@ -115,6 +115,8 @@ TEST(loop_config)
         "loop:\n  surprise: 1\n",
         "loop:\n  online: true\n",                 /* gbdt cannot learn online */
         "loop:\n  kind: ftrl\n  online_refresh_s: 0\n",
+        "loop:\n  kind: ftrl\n  online_half_life: soon\n",
+        "loop:\n  kind: ftrl\n  online_half_life: -1h\n",
         "loop:\n  rollback_margin: -0.1\n",
         "loop:\n  rollback_min_labels: 0\n",
         "loop:\n  window: 6x\n",
@@ -211,7 +213,11 @@ TEST(rollback_verdicts)
                             "  rollback_margin: 0.05\n  rollback_relative: true\n"
                             "  rollback_min_labels: 300\n", &err));
     CHECK(o.online && o.online_refresh_s == 2.5 && o.rollback_margin == 0.05 &&
-          o.rollback_relative && o.rollback_min_labels == 300);
+          o.rollback_relative && o.rollback_min_labels == 300 &&
+          o.online_half_life_ms == 0);
+    CHECK_OK(opts_from_yaml(&o, "loop:\n  kind: fm\n  online: true\n"
+                            "  online_half_life: 2h\n", &err));
+    CHECK(o.online_half_life_ms == 2 * 3600000LL);
 }
 
 static rk_concept_metrics cm(double n, double pos, double auc, double calib)

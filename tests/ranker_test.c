@@ -318,6 +318,14 @@ TEST(online_updates_learn)
         bad.ndense = row.x.ndense + 1;
         CHECK(rk_ranker_update(c, &bad, 1, 1, NULL, &err) == RK_EINVAL);
         CHECK(rk_ranker_update(c, &row.x, 1, -1, NULL, &err) == RK_EINVAL);
+        /* Forgetting keeps the predictions. */
+        float p0, p1;
+        CHECK_OK(rk_ranker_predict(c, &row.x, 1, &p0, &err));
+        CHECK_OK(rk_ranker_forget(c, 0.25, &err));
+        CHECK_OK(rk_ranker_predict(c, &row.x, 1, &p1, &err));
+        CHECK(fabsf(p0 - p1) < 1e-5f);
+        CHECK(rk_ranker_forget(c, 0, &err) == RK_EINVAL);
+        CHECK(strstr(err.msg, "keep") != NULL);
         rk_ranker_destroy(r);
         rk_ranker_destroy(c);
     }
@@ -330,6 +338,7 @@ TEST(online_updates_learn)
     rk_trainset_get(va, 0, &row);
     CHECK(rk_ranker_update(g, &row.x, 1, 1, NULL, &err) == RK_EINVAL);
     CHECK(strstr(err.msg, "online") != NULL);
+    CHECK(rk_ranker_forget(g, 0.5, &err) == RK_EINVAL);
     rk_ranker_destroy(g);
     rk_trainset_destroy(tr);
     rk_trainset_destroy(on);

@@ -39,7 +39,8 @@ int rk_loop_opts_from_conf(rk_loop_opts *o, const rk_conf_node *root,
                                           "every_minutes", "every_labels",
                                           "on_drift", "cooldown_minutes",
                                           "drift_check_s", "min_drift_rows",
-                                          "online", "online_refresh_s", "rollback",
+                                          "online", "online_refresh_s", "online_half_life",
+                                          "rollback",
                                           "rollback_margin", "rollback_relative",
                                           "rollback_min_labels", "on_concept_drift",
                                           "concept_window", "concept_auc_drop",
@@ -83,6 +84,8 @@ int rk_loop_opts_from_conf(rk_loop_opts *o, const rk_conf_node *root,
     if (!rc) rc = rk_conf_as_bool(rk_conf_get(n, "online"), 0, &o->online, err);
     if (!rc) rc = rk_conf_as_float(rk_conf_get(n, "online_refresh_s"),
                                    o->online_refresh_s, &o->online_refresh_s, err);
+    if (!rc) rc = rk_conf_as_duration_ms(rk_conf_get(n, "online_half_life"), 0,
+                                         &o->online_half_life_ms, err);
     if (!rc) rc = rk_conf_as_bool(rk_conf_get(n, "rollback"), 1, &o->rollback, err);
     if (!rc) rc = rk_conf_as_float(rk_conf_get(n, "rollback_margin"),
                                    o->rollback_margin, &o->rollback_margin, err);

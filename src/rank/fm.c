@@ -206,6 +206,16 @@ static void step(rk_fm *m, const rk_sparse *x, const float *S, float gl)
     }
 }
 
+int rk_fm_forget(rk_fm *m, double keep)
+{
+    if (!(keep > 0 && keep <= 1)) return RK_EINVAL;
+    if (!m->G || keep == 1) return 0;
+    const float f = (float)keep;
+    for (size_t i = 0; i < (size_t)m->dim * m->stride; i++) m->G[i] *= f;
+    m->g0 *= keep;
+    return 0;
+}
+
 /* x checked and merged into u (repeats summed); *heap to free after. */
 static int prepare(const rk_fm *m, const rk_sparse *x, rk_sparse *u,
                    uint32_t *ibuf, float *vbuf, void **heap)

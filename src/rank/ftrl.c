@@ -424,6 +424,38 @@ int rk_ftrl_update(rk_ftrl *m, const rk_sparse *x, float y, float weight,
     return update_one(m, x, y, weight, p_before);
 }
 
+/* Scales n by keep and z so that the weight (Algorithm 1's closed form)
+ * is unchanged: |z| - l1 is proportional to the denominator
+ * (beta + sqrt(n)) / alpha + l2. A coordinate with |z| <= l1 has weight 0
+ * and keeps its z, so it stays 0. */
+int rk_ftrl_forget(rk_ftrl *m, double keep)
+{
+    if (!(keep > 0 && keep <= 1)) return RK_EINVAL;
+    if (keep == 1) return 0;
+    const rk__ftrl_hp *hp = &m->hp;
+    const float root = (float)sqrt(keep);
+    for (uint32_t i = 0; i < m->dim; i++) {
+        rk__ftrl_rec *r = &m->st[i];
+        if (r->s == 0.0f) continue;
+        float s1 = r->s * root, a = fabsf(r->z);
+        if (a > hp->l1) {
+            float den0 = (hp->beta + r->s) * hp->inv_alpha + hp->l2;
+            float den1 = (hp->beta + s1) * hp->inv_alpha + hp->l2;
+            r->z = copysignf(hp->l1 + (a - hp->l1) * (den1 / den0), r->z);
+        }
+        r->s = s1;
+        r->w = rk__ftrl_weight(r->z, s1, hp);
+    }
+    if (m->p.bias && m->bs > 0) {
+        double s1 = m->bs * sqrt(keep);
+        m->bz *= (m->p.beta + s1) / (m->p.beta + m->bs);
+        m->bs = s1;
+        double den = (m->p.beta + s1) / m->p.alpha;
+        m->bw = den > 0 ? -m->bz / den : 0.0;
+    }
+    return 0;
+}
+
 /* Explains why update_one refused example i (only on the error path). */
 static int explain(const rk_ftrl *m, const rk_sparse_set *d, size_t i, int rc,
                    rk_err *err)

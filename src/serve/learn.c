@@ -114,6 +114,7 @@ typedef struct learner {
     sv_model *base;             /* the loaded version it started from (ref) */
     uint64_t updates, pending;
     int64_t last_snapshot_ms;
+    int64_t last_decay_ms;      /* when the gradient sums last decayed */
     uint32_t refused_version;   /* a version that cannot learn (logged once) */
 } learner;
 
@@ -148,7 +149,7 @@ static void learner_follow(rk_server *s, learner *l)
         } else {
             atomic_fetch_add(&base->ref, 1);
             l->base = base;
-            l->last_snapshot_ms = sv_now_ms(s);
+            l->last_snapshot_ms = l->last_decay_ms = sv_now_ms(s);
             char det[128];
             snprintf(det, sizeof det, "learning online from version %u, snapshot "
                      "every %g s", base->version, s->loop.online_refresh_s);
@@ -179,6 +180,16 @@ static void learner_step(rk_server *s, learner *l, int64_t now)
         atomic_fetch_add(&s->learn_weight_milli, (uint64_t)llround(e->w * 1000.0));
     }
     sv_example_free(ex);
+    /* The gradient sums decay by the elapsed share of the half-life (in
+     * 64 steps per half-life), so the learner adapts at the rate of one
+     * that has seen about 1.44 half-lives of labels (at least a millionth
+     * kept when the clock jumps). */
+    const int64_t hl = s->loop.online_half_life_ms;
+    if (l->r && hl > 0 && now - l->last_decay_ms >= hl / 64) {
+        double keep = exp2(-(double)(now - l->last_decay_ms) / (double)hl);
+        (void)rk_ranker_forget(l->r, keep > 1e-6 ? keep : 1e-6, NULL);
+        l->last_decay_ms = now;
+    }
     if (!l->r || !l->pending ||
         now - l->last_snapshot_ms < (int64_t)(s->loop.online_refresh_s * 1000))
         return;

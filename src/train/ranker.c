@@ -633,6 +633,18 @@ int rk_ranker_update(rk_ranker *r, const rk_fvec *x, float y, float w,
     return rc;
 }
 
+int rk_ranker_forget(rk_ranker *r, double keep, rk_err *err)
+{
+    if (r->kind == RK_RANKER_GBDT)
+        return rk_err_set(err, RK_EINVAL, "ranker: a gbdt ranker does not "
+                          "learn online (use ftrl or fm)");
+    if (!(keep > 0 && keep <= 1))
+        return rk_err_set(err, RK_EINVAL, "ranker: forget: keep must be in "
+                          "(0, 1], got %g", keep);
+    return r->kind == RK_RANKER_FTRL ? rk_ftrl_forget(r->ftrl, keep)
+                                     : rk_fm_forget(r->fm, keep);
+}
+
 int rk_ranker_clone(rk_ranker **out, const rk_ranker *r, rk_err *err)
 {
     rk_buf b;
