@@ -49,6 +49,7 @@ loop:
   kind: ftrl
   online: true
   online_refresh_s: 60
+  online_half_life: 6h
   every_labels: 1000000000
   on_drift: false
   drift_check_s: 60
@@ -208,7 +209,9 @@ fi
 # ---- (e) online learning -------------------------------------------------
 # GBDT versions served so far (the loop records that they cannot learn
 # online, once per version); an FTRL version learns from every labelled
-# example and its snapshots replace the served model. The rollback guard
+# example and its snapshots replace the served model (its gradient sums
+# decaying with online_half_life, so the forgetting path runs under the
+# sanitizers too). The rollback guard
 # stays on: the FTRL version is judged against version 3 like any other and
 # may be rolled back once its online log loss is known (an FTRL model on a
 # few thousand rows is at times worse than the GBDT by more than the
