@@ -240,6 +240,7 @@ if [ -n "$v" ] && wait_serving "$v" && hours $h 2; then
     wsum=$(metric rankd_online_learner_weight_total)
     snaps=$(metric rankd_online_learner_snapshots_total)
     errs=$(metric rankd_online_learner_errors_total)
+    decays=$(metric rankd_online_learner_decays_total)
     # A rollback ends the learning whenever the guard judges (after 1,500
     # labels of the new version, sometimes before 1,000 updates).
     least=1000
@@ -257,15 +258,15 @@ if [ -n "$v" ] && wait_serving "$v" && hours $h 2; then
     # second), as the batch training rows do: their sum exceeds their count.
     if [ "$served_ok" = 1 ] && [ "${upd:-0}" -gt "$least" ] && [ "${snaps:-0}" -ge 1 ] &&
        awk -v w="${wsum:-0}" -v n="$upd" 'BEGIN { exit !(w > n) }' &&
-       [ "${errs:-1}" -eq 0 ] &&
+       [ "${errs:-1}" -eq 0 ] && [ "${decays:-0}" -ge 1 ] &&
        jq -e --argjson v "$v" '[.events[] | select(.kind == "online_learning" and
               .version == $v)] | length == 1' "$T/events.json" >/dev/null 2>&1 &&
        jq -e '[.events[] | select(.kind == "failed" and
               (.detail | test("does not learn online")))] | length >= 1' \
               "$T/events.json" >/dev/null 2>&1; then
-        ok "e_online_learning ($upd updates of weight $wsum, $snaps snapshots, served updates ${n:-0}, CTR $(mean_ctr $h $((h + 1))); $fate)"
+        ok "e_online_learning ($upd updates of weight $wsum, $snaps snapshots, $decays decays, served updates ${n:-0}, CTR $(mean_ctr $h $((h + 1))); $fate)"
     else
-        bad e_online_learning "updates $upd weight ${wsum:-?} (served ${n:-?}) snapshots ${snaps:-?} errors ${errs:-?}" \
+        bad e_online_learning "updates $upd weight ${wsum:-?} (served ${n:-?}) snapshots ${snaps:-?} decays ${decays:-?} errors ${errs:-?}" \
             "$(jq -c --argjson v "$v" '[.events[] | select(.version >= $v - 1)]' "$T/events.json")" \
             "$(jq -c '[.serving[] | select(.name == "feed")]' "$T/models.json")"
     fi

@@ -187,7 +187,8 @@ static void learner_step(rk_server *s, learner *l, int64_t now)
     const int64_t hl = s->loop.online_half_life_ms;
     if (l->r && hl > 0 && now - l->last_decay_ms >= hl / 64) {
         double keep = exp2(-(double)(now - l->last_decay_ms) / (double)hl);
-        (void)rk_ranker_forget(l->r, keep > 1e-6 ? keep : 1e-6, NULL);
+        if (!rk_ranker_forget(l->r, keep > 1e-6 ? keep : 1e-6, NULL))
+            atomic_fetch_add(&s->learn_decays, 1);
         l->last_decay_ms = now;
     }
     if (!l->r || !l->pending ||
@@ -403,10 +404,15 @@ void sv_learn_metrics(rk_server *s, rk_buf *b)
                             "# TYPE rankd_online_learner_errors_total counter\n"
                             "rankd_online_learner_errors_total %llu\n"
                             "# TYPE rankd_online_learner_snapshots_total counter\n"
-                            "rankd_online_learner_snapshots_total %llu\n",
+                            "rankd_online_learner_snapshots_total %llu\n"
+                            "# HELP rankd_online_learner_decays_total Decays of the "
+                            "learner's gradient sums (loop.online_half_life).\n"
+                            "# TYPE rankd_online_learner_decays_total counter\n"
+                            "rankd_online_learner_decays_total %llu\n",
                             (unsigned long long)atomic_load(&s->learn_updates),
                             (double)atomic_load(&s->learn_weight_milli) / 1000.0,
                             (unsigned long long)atomic_load(&s->learn_errors),
-                            (unsigned long long)atomic_load(&s->learn_snapshots));
+                            (unsigned long long)atomic_load(&s->learn_snapshots),
+                            (unsigned long long)atomic_load(&s->learn_decays));
     sv_online_metrics(s, b);
 }

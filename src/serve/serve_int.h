@@ -270,7 +270,7 @@ struct rk_server {
                                    this last span (server clock); 0 = all */
     pthread_mutex_t mon_mu;     /* builds served references */
     /* online learner (learn.c) */
-    atomic_uint_fast64_t learn_updates, learn_errors, learn_snapshots;
+    atomic_uint_fast64_t learn_updates, learn_errors, learn_snapshots, learn_decays;
     atomic_uint_fast64_t learn_weight_milli; /* sum of applied example weights x 1000 */
 
     /* feature log: requests append to flog_batch; the flog thread writes */
