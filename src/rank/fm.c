@@ -210,8 +210,13 @@ int rk_fm_forget(rk_fm *m, double keep)
 {
     if (!(keep > 0 && keep <= 1)) return RK_EINVAL;
     if (!m->G || keep == 1) return 0;
+    /* Only rows a step has touched have sums. */
     const float f = (float)keep;
-    for (size_t i = 0; i < (size_t)m->dim * m->stride; i++) m->G[i] *= f;
+    for (uint32_t i = 0; i < m->dim; i++) {
+        if (!(m->touched[i >> 6] >> (i & 63) & 1)) continue;
+        float *acc = m->G + (size_t)i * m->stride;
+        for (uint32_t k = 0; k < m->stride; k++) acc[k] *= f;
+    }
     m->g0 *= keep;
     return 0;
 }

@@ -342,6 +342,13 @@ int rk_ftrl_predict(const rk_ftrl *m, const rk_sparse *x, float *p)
     return 0;
 }
 
+/* The intercept's weight from its (z, sqrt(n)): no L1 or L2. */
+static void bias_weight(rk_ftrl *m)
+{
+    double den = (m->p.beta + m->bs) / m->p.alpha;
+    m->bw = den > 0 ? -m->bz / den : 0.0;
+}
+
 /* The intercept's step: Algorithm 1 without L1 and L2, in double. */
 static void bias_step(rk_ftrl *m, double g)
 {
@@ -349,8 +356,7 @@ static void bias_step(rk_ftrl *m, double g)
     double sigma = gg / ((s1 + s) + DBL_MIN) / m->p.alpha;
     m->bz += g - sigma * m->bw;
     m->bs = s1;
-    double den = (m->p.beta + s1) / m->p.alpha;
-    m->bw = den > 0 ? -m->bz / den : 0.0;
+    bias_weight(m);
 }
 
 /* Applies the step to x's coordinates, merging repeats first when the
@@ -450,8 +456,7 @@ int rk_ftrl_forget(rk_ftrl *m, double keep)
         double s1 = m->bs * sqrt(keep);
         m->bz *= (m->p.beta + s1) / (m->p.beta + m->bs);
         m->bs = s1;
-        double den = (m->p.beta + s1) / m->p.alpha;
-        m->bw = den > 0 ? -m->bz / den : 0.0;
+        bias_weight(m);
     }
     return 0;
 }

@@ -599,12 +599,16 @@ int rk_ranker_predict_set(const rk_ranker *r, const rk_trainset *t,
 
 /* ---- online learning ------------------------------------------------------------- */
 
+static int not_online(rk_err *err)
+{
+    return rk_err_set(err, RK_EINVAL, "ranker: a gbdt ranker does not learn "
+                      "online (use ftrl or fm)");
+}
+
 int rk_ranker_update(rk_ranker *r, const rk_fvec *x, float y, float w,
                      float *p_before, rk_err *err)
 {
-    if (r->kind == RK_RANKER_GBDT)
-        return rk_err_set(err, RK_EINVAL, "ranker: a gbdt ranker does not "
-                          "learn online (use ftrl or fm)");
+    if (r->kind == RK_RANKER_GBDT) return not_online(err);
     int rc = linear_check(r, x, 0, err);
     if (rc) return rc;
     if (!(w >= 0) || !isfinite(w))
@@ -635,9 +639,7 @@ int rk_ranker_update(rk_ranker *r, const rk_fvec *x, float y, float w,
 
 int rk_ranker_forget(rk_ranker *r, double keep, rk_err *err)
 {
-    if (r->kind == RK_RANKER_GBDT)
-        return rk_err_set(err, RK_EINVAL, "ranker: a gbdt ranker does not "
-                          "learn online (use ftrl or fm)");
+    if (r->kind == RK_RANKER_GBDT) return not_online(err);
     if (!(keep > 0 && keep <= 1))
         return rk_err_set(err, RK_EINVAL, "ranker: forget: keep must be in "
                           "(0, 1], got %g", keep);
