@@ -476,13 +476,24 @@ static void views_copy(const sv_online *o, ol_view *cp, rk_concept_acc *tmp)
 static const char *const metric_names[] = {"logloss", "auc", "calibration", "ctr",
                                            "mean_prediction"};
 
+/* The value of metric_names[k]. */
+static double metric_at(const rk_concept_metrics *c, int k)
+{
+    switch (k) {
+    case 0: return c->logloss;
+    case 1: return c->auc;
+    case 2: return c->calibration;
+    case 3: return c->ctr;
+    default: return c->mean_p;
+    }
+}
+
 /* ,"logloss":..,"auc":..,"calibration":..,"ctr":..,"mean_prediction":.. */
 static void metrics_json(rk_buf *b, const rk_concept_metrics *c)
 {
-    double vals[] = {c->logloss, c->auc, c->calibration, c->ctr, c->mean_p};
     for (int k = 0; k < 5; k++) {
         (void)rk_buf_printf(b, ",\"%s\":", metric_names[k]);
-        sv_json_num(b, vals[k]);
+        sv_json_num(b, metric_at(c, k));
     }
 }
 
@@ -591,19 +602,17 @@ void sv_online_metrics(rk_server *s, rk_buf *b)
                         "rankd_online_late_events_total %llu\n",
                         (unsigned long long)lab, pend, (unsigned long long)drop,
                         (unsigned long long)late);
-    const char *const *names = metric_names; /* the first four */
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 4; k++) { /* mean_prediction is not exported */
         (void)rk_buf_printf(b, "# HELP rankd_online_%s Online %s of the served "
                             "predictions from delayed labels, per model version.\n"
-                            "# TYPE rankd_online_%s gauge\n", names[k], names[k],
-                            names[k]);
+                            "# TYPE rankd_online_%s gauge\n", metric_names[k], metric_names[k],
+                            metric_names[k]);
         for (uint32_t i = 0; i < OL_MAX_STATS; i++) {
             if (!cp[i].used) continue;
-            const rk_concept_metrics *c = &cp[i].all;
-            double v = k == 0 ? c->logloss : k == 1 ? c->auc : k == 2 ? c->calibration : c->ctr;
+            double v = metric_at(&cp[i].all, k);
             if (isnan(v)) continue;
             (void)rk_buf_printf(b, "rankd_online_%s{model=\"%s\",version=\"%u\"} %.6g\n",
-                                names[k], cp[i].name, cp[i].version, v);
+                                metric_names[k], cp[i].name, cp[i].version, v);
         }
     }
     rk_free(cp);
