@@ -239,6 +239,29 @@ void rk_drift_opts_default(rk_drift_opts *o);
  * psi_eps in (0, 1), nbins <= RK_REFHIST_MAX_BINS, share in (0, 1]. */
 int rk_drift_opts_check(const rk_drift_opts *o, rk_err *err);
 
+/* The size of the server's and rankd drift's names arrays below: at most
+ * this many names in monitor.exclude. */
+#define RK_DRIFT_EXCLUDE_MAX 256
+
+/* Reads the detector options of a `monitor:` config section over o (which
+ * must pass rk_drift_opts_check: typically rk_drift_opts_default's):
+ * small_reference, ks_alpha, chi2_alpha, wasserstein, js, psi,
+ * dataset_share, noise_alpha and exclude (a list of feature names). The
+ * server's own keys (window, span, reference, label_requests,
+ * label_bytes) and any other key are ignored: the caller checks the
+ * section's key list if it owns one. mon may be NULL or null (o
+ * unchanged). The options are checked after each key, so a refused value
+ * names its key: RK_ECONFIG "file:line: monitor.js: thresholds must be
+ * finite and > 0"; also RK_ECONFIG for a wrong type, a section that is
+ * not a map, or more than cap names in exclude; RK_EINVAL when o is bad
+ * on entry. On error o may be partly updated.
+ * The exclude names are stored in the caller's names[0..cap) and
+ * o->exclude points to that array; the strings are borrowed from the
+ * config tree. Both must outlive every use of o. Nothing is allocated;
+ * thread-safe on distinct o. */
+int rk_drift_opts_from_conf(rk_drift_opts *o, const rk_conf_node *mon,
+                            const char **names, size_t cap, rk_err *err);
+
 typedef enum rk_drift_method {
     RK_DRIFT_NONE = 0,         /* not evaluated: a side has no value */
     RK_DRIFT_KS,

@@ -9,7 +9,7 @@
  * sides: gen_a(n)[i] = float32((i * 7919 % 10007) / 10007) and
  * gen_b(n, s)[i] = float32((i * 104729 % 10009) / 10009 + s), exact
  * integer arithmetic and one rounding each, so C and NumPy agree to the
- * bit.
+ * bit. Last, the detector's options read from a `monitor:` config section.
  */
 #include <float.h>
 
@@ -950,6 +950,105 @@ TEST(concept_matches_offline_metrics)
     rk_free(y);
 }
 
+/* ---- options from the config --------------------------------------------- */
+
+/* rk_drift_opts_from_conf over the defaults, for a YAML document. */
+static int opts_from_yaml(const char *yaml, rk_drift_opts *o, const char **names,
+                          size_t cap, rk_err *err)
+{
+    rk_conf *c;
+    rk_drift_opts_default(o);
+    int rc = rk_conf_parse_yaml(&c, yaml, strlen(yaml), "t.yaml", err);
+    if (rc) return rc;
+    rc = rk_drift_opts_from_conf(o, rk_conf_get(rk_conf_root(c), "monitor"), names,
+                                 cap, err);
+    rk_conf_destroy(c);
+    return rc;
+}
+
+/* Field by field (memcmp would compare the padding too). */
+static int same_opts(const rk_drift_opts *a, const rk_drift_opts *b)
+{
+    return a->small_reference == b->small_reference && a->ks_alpha == b->ks_alpha &&
+           a->chi2_alpha == b->chi2_alpha && a->wasserstein == b->wasserstein &&
+           a->js == b->js && a->psi == b->psi && a->psi_eps == b->psi_eps &&
+           a->nbins == b->nbins && a->dataset_share == b->dataset_share &&
+           a->noise_alpha == b->noise_alpha && a->exclude == b->exclude &&
+           a->nexclude == b->nexclude;
+}
+
+static const struct {
+    const char *yaml;
+    const char *msg;   /* the error names the key at its line */
+} bad_monitor[] = {
+    {"monitor:\n  small_reference: -1\n", "t.yaml:2: monitor.small_reference: "},
+    {"monitor:\n  ks_alpha: 1.5\n", "t.yaml:2: monitor.ks_alpha: ks_alpha and "
+                                     "chi2_alpha must be in (0, 1)"},
+    {"monitor:\n  chi2_alpha: 0\n", "t.yaml:2: monitor.chi2_alpha: "},
+    {"monitor:\n  wasserstein: -1\n", "t.yaml:2: monitor.wasserstein: thresholds "
+                                       "must be finite and > 0"},
+    {"monitor:\n  js: 0.2\n  psi: 0\n", "t.yaml:3: monitor.psi: thresholds"},
+    {"monitor:\n  js: high\n", "t.yaml:2: monitor.js: expected"},
+    {"monitor:\n  dataset_share: 2\n", "t.yaml:2: monitor.dataset_share: "
+                                        "dataset_share must be in (0, 1]"},
+    {"monitor:\n  noise_alpha: 1\n", "t.yaml:2: monitor.noise_alpha: noise_alpha"},
+    {"monitor:\n  exclude: hour\n", "t.yaml:2: monitor.exclude: expected a list"},
+    {"monitor:\n  exclude: [hour, 3]\n", "monitor.exclude[1]: expected string"},
+    {"monitor:\n  exclude: [a, b, c]\n", "monitor.exclude: at most 2 feature names"},
+    {"monitor: 5\n", "t.yaml:1: monitor: expected a map"},
+};
+
+TEST(opts_from_conf)
+{
+    rk_err err = {0};
+    rk_drift_opts o, d;
+    const char *names[2];
+    rk_drift_opts_default(&d);
+    /* Absent, empty or null: the defaults. */
+    const char *const none[] = {"serve:\n  port: 1\n", "monitor:\n", "monitor: {}\n"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        CHECK_OK(opts_from_yaml(none[i], &o, names, 2, &err));
+        CHECK(same_opts(&o, &d));
+    }
+    o = d;
+    CHECK_OK(rk_drift_opts_from_conf(&o, NULL, NULL, 0, &err));
+    CHECK(same_opts(&o, &d));
+    /* Every detector key, and the server's own keys ignored. */
+    rk_conf *c;
+    const char *all = "monitor:\n  small_reference: 50\n  ks_alpha: 0.01\n"
+                      "  chi2_alpha: 0.02\n  wasserstein: 0.3\n  js: 0.4\n"
+                      "  psi: 0.5\n  dataset_share: 0.6\n  noise_alpha: 0.07\n"
+                      "  exclude: [hour, item_age]\n  window: 10\n  span: 1h\n"
+                      "  reference: served\n  label_requests: 5\n"
+                      "  label_bytes: 100000\n";
+    CHECK_OK(rk_conf_parse_yaml(&c, all, strlen(all), "t.yaml", &err));
+    rk_drift_opts_default(&o);
+    int rc = rk_drift_opts_from_conf(&o, rk_conf_get(rk_conf_root(c), "monitor"), names,
+                                     2, &err);
+    /* The names are the tree's: checked while it lives. */
+    int names_ok = !rc && o.exclude == names && o.nexclude == 2 &&
+                   !strcmp(o.exclude[0], "hour") && !strcmp(o.exclude[1], "item_age");
+    rk_conf_destroy(c);
+    CHECK_OK(rc);
+    CHECK(names_ok);
+    CHECK(o.small_reference == 50 && o.ks_alpha == 0.01 && o.chi2_alpha == 0.02 &&
+          o.wasserstein == 0.3 && o.js == 0.4 && o.psi == 0.5 &&
+          o.dataset_share == 0.6 && o.noise_alpha == 0.07);
+    CHECK(o.nbins == d.nbins && o.psi_eps == d.psi_eps);
+    /* Bad values refused, naming the key and its line. */
+    for (size_t i = 0; i < sizeof bad_monitor / sizeof bad_monitor[0]; i++) {
+        rk_err_clear(&err);
+        rc = opts_from_yaml(bad_monitor[i].yaml, &o, names, 2, &err);
+        if (rc != RK_ECONFIG) fprintf(stderr, "  case %zu: %s\n", i, err.msg);
+        CHECK(rc == RK_ECONFIG);
+        CHECK_CONTAINS(err.msg, bad_monitor[i].msg);
+    }
+    /* Options already bad on entry: the detector's own refusal. */
+    rk_drift_opts_default(&o);
+    o.js = -1;
+    CHECK(rk_drift_opts_from_conf(&o, NULL, NULL, 0, &err) == RK_EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     RK_TEST_MAIN(argc, argv, concept_matches_offline_metrics, ks_wasserstein_vs_scipy, kstwo_smirnov_vs_scipy,
@@ -957,5 +1056,6 @@ int main(int argc, char **argv)
                  nan_is_missing, sort_matches_qsort, ks_stat_matches_naive,
                  refhist_bins, refhist_categorical, detector_defaults,
                  detector_out_of_memory, window_bounded, window_timed_span,
-                 window_feeds_detector, design_effect, noise_gate, window_grouped);
+                 window_feeds_detector, design_effect, noise_gate, window_grouped,
+                 opts_from_conf);
 }

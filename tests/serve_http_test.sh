@@ -302,6 +302,41 @@ else
     bad drift_report_from_feature_log "exit $rc" "$(cat "$T/drift.out")"
 fi
 
+# rankd drift reads the server's detector options from monitor: (the
+# server's own keys, such as window, are ignored): a JS threshold of 2 (a
+# base-2 JS distance is at most 1) with every reference judged by distance
+# and a PSI alarm of 1e9 leave no feature drifting where the defaults flag
+# some, exclude leaves hour out of the verdict, and a bad value stops it
+# with the key and its line named.
+cp "$D/rankd.yaml" "$T/calm.yaml"
+printf 'monitor:\n  window: 500\n  small_reference: 0\n  js: 2\n  psi: 1000000000\n  exclude: [hour]\n' \
+    >>"$T/calm.yaml"
+cp "$D/rankd.yaml" "$T/badmon.yaml"
+printf 'monitor:\n  js: 0\n' >>"$T/badmon.yaml"
+badline=$(wc -l <"$T/badmon.yaml")
+"$RANKD" drift --data "$D" --config "$D/rankd.yaml" --model feed --json \
+    >"$T/drift-default.json" 2>&1
+"$RANKD" drift --data "$D" --config "$T/calm.yaml" --model feed --json \
+    >"$T/drift-calm.json" 2>&1
+rc=$?
+"$RANKD" drift --data "$D" --config "$T/badmon.yaml" --model feed >"$T/badmon.out" 2>&1
+brc=$?
+if jq -e '.report.dataset.drifted > 0' "$T/drift-default.json" >/dev/null 2>&1 &&
+   [ $rc -eq 0 ] && jq -e '.report | .dataset.drift == false and .dataset.drifted == 0 and
+        ([.features[] | select(.name == "hour") | .method == "none"] == [true]) and
+        ([.features[] | select(.method == "jensenshannon")] | length > 1) and
+        ([.features[] | select(.method != "none") | .method == "jensenshannon" and
+          .threshold == 2 and .drift == false and .psi_alarm == false] | all)' \
+        "$T/drift-calm.json" >/dev/null 2>&1 &&
+   [ $brc -eq 1 ] &&
+   grep -q "^rankd: drift: .*badmon.yaml:$badline: monitor.js: thresholds must be" \
+       "$T/badmon.out"; then
+    ok drift_reads_monitor_options
+else
+    bad drift_reads_monitor_options "exit $rc, $brc" "$(cat "$T/drift-default.json")" \
+        "$(cat "$T/drift-calm.json" "$T/badmon.out")"
+fi
+
 # Concept drift in rankd drift: the served items of one server run, joined
 # with the events that carried their request ids by the training path's
 # label rules (exposure required: the fifth item of each ranking is never

@@ -1753,8 +1753,8 @@ TEST(monitor_drift_report)
                      "serve:\n  ranker: feed\nmonitor:\n  noise_alpha: 0.05\n"));
     fx_close(&f);
     CHECK(fx_open(&f, "serve-monitor-gate",
-                  "serve:\n  ranker: feed\nmonitor:\n  noise_alpha: 1.5\n") == RK_EINVAL);
-    CHECK_CONTAINS(f.err.msg, "noise_alpha");
+                  "serve:\n  ranker: feed\nmonitor:\n  noise_alpha: 1.5\n") == RK_ECONFIG);
+    CHECK_CONTAINS(f.err.msg, "monitor.noise_alpha: noise_alpha must be");
     fx_close(&f);
 }
 

@@ -9,7 +9,9 @@
  * (rk_labels_visit, the `labels:` section), their served scores scored
  * as the server's online metrics score them (binary label, unweighted,
  * unexposed items left out when exposure is required) and compared with
- * the version's offline validation values from meta.json.
+ * the version's offline validation values from meta.json. The detector
+ * options are the config's monitor: section, read by the same function as
+ * the server's (rk_drift_opts_from_conf), so both give one verdict.
  * The live counterpart is the server's GET /v1/monitor/drift.
  */
 #include <math.h>
@@ -33,7 +35,10 @@ static const char drift_usage[] =
     "served scores against the version's offline validation values.\n"
     "--as-of TIME: judge the label windows at TIME instead of now (default:\n"
     "now, or the newest event's time when it is later, as for a store served\n"
-    "with serve.clock: event).\n";
+    "with serve.clock: event).\n"
+    "The detector options come from the config's monitor: section, as for\n"
+    "rankd serve: small_reference, ks_alpha, chi2_alpha, wasserstein, js, psi,\n"
+    "dataset_share, noise_alpha, exclude.\n";
 
 typedef struct collect {
     const char *model;
@@ -304,7 +309,14 @@ int cli_drift(int argc, char **argv)
     rk_buf extra;
     rk_buf_init(&extra, 0);
     int32_t *cols = NULL;
+    /* The server's detector options (monitor:), so both give one verdict. */
+    rk_drift_opts dopts;
+    const char *excl[RK_DRIFT_EXCLUDE_MAX];
+    rk_drift_opts_default(&dopts);
     rc = 1;
+    if (rk_drift_opts_from_conf(&dopts, rk_conf_get(cli_conf_root(&env), "monitor"),
+                                excl, RK_DRIFT_EXCLUDE_MAX, &err))
+        goto fail;
     if (cli_open_store(&env, 1, &s)) goto done;
     char dir[4200], path[4500];
     snprintf(dir, sizeof dir, "%s/models", env.store.path);
@@ -383,7 +395,8 @@ int cli_drift(int argc, char **argv)
         /* Row r of every column is ring slot r, as are its group keys. */
         rk_drift_groups gr = {col.grp, 2, col.max_rows};
         if (orc) rk_err_set(&err, orc, "out of memory");
-        else orc = rk_drift_report_build_grouped(&vi.meta, cur, ncur, &gr, NULL, &rep, &err);
+        else orc = rk_drift_report_build_grouped(&vi.meta, cur, ncur, &gr, &dopts, &rep,
+                                                 &err);
         rk_free(cm);
         rk_free((void *)cur);
         rk_free(ncur);

@@ -264,7 +264,9 @@ struct rk_server {
 
     sv_online *onl;             /* delayed labels, online metrics (online.c) */
     size_t label_requests, label_bytes;
-    const char **mon_exclude;   /* monitor.exclude (names borrowed) */
+    /* monitor.exclude: drift_opts.exclude points here; the names are
+     * borrowed from the config tree. */
+    const char *mon_exclude[RK_DRIFT_EXCLUDE_MAX];
     int mon_ref_served;         /* monitor.reference: served */
     int64_t mon_span_ms;        /* monitor.span: compare only the rows of
                                    this last span (server clock); 0 = all */

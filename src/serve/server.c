@@ -325,29 +325,6 @@ int sv_worker_fvecs(sv_worker *w, size_t n)
 
 /* ---- background work ---------------------------------------------------- */
 
-/* monitor.exclude: feature names the drift verdict leaves out. */
-static int monitor_exclude(rk_server *s, const rk_conf_node *n, rk_err *err)
-{
-    if (!n) return 0;
-    if (rk_conf_node_type(n) != RK_CONF_LIST)
-        return rk_conf_error(err, n, "expected a list of feature names");
-    size_t k = rk_conf_len(n);
-    const char **names = rk_calloc(k ? k : 1, sizeof *names);
-    if (!names) return rk_err_set(err, RK_ENOMEM, "monitor: out of memory");
-    for (size_t i = 0; i < k; i++) {
-        int rc = rk_conf_as_str(rk_conf_at(n, i, NULL), NULL, &names[i], err);
-        if (!rc && !names[i]) rc = rk_conf_error(err, n, "empty feature name");
-        if (rc) {
-            rk_free(names);
-            return rc;
-        }
-    }
-    s->mon_exclude = names;
-    s->drift_opts.exclude = names;
-    s->drift_opts.nexclude = k;
-    return 0;
-}
-
 static void *bg_main(void *arg)
 {
     rk_server *s = arg;
@@ -565,26 +542,11 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
                                          "reference", "span", "noise_alpha", NULL};
         static const char *const refs[] = {"training", "served", NULL};
         int64_t wv, lr = (int64_t)s->label_requests, lb = (int64_t)s->label_bytes;
-        rk_drift_opts *d = &s->drift_opts;
-        int64_t sr;
         if (!(rc = rk_conf_check_keys(mon, mk, err)) &&
             !(rc = rk_conf_as_int_range(rk_conf_get(mon, "window"), s->o.monitor_window,
                                         0, RK_DRIFT_WINDOW_MAX_CAPACITY, &wv, err)) &&
-            !(rc = rk_conf_as_int_range(rk_conf_get(mon, "small_reference"),
-                                        (int64_t)d->small_reference, 0, INT64_MAX,
-                                        &sr, err)) &&
-            !(rc = rk_conf_as_float(rk_conf_get(mon, "ks_alpha"), d->ks_alpha,
-                                    &d->ks_alpha, err)) &&
-            !(rc = rk_conf_as_float(rk_conf_get(mon, "chi2_alpha"), d->chi2_alpha,
-                                    &d->chi2_alpha, err)) &&
-            !(rc = rk_conf_as_float(rk_conf_get(mon, "wasserstein"), d->wasserstein,
-                                    &d->wasserstein, err)) &&
-            !(rc = rk_conf_as_float(rk_conf_get(mon, "js"), d->js, &d->js, err)) &&
-            !(rc = rk_conf_as_float(rk_conf_get(mon, "psi"), d->psi, &d->psi, err)) &&
-            !(rc = rk_conf_as_float(rk_conf_get(mon, "dataset_share"),
-                                    d->dataset_share, &d->dataset_share, err)) &&
-            !(rc = rk_conf_as_float(rk_conf_get(mon, "noise_alpha"),
-                                    d->noise_alpha, &d->noise_alpha, err)) &&
+            !(rc = rk_drift_opts_from_conf(&s->drift_opts, mon, s->mon_exclude,
+                                           RK_DRIFT_EXCLUDE_MAX, err)) &&
             !(rc = rk_conf_as_int_range(rk_conf_get(mon, "label_requests"), lr, 1,
                                         100000000, &lr, err)) &&
             !(rc = rk_conf_as_int_range(rk_conf_get(mon, "label_bytes"), lb, 1 << 16,
@@ -592,14 +554,10 @@ int rk_server_create(rk_server **out, rk_store *store, const rk_conf_node *root,
             !(rc = rk_conf_as_enum(rk_conf_get(mon, "reference"), 0, refs,
                                    &s->mon_ref_served, err)) &&
             !(rc = rk_conf_as_duration_ms(rk_conf_get(mon, "span"), 0,
-                                          &s->mon_span_ms, err)) &&
-            !(rc = monitor_exclude(s, rk_conf_get(mon, "exclude"), err))) {
+                                          &s->mon_span_ms, err))) {
             s->label_requests = (size_t)lr;
             s->label_bytes = (size_t)lb;
             s->o.monitor_window = (uint32_t)wv;
-            d->small_reference = (uint64_t)sr;
-            rc = rk_drift_opts_check(d, err);
-            if (rc) rk_err_prefix(err, "monitor: ");
         }
     }
     if (!rc && sv_idcache_create(&s->ids, o->item_ids))
@@ -854,7 +812,6 @@ void rk_server_destroy(rk_server *s)
     }
     rk_registry_close(s->reg);
     sv_online_destroy(s);
-    rk_free((void *)s->mon_exclude);
     pthread_mutex_destroy(&s->mon_mu);
     sv_history_destroy(s->hist);
     sv_ccache_destroy(s->ccache);
