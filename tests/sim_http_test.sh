@@ -55,6 +55,25 @@ else
     bad setup_and_two_hours "$(cat "$T/sim1.out")" "$(cat "$T/a.csv" 2>/dev/null)"
 fi
 
+# After the history every user is written again with the profile it
+# gives (fav_category: the category of most clicks); the config's
+# fav_x_cat crosses it with the item's category.
+favs=""
+u=0
+while [ $u -lt 20 ]; do
+    favs="$favs$(curl -s "$URL/v1/users/u$u" | jq -r '.attributes.fav_category // empty')
+"
+    u=$((u + 1))
+done
+nfav=$(printf '%s' "$favs" | grep -c .)
+ndistinct=$(printf '%s' "$favs" | grep . | sort -u | wc -l)
+if [ "$nfav" -ge 15 ] && [ "$ndistinct" -ge 2 ] &&
+   grep -q 'fav_x_cat: {kind: cross, of: \[user_fav_cat, category\]}' "$T/sim.yaml"; then
+    ok users_carry_their_history_profile
+else
+    bad users_carry_their_history_profile "$nfav of 20 with fav_category, $ndistinct distinct"
+fi
+
 if grep -Eq '^ +1  [0-9T:-]+ +40 +80 ' "$T/sim1.out"; then
     ok table_on_stdout
 else

@@ -49,7 +49,7 @@ typedef struct worker {
     uint32_t nshown;
     double *top;              /* scratch of the best session (shown_max) */
     /* setup */
-    int task;                 /* 0 items, 1 users */
+    int task;                 /* 0 items, 1 users, 2 users' profiles */
 } worker;
 
 struct rk_sim {
@@ -64,6 +64,10 @@ struct rk_sim {
     uint32_t hour0;
     int wave_done;            /* the new-item wave was written */
     int event_clock;          /* the server runs serve.clock: event */
+    /* Each user's favourite category as the setup history shows it (the
+     * category of most clicks; UINT8_MAX without any): the profile a
+     * batch job would compute, written once after the history. */
+    uint8_t *fav;
 };
 
 static uint64_t mono_ns(void)
@@ -131,6 +135,7 @@ void rk_sim_destroy(rk_sim *s)
         rk_free(s->wk[t].top);
     }
     rk_free(s->wk);
+    rk_free(s->fav);
     rk__sim_world_free(&s->w);
     rk_free(s);
 }
@@ -221,10 +226,15 @@ static int put_item(worker *w, uint32_t i)
 static int put_user(worker *w, uint32_t u)
 {
     const sim_world *wd = &w->s->w;
+    const uint8_t *fav = w->task == 2 ? w->s->fav : NULL;
     char url[1024], path[64];
     rk_buf_reset(&w->req);
-    rk_buf_printf(&w->req, "{\"country\":\"%s\",\"age\":%u}",
+    rk_buf_printf(&w->req, "{\"country\":\"%s\",\"age\":%u",
                   rk__sim_countries[wd->country[u]], wd->age[u]);
+    if (fav && fav[u] != UINT8_MAX)
+        rk_buf_printf(&w->req, ",\"fav_category\":\"%s\"",
+                      rk__sim_categories[fav[u]]);
+    rk_buf_putc(&w->req, '}');
     snprintf(path, sizeof path, "/v1/users/u%u", u);
     url_of(w->s, url, sizeof url, path);
     return rk__sim_http(&w->http, "PUT", url, w->req.data, w->req.len, &w->err);
@@ -301,6 +311,14 @@ static int setup_history(rk_sim *s, FILE *progress)
     uint32_t inbatch = 0;
     uint64_t events = 0;
     char item[32];
+    const uint32_t ncat = wd->o.categories;
+    uint32_t *clicks = rk_calloc((size_t)wd->o.users * ncat, sizeof *clicks);
+    rk_free(s->fav);
+    s->fav = rk_malloc(wd->o.users ? wd->o.users : 1);
+    if (!clicks || !s->fav) {
+        rk_free(clicks);
+        return rk_err_set(&s->err, RK_ENOMEM, "setup: out of memory");
+    }
     rk_buf_reset(&w->ev);
     rk_buf_putc(&w->ev, '[');
     for (uint32_t k = 0; k < wd->o.history_sessions; k++) {
@@ -323,6 +341,7 @@ static int setup_history(rk_sim *s, FILE *progress)
                       NAN, NULL, (int)pos, dev, bw);
             outcome oc = react(w, &r, u, i, pos, 0, bw);
             if (oc.clicked) {
+                clicks[(size_t)u * ncat + wd->items[i].category]++;
                 put_event(&w->ev, 0, "click", u, item, (size_t)n, t + 500, NAN,
                           NULL, (int)pos, dev, bw);
                 put_event(&w->ev, 0, "watch", u, item, (size_t)n,
@@ -339,6 +358,7 @@ static int setup_history(rk_sim *s, FILE *progress)
         if (inbatch >= SIM_EVENT_BATCH || k + 1 == wd->o.history_sessions) {
             if (post_events(w)) {
                 s->err = w->err;
+                rk_free(clicks);
                 return w->err.code;
             }
             events += inbatch;
@@ -347,6 +367,18 @@ static int setup_history(rk_sim *s, FILE *progress)
             rk_buf_putc(&w->ev, '[');
         }
     }
+    /* The profile: the category of most clicks, the lowest on a tie. */
+    for (uint32_t u = 0; u < wd->o.users; u++) {
+        const uint32_t *c = clicks + (size_t)u * ncat;
+        uint32_t best = 0;
+        s->fav[u] = UINT8_MAX;
+        for (uint32_t k = 0; k < ncat; k++)
+            if (c[k] > best) {
+                best = c[k];
+                s->fav[u] = (uint8_t)k;
+            }
+    }
+    rk_free(clicks);
     if (progress)
         fprintf(progress, "setup: %llu history events over %u hours\n",
                 (unsigned long long)events, wd->o.history_hours);
@@ -400,6 +432,12 @@ int rk_sim_setup(rk_sim *s, FILE *progress)
                     task == 0 ? "items" : "users");
     }
     if ((rc = setup_history(s, progress))) return rc;
+    /* The users again, with the profile the history gives them. */
+    for (uint32_t t = 0; t < s->nwk; t++) {
+        s->wk[t].task = 2;
+        rk_err_clear(&s->wk[t].err);
+    }
+    if ((rc = run_workers(s, setup_entities))) return rc;
     return wait_for_items(s, progress);
 }
 
