@@ -49,7 +49,7 @@ typedef struct worker {
     uint32_t nshown;
     double *top;              /* scratch of the best session (shown_max) */
     /* setup */
-    int task;                 /* 0 items, 1 users, 2 users' profiles */
+    int task;                 /* 0 items, 1 users */
 } worker;
 
 struct rk_sim {
@@ -66,7 +66,7 @@ struct rk_sim {
     int event_clock;          /* the server runs serve.clock: event */
     /* Each user's favourite category as the setup history shows it (the
      * category of most clicks; UINT8_MAX without any): the profile a
-     * batch job would compute, written once after the history. */
+     * batch job would compute, written with the users after the history. */
     uint8_t *fav;
 };
 
@@ -226,7 +226,7 @@ static int put_item(worker *w, uint32_t i)
 static int put_user(worker *w, uint32_t u)
 {
     const sim_world *wd = &w->s->w;
-    const uint8_t *fav = w->task == 2 ? w->s->fav : NULL;
+    const uint8_t *fav = w->s->fav;
     char url[1024], path[64];
     rk_buf_reset(&w->req);
     rk_buf_printf(&w->req, "{\"country\":\"%s\",\"age\":%u",
@@ -420,24 +420,20 @@ int rk_sim_setup(rk_sim *s, FILE *progress)
 {
     rk_err_clear(&s->err);
     int rc;
+    /* Items, then the history (its events create the users), then the
+     * users with the profile the history gives them. */
     for (int task = 0; task < 2; task++) {
         for (uint32_t t = 0; t < s->nwk; t++) {
             s->wk[t].task = task;
             rk_err_clear(&s->wk[t].err);
         }
+        if (task == 1 && (rc = setup_history(s, progress))) return rc;
         if ((rc = run_workers(s, setup_entities))) return rc;
         if (progress)
             fprintf(progress, "setup: %u %s written\n",
                     task == 0 ? s->w.o.items : s->w.o.users,
                     task == 0 ? "items" : "users");
     }
-    if ((rc = setup_history(s, progress))) return rc;
-    /* The users again, with the profile the history gives them. */
-    for (uint32_t t = 0; t < s->nwk; t++) {
-        s->wk[t].task = 2;
-        rk_err_clear(&s->wk[t].err);
-    }
-    if ((rc = run_workers(s, setup_entities))) return rc;
     return wait_for_items(s, progress);
 }
 
